@@ -1,0 +1,156 @@
+//! Cutting a streamed body into chunks of whole lines.
+
+use zeroize::Zeroize;
+
+/// Target size of a chunk handed to a worker: large enough to amortise the
+/// hand-off, small enough that a few in flight keep memory flat.
+pub const CHUNK_SIZE: usize = 256 * 1024;
+
+/// Longest line answered on its content; a longer one is `malformed_line`
+/// (no valid record comes near it) and is skipped without being buffered.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// A unit of work for [`super::process_chunk`].
+pub enum Chunk {
+    /// Whole lines (each ending in `\n`, but perhaps the last line of the body).
+    Lines(Vec<u8>),
+    /// One line longer than [`MAX_LINE`], already discarded: answered
+    /// `malformed_line`.
+    OversizedLine,
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        if let Chunk::Lines(v) = self {
+            v.zeroize();
+        }
+    }
+}
+
+/// Accumulates body bytes and cuts them at line ends.
+#[derive(Default)]
+pub struct Chunker {
+    pending: Vec<u8>,
+    /// Inside an oversized line: discard up to the next `\n`.
+    skipping: bool,
+}
+
+impl Drop for Chunker {
+    fn drop(&mut self) {
+        self.pending.zeroize();
+    }
+}
+
+impl Chunker {
+    /// A chunker with nothing pending.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds bytes; calls `emit` for each chunk that became complete.
+    pub fn push(&mut self, mut data: &[u8], emit: &mut impl FnMut(Chunk)) {
+        while !data.is_empty() {
+            if self.skipping {
+                match memchr::memchr(b'\n', data) {
+                    Some(p) => {
+                        self.skipping = false;
+                        emit(Chunk::OversizedLine);
+                        data = &data[p + 1..];
+                    }
+                    None => return,
+                }
+                continue;
+            }
+            // Copy at most what fills the chunk, so the pending buffer never
+            // grows past CHUNK_SIZE + MAX_LINE.
+            let room = (CHUNK_SIZE + MAX_LINE).saturating_sub(self.pending.len()).max(1);
+            let take = room.min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() >= CHUNK_SIZE {
+                self.cut(emit);
+            }
+        }
+    }
+
+    /// Emits the whole lines pending; if the partial line left over is already
+    /// too long, drops it and switches to skipping.
+    fn cut(&mut self, emit: &mut impl FnMut(Chunk)) {
+        let tail_start = memchr::memrchr(b'\n', &self.pending).map_or(0, |p| p + 1);
+        if tail_start > 0 {
+            let mut rest = self.pending.split_off(tail_start);
+            std::mem::swap(&mut rest, &mut self.pending);
+            emit(Chunk::Lines(rest));
+            self.pending.reserve(CHUNK_SIZE);
+        }
+        if self.pending.len() > MAX_LINE {
+            self.pending.zeroize();
+            self.pending.clear();
+            self.skipping = true;
+        }
+    }
+
+    /// Ends the body: emits whatever is left.
+    pub fn finish(mut self, emit: &mut impl FnMut(Chunk)) {
+        if self.skipping {
+            emit(Chunk::OversizedLine);
+        } else if !self.pending.is_empty() {
+            emit(Chunk::Lines(std::mem::take(&mut self.pending)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(parts: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        let mut c = Chunker::new();
+        let mut emit = |ch: Chunk| {
+            out.push(match &ch {
+                Chunk::Lines(v) => Some(v.clone()),
+                Chunk::OversizedLine => None,
+            })
+        };
+        for p in parts {
+            c.push(p, &mut emit);
+        }
+        c.finish(&mut emit);
+        out
+    }
+
+    #[test]
+    fn chunks_end_on_line_boundaries_and_lose_nothing() {
+        let line = b"A1,2951099126111\n";
+        let mut body = Vec::new();
+        for _ in 0..50_000 {
+            body.extend_from_slice(line);
+        }
+        let parts: Vec<&[u8]> = body.chunks(7919).collect();
+        let chunks = collect(&parts);
+        assert!(chunks.len() > 2);
+        let mut joined = Vec::new();
+        for c in &chunks {
+            let c = c.as_ref().unwrap();
+            assert!(c.ends_with(b"\n"));
+            joined.extend_from_slice(c);
+        }
+        assert_eq!(joined, body);
+    }
+
+    #[test]
+    fn an_oversized_line_becomes_one_marker_in_place() {
+        let mut body = b"a,1\n".to_vec();
+        body.extend(std::iter::repeat_n(b'x', CHUNK_SIZE * 3));
+        body.extend_from_slice(b"\nb,2\n");
+        let chunks = collect(&body.chunks(1000).collect::<Vec<_>>());
+        let shapes: Vec<_> = chunks.iter().map(|c| c.as_deref()).collect();
+        assert_eq!(shapes, vec![Some(&b"a,1\n"[..]), None, Some(&b"b,2\n"[..])]);
+    }
+
+    #[test]
+    fn last_line_without_newline_is_kept() {
+        assert_eq!(collect(&[b"a,1\nb,2"]), vec![Some(b"a,1\nb,2".to_vec())]);
+    }
+}

@@ -1,0 +1,413 @@
+//! Answering a chunk of lines: parse, validate, hash, write — in three passes
+//! so that the hashing pass sees the chunk's records as one slice (ready for a
+//! multi-buffer kernel) and nothing is allocated per record.
+
+use std::borrow::Cow;
+
+use zeroize::Zeroize;
+
+use super::{index_status, Chunk, Counts, Format, Operation, Status, MAX_LINE};
+use crate::code::{parse_hex, write_hex, KeyChain, RawCode, CODE_HEX_LEN};
+use crate::nir::{parse_into, BODY_LEN};
+
+/// One answered line before hashing.
+struct Rec {
+    status: Status,
+    /// Range in [`Scratch::indexes`] of the index to echo (empty if none).
+    index: (u32, u8),
+    /// Slot in the bodies/codes vectors (`ok` candidates only).
+    slot: u32,
+}
+
+/// Buffers reused from chunk to chunk by one worker; wiped after every chunk.
+#[derive(Default)]
+pub struct Scratch {
+    recs: Vec<Rec>,
+    indexes: Vec<u8>,
+    bodies: Vec<[u8; BODY_LEN]>,
+    codes: Vec<RawCode>,
+    gens: Vec<u32>,
+}
+
+impl Scratch {
+    fn wipe(&mut self) {
+        self.recs.clear();
+        self.indexes.zeroize();
+        self.bodies.zeroize();
+        self.codes.zeroize();
+        self.gens.zeroize();
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+/// Answers every line of `chunk`, appending the response lines to `out` and
+/// the statuses to `counts`. `chain` gives `G`; for [`Operation::Derive`] the
+/// codes are `C_G`, for [`Operation::Renew`] old codes are brought to `G`.
+pub fn process_chunk(
+    op: Operation,
+    format: Format,
+    chain: &KeyChain,
+    chunk: &Chunk,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+    counts: &mut Counts,
+) {
+    let lines = match chunk {
+        Chunk::Lines(v) => v.as_slice(),
+        Chunk::OversizedLine => {
+            counts.add(Status::MalformedLine);
+            write_line(format, b"", None, Status::MalformedLine, out);
+            return;
+        }
+    };
+    // Pass 1: parse and validate.
+    for line in lines.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue; // blank lines are skipped (§4); also the split's empty tail
+        }
+        let rec = parse_line(op, format, chain.generation(), line, scratch);
+        scratch.recs.push(rec);
+    }
+    // Pass 2: hash every `ok` candidate as one slice.
+    match op {
+        Operation::Derive => {
+            scratch.codes.resize(scratch.bodies.len(), [0u8; 32]);
+            chain.derive_batch(&scratch.bodies, &mut scratch.codes);
+        }
+        Operation::Renew => chain.renew_batch(&scratch.gens, &mut scratch.codes),
+    }
+    // Pass 3: write the answers in order.
+    out.reserve(scratch.recs.len() * 96);
+    let mut hex = [0u8; CODE_HEX_LEN];
+    for rec in &scratch.recs {
+        counts.add(rec.status);
+        let (start, len) = (rec.index.0 as usize, rec.index.1 as usize);
+        let index = &scratch.indexes[start..start + len];
+        let code = (rec.status == Status::Ok).then(|| {
+            write_hex(&scratch.codes[rec.slot as usize], &mut hex);
+            &hex[..]
+        });
+        write_line(format, index, code, rec.status, out);
+    }
+    hex.zeroize();
+    scratch.wipe();
+}
+
+/// Parses one non-blank line into its record, pushing an `ok` candidate's
+/// input to the scratch vectors. Order of checks: §4's precedence.
+fn parse_line(op: Operation, format: Format, g: u32, line: &[u8], s: &mut Scratch) -> Rec {
+    let mut rec = Rec {
+        status: Status::MalformedLine,
+        index: (s.indexes.len() as u32, 0),
+        slot: 0,
+    };
+    if line.len() > MAX_LINE {
+        return rec;
+    }
+    let want = op.request_columns().len();
+    let parsed: Result<[Cow<[u8]>; 3], Option<Cow<[u8]>>> = match format {
+        Format::Csv { delimiter } => csv_fields(line, delimiter, want),
+        Format::Ndjson => json_fields(op, line),
+    };
+    let (fields, well_formed) = match parsed {
+        Ok(f) => (Some(f), true),
+        Err(first) => (None, false).also_first(first, &mut rec, s),
+    };
+    let Some(fields) = fields else {
+        debug_assert!(!well_formed);
+        return rec;
+    };
+    let index = &fields[0];
+    if let Some(st) = index_status(index) {
+        rec.status = st;
+        return rec;
+    }
+    echo_index(index, &mut rec, s);
+    let status = match op {
+        Operation::Derive => {
+            let mut body = [0u8; BODY_LEN];
+            match parse_into(&fields[1], &mut body) {
+                Ok(()) => {
+                    rec.slot = s.bodies.len() as u32;
+                    s.bodies.push(body);
+                    body.zeroize();
+                    Status::Ok
+                }
+                Err(e) => e.into(),
+            }
+        }
+        Operation::Renew => match (parse_hex(&fields[1]), parse_generation(&fields[2], g)) {
+            (None, _) => Status::InvalidCode,
+            (Some(_), None) => Status::InvalidGeneration,
+            (Some(mut code), Some(from)) => {
+                rec.slot = s.codes.len() as u32;
+                s.codes.push(code);
+                s.gens.push(from);
+                code.zeroize();
+                Status::Ok
+            }
+        },
+    };
+    rec.status = status;
+    rec
+}
+
+/// For a malformed line whose first field could still be read: echo it when it
+/// is a clean index (§4), so the submitter can find the line.
+trait AlsoFirst {
+    fn also_first(self, first: Option<Cow<[u8]>>, rec: &mut Rec, s: &mut Scratch) -> Self;
+}
+
+impl<T> AlsoFirst for (Option<T>, bool) {
+    fn also_first(self, first: Option<Cow<[u8]>>, rec: &mut Rec, s: &mut Scratch) -> Self {
+        if let Some(first) = first {
+            if index_status(&first).is_none() {
+                echo_index(&first, rec, s);
+            }
+        }
+        self
+    }
+}
+
+fn echo_index(index: &[u8], rec: &mut Rec, s: &mut Scratch) {
+    rec.index = (s.indexes.len() as u32, index.len() as u8);
+    s.indexes.extend_from_slice(index);
+}
+
+/// A generation: ASCII digits only, a whole number from 1 to `g`.
+fn parse_generation(raw: &[u8], g: u32) -> Option<u32> {
+    if raw.is_empty() || raw.len() > 10 || !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = raw
+        .iter()
+        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+    (1..=u64::from(g)).contains(&n).then_some(n as u32)
+}
+
+/// Splits one CSV line into exactly `want` fields (2 or 3), RFC 4180 quoting
+/// accepted within the line. Written by hand rather than with `csv-core`
+/// because a record must never run past its physical line (see the module
+/// docs) and no field may be copied on the hot path. A quoted field is given
+/// raw (an escaped `""` stays doubled): no valid index, NIR, code or generation
+/// holds a quote, so the status is the same as for the decoded text.
+///
+/// On a malformed line, returns the first field if it could be read.
+fn csv_fields(
+    line: &[u8],
+    d: u8,
+    want: usize,
+) -> Result<[Cow<'_, [u8]>; 3], Option<Cow<'_, [u8]>>> {
+    let mut fields: [&[u8]; 3] = [b""; 3];
+    let mut n = 0usize;
+    let mut pos = 0usize;
+    let mut first: Option<&[u8]> = None;
+    fn malformed(first: Option<&[u8]>) -> Result<[Cow<'_, [u8]>; 3], Option<Cow<'_, [u8]>>> {
+        Err(first.map(Cow::Borrowed))
+    }
+    loop {
+        let (field, next) = if line.get(pos) == Some(&b'"') {
+            let mut i = pos + 1;
+            let end = loop {
+                match memchr::memchr(b'"', &line[i..]) {
+                    None => return malformed(first),
+                    Some(q) if line.get(i + q + 1) == Some(&b'"') => i += q + 2,
+                    Some(q) => break i + q,
+                }
+            };
+            (&line[pos + 1..end], end + 1)
+        } else {
+            let end = memchr::memchr(d, &line[pos..]).map_or(line.len(), |e| pos + e);
+            let field = &line[pos..end];
+            if field.contains(&b'"') {
+                return malformed(first);
+            }
+            (field, end)
+        };
+        if n == 0 {
+            first = Some(field);
+        }
+        if n < 3 {
+            fields[n] = field;
+        }
+        n += 1;
+        if next == line.len() {
+            break;
+        }
+        if line[next] != d {
+            return malformed(first);
+        }
+        pos = next + 1;
+        if pos == line.len() {
+            n += 1; // a trailing delimiter opens an empty last field
+            break;
+        }
+    }
+    if n != want {
+        return malformed(first);
+    }
+    Ok(fields.map(Cow::Borrowed))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeriveLine<'a> {
+    #[serde(borrow)]
+    index: Cow<'a, str>,
+    #[serde(borrow)]
+    nir: Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewLine<'a> {
+    #[serde(borrow)]
+    index: Cow<'a, str>,
+    #[serde(borrow)]
+    cstatns: Cow<'a, str>,
+    #[serde(borrow)]
+    generation: Cow<'a, str>,
+}
+
+fn bytes(c: Cow<'_, str>) -> Cow<'_, [u8]> {
+    match c {
+        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+    }
+}
+
+/// One NDJSON line: an object with exactly the field names of §4, each a JSON
+/// string; anything else is `malformed_line` (first field not recoverable).
+fn json_fields(op: Operation, line: &[u8]) -> Result<[Cow<'_, [u8]>; 3], Option<Cow<'_, [u8]>>> {
+    match op {
+        Operation::Derive => serde_json::from_slice::<DeriveLine>(line)
+            .map(|l| [bytes(l.index), bytes(l.nir), Cow::Borrowed(&b""[..])])
+            .map_err(|_| None),
+        Operation::Renew => serde_json::from_slice::<RenewLine>(line)
+            .map(|l| [bytes(l.index), bytes(l.cstatns), bytes(l.generation)])
+            .map_err(|_| None),
+    }
+}
+
+/// Writes one response line. `index` is empty or a clean index, so neither
+/// format needs quoting or escaping.
+fn write_line(format: Format, index: &[u8], code: Option<&[u8]>, status: Status, out: &mut Vec<u8>) {
+    let code = code.unwrap_or(b"");
+    match format {
+        Format::Csv { delimiter } => {
+            out.extend_from_slice(index);
+            out.push(delimiter);
+            out.extend_from_slice(code);
+            out.push(delimiter);
+            out.extend_from_slice(status.code().as_bytes());
+        }
+        Format::Ndjson => {
+            out.extend_from_slice(b"{\"index\":\"");
+            out.extend_from_slice(index);
+            out.extend_from_slice(b"\",\"cstatns\":\"");
+            out.extend_from_slice(code);
+            out.extend_from_slice(b"\",\"status\":\"");
+            out.extend_from_slice(status.code().as_bytes());
+            out.extend_from_slice(b"\"}");
+        }
+    }
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::code::GenerationKey;
+
+    fn chain(g: usize) -> KeyChain {
+        let keys: Vec<_> = (0..g)
+            .map(|i| GenerationKey::from_bytes([i as u8 + 1; 32]))
+            .collect();
+        KeyChain::new(&keys).unwrap()
+    }
+
+    fn run(op: Operation, format: Format, input: &str) -> String {
+        let mut out = Vec::new();
+        let mut counts = Counts::default();
+        let chunk = Chunk::Lines(input.as_bytes().to_vec());
+        process_chunk(op, format, &chain(2), &chunk, &mut Scratch::default(), &mut out, &mut counts);
+        assert_eq!(counts.total() as usize, out.iter().filter(|&&b| b == b'\n').count());
+        String::from_utf8(out).unwrap()
+    }
+
+    fn statuses(out: &str) -> Vec<&str> {
+        out.lines().map(|l| l.rsplit([',', ';']).next().unwrap()).collect()
+    }
+
+    const CSV: Format = Format::Csv { delimiter: b',' };
+
+    #[test]
+    fn precedence_malformed_then_index_then_nir() {
+        let out = run(
+            Operation::Derive,
+            CSV,
+            "a b,2951099126111\n2951099126111,xx\nA1,2951099126111,3\nA2,29510991261119\nA3,295109912611193\n",
+        );
+        assert_eq!(
+            statuses(&out),
+            ["invalid_index", "index_looks_like_nir", "malformed_line", "invalid_length", "ok"]
+        );
+        // Only clean indexes come back.
+        assert!(out.starts_with(",,invalid_index\n,,index_looks_like_nir\nA1,,malformed_line\n"));
+    }
+
+    #[test]
+    fn quoting_crlf_and_blank_lines() {
+        let out = run(Operation::Derive, CSV, "\"A1\",\"2951099126111\"\r\n\r\n\n  \nA2,\"29510\"\"99126111\"\nA3,\"2951099126111\n");
+        assert_eq!(statuses(&out), ["ok", "invalid_character", "malformed_line"]);
+    }
+
+    #[test]
+    fn semicolon_delimiter_is_used_in_answers() {
+        let out = run(Operation::Derive, Format::Csv { delimiter: b';' }, "A1;2951099126111\n");
+        assert!(out.starts_with("A1;") && out.ends_with(";ok\n"));
+        assert_eq!(out.split(';').nth(1).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn ndjson_lines() {
+        let out = run(
+            Operation::Derive,
+            Format::Ndjson,
+            "{\"index\":\"A1\",\"nir\":\"2951099126111\"}\n{\"index\":\"A2\",\"nir\":2951099126111}\n[1]\n{\"index\":\"A3\",\"nir\":\"2951099126111\",\"x\":\"y\"}\n",
+        );
+        let st: Vec<String> = out
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(st, ["ok", "malformed_line", "malformed_line", "malformed_line"]);
+    }
+
+    #[test]
+    fn renewal_checks_code_then_generation() {
+        let c = "ab".repeat(32);
+        let input = format!("A1,{c},1\nA2,{c},2\nA3,{c},3\nA4,{c},0\nA5,xyz,1\nA6,{},1\n", "AB".repeat(32));
+        let out = run(Operation::Renew, CSV, &input);
+        assert_eq!(
+            statuses(&out),
+            ["ok", "ok", "invalid_generation", "invalid_generation", "invalid_code", "ok"]
+        );
+        // Generation G comes back unchanged; upper-case hex is read as the same code.
+        assert_eq!(out.lines().nth(1).unwrap(), format!("A2,{c},ok"));
+        assert_eq!(out.lines().nth(0).unwrap(), out.lines().nth(5).unwrap().replace("A6", "A1"));
+    }
+
+    #[test]
+    fn oversized_line_is_one_malformed_answer() {
+        let mut out = Vec::new();
+        let mut counts = Counts::default();
+        process_chunk(Operation::Derive, Format::Ndjson, &chain(1), &Chunk::OversizedLine, &mut Scratch::default(), &mut out, &mut counts);
+        assert_eq!(out, b"{\"index\":\"\",\"cstatns\":\"\",\"status\":\"malformed_line\"}\n");
+    }
+}
