@@ -57,23 +57,12 @@ pub fn process_chunk(
     out: &mut Vec<u8>,
     counts: &mut Counts,
 ) {
-    let lines = match chunk {
-        Chunk::Lines(v) => v.as_slice(),
-        Chunk::OversizedLine => {
-            counts.add(Status::MalformedLine);
-            write_line(format, b"", None, Status::MalformedLine, out);
-            return;
-        }
+    let Chunk::Lines(lines) = chunk else {
+        counts.add(Status::MalformedLine);
+        write_line(format, b"", None, Status::MalformedLine, out);
+        return;
     };
-    // Pass 1: parse and validate.
-    for line in lines.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue; // blank lines are skipped (§4); also the split's empty tail
-        }
-        let rec = parse_line(op, format, chain.generation(), line, scratch);
-        scratch.recs.push(rec);
-    }
+    parse_lines(op, format, chain.generation(), lines, scratch);
     // Pass 2: hash every `ok` candidate as one slice.
     match op {
         Operation::Derive => {
@@ -96,6 +85,42 @@ pub fn process_chunk(
         write_line(format, index, code, rec.status, out);
     }
     hex.zeroize();
+    scratch.wipe();
+}
+
+/// Pass 1: one record per non-blank line, in order.
+fn parse_lines(op: Operation, format: Format, g: u32, lines: &[u8], scratch: &mut Scratch) {
+    for line in lines.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue; // blank lines are skipped (§4); also the split's empty tail
+        }
+        let rec = parse_line(op, format, g, line, scratch);
+        scratch.recs.push(rec);
+    }
+}
+
+/// Checks every line of `chunk` without any key (the submitter's dry run,
+/// `cstatns validate`): calls `visit(status, index)` for each non-blank line
+/// in order, `index` being the echoed index (empty unless clean). Renewal
+/// generations are only checked to be whole numbers from 1 (the service
+/// alone knows `G`).
+pub fn check_chunk(
+    op: Operation,
+    format: Format,
+    chunk: &Chunk,
+    scratch: &mut Scratch,
+    mut visit: impl FnMut(Status, &[u8]),
+) {
+    let Chunk::Lines(lines) = chunk else {
+        visit(Status::MalformedLine, b"");
+        return;
+    };
+    parse_lines(op, format, u32::MAX, lines, scratch);
+    for rec in &scratch.recs {
+        let (start, len) = (rec.index.0 as usize, rec.index.1 as usize);
+        visit(rec.status, &scratch.indexes[start..start + len]);
+    }
     scratch.wipe();
 }
 

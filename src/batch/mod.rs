@@ -19,7 +19,7 @@ mod line;
 mod status;
 
 pub use chunk::{Chunk, Chunker, CHUNK_SIZE, MAX_LINE};
-pub use line::{process_chunk, Scratch};
+pub use line::{check_chunk, process_chunk, Scratch};
 pub use status::{Counts, Status};
 
 /// Which operation a batch asks for.

@@ -1,0 +1,417 @@
+//! `keyceremony`: the key holders' tool (DESIGN §5).
+//!
+//! - `init` runs the share ceremony: draws the master secret, shares it
+//!   among the holders, seals the keyring and writes the ceremony directory.
+//! - `verify-share` lets a holder check, offline, that their share file
+//!   opens with their passphrase and belongs to the signed ceremony record.
+//!
+//! Each subcommand is one `Args` struct and one `run_*` function returning
+//! a [`Failure`] that carries its documented exit status; adding a
+//! subcommand means adding one variant to [`Command`] and one arm to the
+//! `match` in [`main`].
+//!
+//! Secrets never come from the command line: passphrases are typed at a
+//! prompt (no echo) or read from files, and a key to import from a file or
+//! standard input.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use clap::{Args, Parser, Subcommand};
+use cstatns::seal::{self, Passphrase, SealError, ShareKdf};
+
+/// Exit status: success.
+const EXIT_OK: u8 = 0;
+/// Exit status: a share or record was checked and refused.
+const EXIT_REFUSED: u8 = 1;
+/// Exit status: input could not be read, decrypted or parsed, or the
+/// operation could not be carried out.
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "keyceremony",
+    version,
+    about = "Key holders' tool for cstatns: share ceremony and offline share check",
+    long_about = "Key holders' tool for cstatns.\n\n\
+        The master secret S is split t-of-n among the key holders with Feldman verifiable \
+        secret sharing; the service's keys are sealed under S. `init` runs that ceremony \
+        and writes its files; `verify-share` lets a holder check their share offline.\n\n\
+        Secrets are never taken from the command line: passphrases are prompted for (no \
+        echo) or read from files, and an imported key is read from a file or stdin.",
+    after_help = "Exit status: 0 success; 1 a share or record was checked and refused; \
+        2 unreadable input, wrong passphrase or other error.\n\
+        Run `keyceremony help <command>` for each command's details."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the share ceremony and write DIR/ceremony.json, DIR/keyring.json and
+    /// DIR/shares/NAME.share.
+    Init(InitArgs),
+    /// Check a share file offline against the signed ceremony record.
+    VerifyShare(VerifyShareArgs),
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+Holders get share identifiers 1, 2, … in order: first the --holder ones, then the \
+--external-holder ones, each in the order given. Each holder in turn is asked for a new \
+passphrase (typed twice, no echo) unless --passphrase-dir is given.
+
+Files are never overwritten: if any output file exists, nothing is written. The share \
+files and keyring.json are created with mode 0600, the shares directory with mode 0700.
+
+The summary printed at the end holds no secret; read the key check value aloud and put \
+it in the ceremony minutes: every unseal is checked against it.
+
+Exit status: 0 ceremony written; 2 error (nothing written).")]
+struct InitArgs {
+    /// Directory to write the ceremony into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+
+    /// Number of shares needed to rebuild the master secret (1 ≤ T ≤ number of holders).
+    #[arg(long, value_name = "T")]
+    threshold: usize,
+
+    /// A key holder of the unit: name ([A-Za-z0-9._-], at most 64) and their
+    /// certificate (PEM). Repeat for each holder.
+    #[arg(long = "holder", value_name = "NAME=CERT.pem", value_parser = parse_holder)]
+    holders: Vec<HolderArg>,
+
+    /// An external key holder (continuity), same form as --holder.
+    #[arg(long = "external-holder", value_name = "NAME=CERT.pem", value_parser = parse_holder)]
+    external_holders: Vec<HolderArg>,
+
+    /// Number of generation keys K_1 … K_G to create.
+    #[arg(long, value_name = "G", default_value_t = 1)]
+    generations: usize,
+
+    /// Import K_1 from FILE (32 raw bytes or 64 hex digits) instead of drawing it;
+    /// `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    import_key: Option<PathBuf>,
+
+    /// Read each holder's new passphrase from DIR/NAME.pass instead of prompting
+    /// (scripted ceremonies; the files are as secret as the passphrases).
+    #[arg(long, value_name = "DIR")]
+    passphrase_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+Checks, without any network access: the record's signature; that the share file opens \
+with the passphrase; that the share belongs to this ceremony, to a holder listed in it \
+with the right identifier; and Feldman's check of the share value against the record's \
+commitments.
+
+Exit status:
+  0  the share is verified
+  1  the share or the record was refused (other ceremony, unknown holder, wrong \
+identifier, failed Feldman check, malformed share content, record signature invalid)
+  2  an input could not be read or parsed, or the passphrase is wrong")]
+struct VerifyShareArgs {
+    /// The ceremony record (ceremony.json).
+    #[arg(long, value_name = "FILE")]
+    record: PathBuf,
+
+    /// The share file (NAME.share).
+    #[arg(long, value_name = "FILE")]
+    share: PathBuf,
+
+    /// Read the passphrase from FILE (one trailing newline ignored) instead of
+    /// prompting.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
+/// `NAME=CERT.pem` as given on the command line.
+#[derive(Clone, Debug)]
+struct HolderArg {
+    name: String,
+    cert: PathBuf,
+}
+
+fn parse_holder(text: &str) -> Result<HolderArg, String> {
+    let (name, cert) = text
+        .split_once('=')
+        .ok_or_else(|| "expected NAME=CERT.pem".to_owned())?;
+    if !seal::is_valid_holder_name(name) {
+        return Err(format!(
+            "holder name {name:?} is not 1 to 64 characters of [A-Za-z0-9._-]"
+        ));
+    }
+    if cert.is_empty() {
+        return Err("expected NAME=CERT.pem (no certificate file given)".to_owned());
+    }
+    Ok(HolderArg {
+        name: name.to_owned(),
+        cert: PathBuf::from(cert),
+    })
+}
+
+/// Why a run failed, and the exit status that says so.
+struct Failure {
+    status: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    /// Exit status 1: something was checked and refused.
+    fn refused(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            status: EXIT_REFUSED,
+            error: error.into(),
+        }
+    }
+
+    /// Exit status 2: could not read, decrypt or do.
+    fn error(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            status: EXIT_ERROR,
+            error: error.into(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Self::error(error)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Init(args) => run_init(args),
+        Command::VerifyShare(args) => run_verify_share(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(failure) => {
+            eprintln!("keyceremony: {:#}", failure.error);
+            ExitCode::from(failure.status)
+        }
+    }
+}
+
+fn run_init(args: InitArgs) -> Result<(), Failure> {
+    let holders: Vec<(HolderArg, bool)> = args
+        .holders
+        .iter()
+        .map(|h| (h.clone(), false))
+        .chain(args.external_holders.iter().map(|h| (h.clone(), true)))
+        .collect();
+    if holders.is_empty() {
+        return Err(anyhow!("give at least one --holder or --external-holder").into());
+    }
+    for (i, (h, _)) in holders.iter().enumerate() {
+        if holders[..i].iter().any(|(o, _)| o.name == h.name) {
+            return Err(anyhow!("holder {} is given twice", h.name).into());
+        }
+    }
+    if args.threshold == 0 || args.threshold > holders.len() {
+        return Err(anyhow!(
+            "--threshold must be between 1 and the number of holders ({}), not {}",
+            holders.len(),
+            args.threshold
+        )
+        .into());
+    }
+
+    // Refuse before anyone types a passphrase if the output exists.
+    let mut targets = vec![
+        args.out.join(seal::RECORD_FILE),
+        args.out.join(seal::KEYRING_FILE),
+    ];
+    targets.extend(holders.iter().map(|(h, _)| {
+        args.out
+            .join(seal::SHARES_DIR)
+            .join(seal::share_file_name(&h.name))
+    }));
+    if let Some(existing) = targets.iter().find(|p| p.symlink_metadata().is_ok()) {
+        return Err(anyhow!(
+            "{} already exists; refusing to overwrite it",
+            existing.display()
+        )
+        .into());
+    }
+
+    let mut specs = Vec::with_capacity(holders.len());
+    for (h, external) in &holders {
+        let pem = std::fs::read(&h.cert).with_context(|| {
+            format!(
+                "cannot read the certificate of {}: {}",
+                h.name,
+                h.cert.display()
+            )
+        })?;
+        let fingerprint = seal::holder_fingerprint_from_pem(&pem)
+            .with_context(|| format!("certificate of {} ({})", h.name, h.cert.display()))?;
+        specs.push(seal::HolderSpec {
+            name: h.name.clone(),
+            fingerprint,
+            external: *external,
+        });
+    }
+
+    let import_k1 = match &args.import_key {
+        Some(path) => Some(
+            seal::read_import_key(path)
+                .with_context(|| format!("cannot import K_1 from {}", describe_source(path)))?,
+        ),
+        None => None,
+    };
+
+    let passphrases = collect_passphrases(&specs, args.passphrase_dir.as_deref())?;
+
+    let options = seal::InitOptions {
+        threshold: args.threshold,
+        holders: specs,
+        generations: args.generations,
+        import_k1,
+        share_kdf: ShareKdf::Standard,
+    };
+    let output = seal::init(&options).context("the ceremony failed")?;
+    eprintln!("Encrypting the shares (about a second each)…");
+    let files = seal::write_ceremony(&args.out, &output, &passphrases, output.share_kdf)
+        .context("cannot write the ceremony files")?;
+
+    print_summary(&output.record, &files, options.import_k1.is_some());
+    Ok(())
+}
+
+fn describe_source(path: &Path) -> String {
+    if path == Path::new("-") {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Each holder's new passphrase, from `DIR/NAME.pass` or typed by the
+/// holder (twice; three attempts).
+fn collect_passphrases(
+    specs: &[seal::HolderSpec],
+    dir: Option<&Path>,
+) -> Result<Vec<(String, Passphrase)>, Failure> {
+    let n = specs.len();
+    let mut out = Vec::with_capacity(n);
+    for (i, spec) in specs.iter().enumerate() {
+        let passphrase = match dir {
+            Some(dir) => {
+                let path = dir.join(format!("{}.pass", spec.name));
+                Passphrase::from_file(&path)
+                    .with_context(|| format!("passphrase of {}", spec.name))?
+            }
+            None => {
+                eprintln!(
+                    "\nHolder {} ({} of {}{}): choose the passphrase that will protect your share.",
+                    spec.name,
+                    i + 1,
+                    n,
+                    if spec.external { ", external" } else { "" }
+                );
+                prompt_new_with_retries(&spec.name)?
+            }
+        };
+        out.push((spec.name.clone(), passphrase));
+    }
+    Ok(out)
+}
+
+fn prompt_new_with_retries(holder: &str) -> Result<Passphrase, Failure> {
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        match Passphrase::prompt_new() {
+            Ok(p) => return Ok(p),
+            Err(e @ (SealError::PassphraseMismatch | SealError::EmptyPassphrase))
+                if attempt < ATTEMPTS =>
+            {
+                eprintln!("{e}; please try again.");
+            }
+            Err(e) => {
+                return Err(Failure::error(
+                    anyhow::Error::new(e).context(format!("passphrase of {holder}")),
+                ))
+            }
+        }
+    }
+    Err(anyhow!("no passphrase for {holder}").into())
+}
+
+fn print_summary(record: &seal::CeremonyRecord, files: &seal::CeremonyFiles, imported: bool) {
+    let holders = record.holders();
+    println!("Ceremony {} ({})", record.ceremony_id(), record.created());
+    println!(
+        "Threshold: {} of {} holders",
+        record.threshold(),
+        holders.len()
+    );
+    for h in holders {
+        println!(
+            "  {:>3}  {:<20} {:<8}  certificate SHA-256 {}",
+            h.id,
+            h.name,
+            if h.external { "external" } else { "internal" },
+            h.fingerprint
+        );
+    }
+    if imported {
+        println!("K_1 imported from the given key file.");
+    }
+    println!("Key check value (C0): {}", record.key_check_value());
+    println!("Log public key:       {}", record.log_public_key_hex());
+    println!("Written:");
+    println!("  {}", files.record.display());
+    println!("  {}", files.keyring.display());
+    for (holder, path) in &files.shares {
+        println!("  {}  (share of {holder})", path.display());
+    }
+}
+
+fn run_verify_share(args: VerifyShareArgs) -> Result<(), Failure> {
+    let record_bytes = std::fs::read(&args.record)
+        .with_context(|| format!("cannot read {}", args.record.display()))?;
+    let record = seal::CeremonyRecord::from_json(&record_bytes)
+        .with_context(|| format!("cannot use {}", args.record.display()))?;
+    record
+        .verify_signature()
+        .with_context(|| format!("{} refused", args.record.display()))
+        .map_err(Failure::refused)?;
+
+    let share_bytes = std::fs::read(&args.share)
+        .with_context(|| format!("cannot read {}", args.share.display()))?;
+    let passphrase = match &args.passphrase_file {
+        Some(path) => Passphrase::from_file(path).context("cannot read the passphrase")?,
+        None => Passphrase::prompt(&format!("Passphrase for {}: ", args.share.display()))
+            .context("cannot read the passphrase")?,
+    };
+    let share = seal::Share::decrypt_file_bytes(&share_bytes, &passphrase).map_err(|e| {
+        let refused = matches!(e, SealError::MalformedShare(_));
+        let e = anyhow::Error::new(e).context(format!("{}", args.share.display()));
+        if refused {
+            Failure::refused(e)
+        } else {
+            Failure::error(e)
+        }
+    })?;
+    drop(passphrase);
+
+    record
+        .verify_share(&share)
+        .map_err(|e| Failure::refused(anyhow::Error::new(e).context("share refused")))?;
+    println!(
+        "share of {} verified against ceremony {} (key check value {})",
+        share.holder(),
+        record.ceremony_id(),
+        record.key_check_value()
+    );
+    Ok(())
+}

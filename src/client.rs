@@ -1,0 +1,336 @@
+//! The submitter's and the holder's side: mutual TLS to the service, batches
+//! streamed from a file and the answer streamed to a file, share submission.
+//!
+//! One HTTP/1.1 connection per session, driven by hyper directly over
+//! tokio-rustls: the TLS configuration (TLS 1.3, this CA only, the caller's
+//! certificate) stays fully in our hands.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, StatusCode};
+use rustls::pki_types::ServerName;
+use tokio::io::AsyncWriteExt;
+
+use crate::batch::Operation;
+use crate::receipt::Receipt;
+use crate::seal::Share;
+use crate::server::Status;
+
+/// Boxed request body.
+type ReqBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// What went wrong on the client side. Messages never hold data lines.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server address is not `https://HOST:PORT`.
+    #[error("the server address must look like https://HOST:PORT, not {0:?}")]
+    BadServer(String),
+    /// TLS files unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// Connecting or the TLS handshake failed.
+    #[error("cannot connect to {server}: {reason}")]
+    Connect {
+        /// The server.
+        server: String,
+        /// Why.
+        reason: String,
+    },
+    /// The service refused the request.
+    #[error("the service refused the request ({status}, {code}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The service's stable error code.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The exchange broke off.
+    #[error("the exchange with the service failed: {0}")]
+    Protocol(String),
+}
+
+/// How to reach the service and who we are.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `https://HOST:PORT`.
+    pub server: String,
+    /// CA that signed the server's certificate.
+    pub ca: PathBuf,
+    /// Our certificate.
+    pub cert: PathBuf,
+    /// Our private key.
+    pub key: PathBuf,
+}
+
+/// An open connection.
+pub struct Connection {
+    sender: SendRequest<ReqBody>,
+    authority: String,
+}
+
+impl Endpoint {
+    fn host_port(&self) -> Result<(String, u16), ClientError> {
+        let bad = || ClientError::BadServer(self.server.clone());
+        let rest = self.server.strip_prefix("https://").ok_or_else(bad)?;
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
+            None => (rest, 443),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok((host.to_owned(), port))
+    }
+
+    /// Connects and completes the TLS handshake.
+    pub async fn connect(&self) -> Result<Connection, ClientError> {
+        let (host, port) = self.host_port()?;
+        let config = crate::tls::client_config(&self.ca, &self.cert, &self.key)?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
+        let err = |reason: String| ClientError::Connect {
+            server: self.server.clone(),
+            reason,
+        };
+        let name = ServerName::try_from(host.clone()).map_err(|_| ClientError::BadServer(self.server.clone()))?;
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = connector.connect(name, tcp).await.map_err(|e| err(e.to_string()))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        });
+        Ok(Connection {
+            sender,
+            authority: format!("{host}:{port}"),
+        })
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> ReqBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+impl Connection {
+    async fn send(&mut self, req: Request<ReqBody>) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(refusal(resp).await)
+        }
+    }
+
+    fn request(&self, method: &str, path: &str) -> hyper::http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, &self.authority)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&mut self, path: &str) -> Result<T, ClientError> {
+        let req = self
+            .request("GET", path)
+            .body(full(Bytes::new()))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.send(req).await?;
+        read_json(resp).await
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&mut self) -> Result<Status, ClientError> {
+        self.get_json("/v1/status").await
+    }
+
+    /// `GET /v1/receipts/{id}`.
+    pub async fn receipt(&mut self, batch: &str) -> Result<Receipt, ClientError> {
+        self.get_json(&format!("/v1/receipts/{batch}")).await
+    }
+
+    /// `POST /v1/unseal` with one share.
+    pub async fn unseal(&mut self, share: &Share) -> Result<crate::server::UnsealReply, ClientError> {
+        let wire = share.to_wire_json();
+        let req = self
+            .request("POST", "/v1/unseal")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(full(Bytes::copy_from_slice(wire.as_bytes())))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        drop(wire);
+        let resp = self.send(req).await?;
+        read_json(resp).await
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(resp: hyper::Response<hyper::body::Incoming>) -> Result<T, ClientError> {
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Protocol(e.to_string()))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("unexpected answer: {e}")))
+}
+
+async fn refusal(resp: hyper::Response<hyper::body::Incoming>) -> ClientError {
+    let status = resp.status();
+    let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    ClientError::Refused {
+        status: status.as_u16(),
+        code: v["error"].as_str().unwrap_or(status.canonical_reason().unwrap_or("error")).to_owned(),
+        message: v["message"].as_str().unwrap_or("no details").to_owned(),
+    }
+}
+
+/// The body type of an input file, from its extension or an explicit choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputType {
+    /// `text/csv`.
+    Csv,
+    /// `application/x-ndjson`.
+    Ndjson,
+}
+
+impl InputType {
+    /// `.ndjson`/`.jsonl` are NDJSON; anything else is CSV.
+    pub fn guess(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("ndjson" | "jsonl") => InputType::Ndjson,
+            _ => InputType::Csv,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            InputType::Csv => "text/csv",
+            InputType::Ndjson => "application/x-ndjson",
+        }
+    }
+}
+
+/// One batch to submit.
+pub struct Submission<'a> {
+    /// Derive codes or renew old ones.
+    pub operation: Operation,
+    /// The input file.
+    pub input: &'a Path,
+    /// Its type.
+    pub input_type: InputType,
+    /// Where the answer goes (created; never overwritten).
+    pub output: &'a Path,
+    /// Declared purpose (may be left out when the certificate has one).
+    pub purpose: Option<&'a str>,
+    /// Called with the number of bytes sent so far.
+    pub progress: Option<Box<dyn Fn(u64) + Send + Sync>>,
+}
+
+/// Creates a file for personal data: mode 0600, never over an existing file.
+pub fn create_private(path: &Path) -> Result<std::fs::File, ClientError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| ClientError::File {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Streams a batch to the service, streams the answer to `output`, and
+/// returns the batch's receipt.
+pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt, ClientError> {
+    let file_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ClientError::File { path, source }
+    };
+    let input = tokio::fs::File::open(sub.input).await.map_err(file_err(sub.input))?;
+    let out = create_private(sub.output)?;
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(out));
+
+    let mut conn = endpoint.connect().await?;
+    let progress = sub.progress;
+    let mut sent = 0u64;
+    let stream = futures_util::StreamExt::map(
+        tokio_util::io::ReaderStream::with_capacity(input, 256 * 1024),
+        move |r| {
+            r.map(|b| {
+                sent += b.len() as u64;
+                if let Some(p) = &progress {
+                    p(sent);
+                }
+                Frame::data(b)
+            })
+        },
+    );
+    let path = match sub.operation {
+        Operation::Derive => "/v1/cstatns",
+        Operation::Renew => "/v1/renewal",
+    };
+    let mut req = conn
+        .request("POST", path)
+        .header(hyper::header::CONTENT_TYPE, sub.input_type.content_type());
+    if let Some(p) = sub.purpose {
+        req = req.header("CStatNS-Purpose", p);
+    }
+    let req = req
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let resp = conn.send(req).await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(sub.output);
+            return Err(e);
+        }
+    };
+    debug_assert_eq!(resp.status(), StatusCode::OK);
+    let batch = resp
+        .headers()
+        .get("cstatns-batch")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| ClientError::Protocol("no CStatNS-Batch header".into()))?;
+    let mut body = resp.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ClientError::Protocol(format!("the answer broke off: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            out.write_all(data).await.map_err(file_err(sub.output))?;
+        }
+    }
+    out.flush().await.map_err(file_err(sub.output))?;
+    out.get_ref().sync_all().await.map_err(file_err(sub.output))?;
+    conn.receipt(&batch).await
+}

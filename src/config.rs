@@ -1,0 +1,167 @@
+//! The service's configuration file (`server.toml`).
+//!
+//! Paths are relative to the directory of the file. Clients are bound to
+//! roles by certificate fingerprint (SHA-256 of the DER, lowercase hex) or by
+//! exact subject; a certificate matching no entry has no role and gets 403.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::tls::PeerIdentity;
+
+/// Default ceiling on one request body: 100 million rows of about 40 bytes.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 8 << 30;
+
+/// What a client may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sends batches and fetches their receipts.
+    Submitter,
+    /// Submits a key share to unseal the service.
+    Holder,
+    /// Reads the traceability log.
+    Auditor,
+    /// Runs the host: reads the status.
+    Operator,
+}
+
+/// One client entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientEntry {
+    /// A name for logs and receipts.
+    pub name: String,
+    /// The roles granted.
+    pub roles: Vec<Role>,
+    /// SHA-256 fingerprint of the client certificate (lowercase hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Exact certificate subject, as [`PeerIdentity::subject`] prints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Purposes a submitter may declare (`CStatNS-Purpose`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purposes: Vec<String>,
+}
+
+impl ClientEntry {
+    fn matches(&self, id: &PeerIdentity) -> bool {
+        self.fingerprint
+            .as_deref()
+            .is_some_and(|f| f.eq_ignore_ascii_case(&id.fingerprint))
+            || self.subject.as_deref().is_some_and(|s| s == id.subject)
+    }
+}
+
+/// TLS files of the service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA that signs client certificates (PEM).
+    pub client_ca: PathBuf,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Set by `cstatns dev-env`: this deployment's secrets are throw-away.
+    #[serde(default)]
+    pub insecure_dev_env: bool,
+    /// Address to listen on.
+    pub listen: String,
+    /// The public ceremony record.
+    pub ceremony: PathBuf,
+    /// The sealed keyring.
+    pub keyring: PathBuf,
+    /// Directory of the traceability log.
+    pub audit_dir: PathBuf,
+    /// Largest request body accepted, in bytes (413 beyond).
+    #[serde(default = "default_max")]
+    pub max_request_bytes: u64,
+    /// TLS files.
+    pub tls: TlsFiles,
+    /// Clients and their roles.
+    #[serde(default, rename = "client")]
+    pub clients: Vec<ClientEntry>,
+}
+
+fn default_max() -> u64 {
+    DEFAULT_MAX_REQUEST_BYTES
+}
+
+/// The configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid configuration.
+    #[error("invalid configuration {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads a configuration and makes its paths absolute.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut c: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut c.ceremony,
+            &mut c.keyring,
+            &mut c.audit_dir,
+            &mut c.tls.cert,
+            &mut c.tls.key,
+            &mut c.tls.client_ca,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        for e in &c.clients {
+            if e.fingerprint.is_none() && e.subject.is_none() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: format!("client {:?} needs a fingerprint or a subject", e.name),
+                });
+            }
+        }
+        Ok(c)
+    }
+
+    /// True when some entry matches the peer, whatever its roles.
+    pub fn knows(&self, id: &PeerIdentity) -> bool {
+        self.clients.iter().any(|e| e.matches(id))
+    }
+
+    /// The first entry granting `role` to this peer.
+    pub fn entry_with_role(&self, id: &PeerIdentity, role: Role) -> Option<&ClientEntry> {
+        self.clients
+            .iter()
+            .find(|e| e.matches(id) && e.roles.contains(&role))
+    }
+}

@@ -1,0 +1,393 @@
+//! The `cstatns` command: the service, the submitter's client, the dry-run
+//! validator, and the throw-away dev deployment and demo.
+//!
+//! Exit status (every subcommand): 0 success; 1 refused (the service refused
+//! the batch or the share, or `validate` found bad lines); 2 error (a file
+//! could not be read or written, the service could not be reached).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use cstatns::batch::{check_chunk, Chunker, Format, Operation, Scratch, Status};
+use cstatns::client::{self, ClientError, Endpoint, InputType, Submission};
+
+#[global_allocator]
+static ALLOC: cstatns::alloc::ZeroizingAlloc = cstatns::alloc::ZeroizingAlloc;
+
+const EXIT_REFUSED: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "cstatns",
+    version,
+    about = "Keyed-hash transcoding of the NIR into the CStatNS, over mutual TLS",
+    after_help = "Exit status: 0 success; 1 refused (by the service, or bad lines found by \
+                  `validate`); 2 error (unreadable file, unreachable service, bad arguments)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (starts sealed; key holders unseal it).
+    Serve {
+        /// The configuration file (e.g. D/server.toml from dev-env).
+        #[arg(long)]
+        config: PathBuf,
+        /// Listen here instead of the configured address (port 0 picks a free one).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Send a batch file to the service and write the answer to a file.
+    Submit {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// The batch: CSV (`index,nir`) or NDJSON.
+        input: PathBuf,
+        /// Where to write the answer (created, never overwritten; mode 0600).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Renew old codes (`index,cstatns,generation`) instead of deriving codes from NIRs.
+        #[arg(long)]
+        renewal: bool,
+        /// Body type (default: from the extension; .ndjson/.jsonl are NDJSON, the rest CSV).
+        #[arg(long = "type", value_enum)]
+        input_type: Option<InputType>,
+        /// Declared purpose (needed when the certificate has several).
+        #[arg(long)]
+        purpose: Option<String>,
+    },
+    /// Check a batch locally, without any key: per-status counts, duplicate indexes.
+    Validate {
+        /// The batch file.
+        input: PathBuf,
+        /// The file is a renewal batch.
+        #[arg(long)]
+        renewal: bool,
+        /// Body type (default: from the extension).
+        #[arg(long = "type", value_enum)]
+        input_type: Option<InputType>,
+    },
+    /// Show the service's status (sealed or not, generation, holders still needed).
+    Status {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+    /// Write a throw-away local deployment (INSECURE: for tests and demos only).
+    DevEnv(DevEnvArgs),
+    /// Run everything once: dev-env, serve, unseal, submit a synthetic batch; print a JSON summary.
+    Demo {
+        /// Keep the deployment in this directory (default: a temporary one, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Synthetic records to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Submit this file instead of synthetic records.
+        #[arg(long, requires = "output")]
+        input: Option<PathBuf>,
+        /// Write the answer here.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Import K_1 from this file (`-` for stdin) instead of drawing it.
+        #[arg(long)]
+        import_key: Option<PathBuf>,
+        /// Key holders.
+        #[arg(long, default_value_t = 5)]
+        holders: usize,
+        /// Shares needed to unseal.
+        #[arg(long, default_value_t = 3)]
+        threshold: usize,
+    },
+}
+
+#[derive(Args)]
+struct EndpointArgs {
+    /// The service, as https://HOST:PORT.
+    #[arg(long)]
+    server: String,
+    /// CA certificate that signed the service's certificate.
+    #[arg(long)]
+    ca: PathBuf,
+    /// Your certificate (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// Your private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+}
+
+impl From<EndpointArgs> for Endpoint {
+    fn from(a: EndpointArgs) -> Self {
+        Endpoint {
+            server: a.server,
+            ca: a.ca,
+            cert: a.cert,
+            key: a.key,
+        }
+    }
+}
+
+#[derive(Args)]
+struct DevEnvArgs {
+    /// Directory to create (must be new or empty).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Key holders (n).
+    #[arg(long, default_value_t = 5)]
+    holders: usize,
+    /// Shares needed to unseal (t).
+    #[arg(long, default_value_t = 3)]
+    threshold: usize,
+    /// Generation keys to create (2 or more to try renewal).
+    #[arg(long, default_value_t = 1)]
+    generations: usize,
+    /// Import K_1 from this file (`-` for stdin) instead of drawing it.
+    #[arg(long)]
+    import_key: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_filter = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CSTATNS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            let refused = e.chain().any(|c| matches!(c.downcast_ref::<ClientError>(), Some(ClientError::Refused { .. })));
+            eprintln!("error: {e:#}");
+            ExitCode::from(if refused { EXIT_REFUSED } else { EXIT_ERROR })
+        }
+    }
+}
+
+async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Serve { config, listen } => serve(&config, listen.as_deref()).await,
+        Command::Submit {
+            endpoint,
+            input,
+            output,
+            renewal,
+            input_type,
+            purpose,
+        } => {
+            let len = std::fs::metadata(&input)
+                .with_context(|| format!("cannot read {}", input.display()))?
+                .len();
+            let bar = std::io::stderr().is_terminal().then(|| cstatns::demo::progress_bar(len));
+            let receipt = client::submit(
+                &endpoint.into(),
+                Submission {
+                    operation: if renewal { Operation::Renew } else { Operation::Derive },
+                    input_type: input_type.unwrap_or_else(|| InputType::guess(&input)),
+                    input: &input,
+                    output: &output,
+                    purpose: purpose.as_deref(),
+                    progress: bar.clone().map(|b| Box::new(move |n| b.set_position(n)) as Box<dyn Fn(u64) + Send + Sync>),
+                },
+            )
+            .await?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            eprintln!(
+                "batch {}: {} lines, {} ok, {} refused, generation {}; answer in {}",
+                receipt.batch,
+                receipt.records,
+                receipt.ok,
+                receipt.rejected,
+                receipt.generation,
+                output.display()
+            );
+            println!("{}", serde_json::to_string(&receipt)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate {
+            input,
+            renewal,
+            input_type,
+        } => validate(&input, renewal, input_type),
+        Command::Status { endpoint } => {
+            let status = Endpoint::from(endpoint).connect().await?.status().await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DevEnv(a) => {
+            let env = cstatns::devenv::create(&cstatns::devenv::Options {
+                dir: a.dir,
+                holders: a.holders,
+                threshold: a.threshold,
+                generations: a.generations,
+                import_key: a.import_key,
+            })?;
+            let d = env.dir.display();
+            println!("INSECURE throw-away deployment written to {d} ({}-of-{} holders).", env.threshold, env.holders);
+            println!("Serve it:   cstatns serve --config {d}/server.toml");
+            println!(
+                "Unseal it:  keyceremony unseal --server https://{} --ca {d}/pki/ca.pem --cert {d}/pki/holder-1.pem --key {d}/pki/holder-1.key --share {d}/shares/holder-1.share --passphrase-file {d}/shares/holder-1.pass   (and holders 2..{})",
+                cstatns::devenv::DEV_LISTEN,
+                env.threshold
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            dir,
+            records,
+            input,
+            output,
+            import_key,
+            holders,
+            threshold,
+        } => {
+            let summary = cstatns::demo::run(cstatns::demo::Options {
+                dir,
+                records,
+                input,
+                output,
+                import_key,
+                holders,
+                threshold,
+                progress: std::io::stderr().is_terminal(),
+            })
+            .await?;
+            println!("{}", serde_json::to_string(&summary)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(config: &Path, listen: Option<&str>) -> anyhow::Result<ExitCode> {
+    let config = cstatns::config::Config::load(config)?;
+    if config.insecure_dev_env {
+        tracing::warn!("this is an INSECURE dev-env deployment: never put real data through it");
+    }
+    let server = cstatns::server::Server::bind(config, listen).await?;
+    let addr = server.local_addr()?;
+    // Scripts and tests wait for this line.
+    println!("cstatns: listening on https://{addr} (sealed: key holders must unseal)");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    server.run(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// `cstatns validate`: the §2/§4 checks of every line, without any key, plus
+/// duplicate indexes (which the service cannot see, answering each line alone).
+fn validate(input: &Path, renewal: bool, input_type: Option<InputType>) -> anyhow::Result<ExitCode> {
+    use std::hash::BuildHasher;
+    use std::io::Read;
+    let op = if renewal { Operation::Renew } else { Operation::Derive };
+    let mut file = std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut pending = Vec::new();
+    let format = match input_type.unwrap_or_else(|| InputType::guess(input)) {
+        InputType::Ndjson => Format::Ndjson,
+        InputType::Csv => loop {
+            if let Some(p) = memchr::memchr(b'\n', &pending) {
+                let d = cstatns::batch::parse_csv_header(op, &pending[..p])?;
+                pending.drain(..=p);
+                break Format::Csv { delimiter: d };
+            }
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                let d = cstatns::batch::parse_csv_header(op, &pending)?;
+                pending.clear();
+                break Format::Csv { delimiter: d };
+            }
+            pending.extend_from_slice(&buf[..n]);
+        },
+    };
+    // Indexes are kept as 128-bit keyed hashes (two independent SipHash keys):
+    // 16 bytes an index, and a false duplicate is out of reach (~1e-22 for
+    // 100 million lines).
+    let (h1, h2) = (std::collections::hash_map::RandomState::new(), std::collections::hash_map::RandomState::new());
+    let mut seen = std::collections::HashSet::<u128>::new();
+    let mut counts = cstatns::batch::Counts::default();
+    let mut first_lines: std::collections::BTreeMap<Status, Vec<u64>> = Default::default();
+    let mut line_no = 0u64;
+    let mut scratch = Scratch::default();
+    let mut visit = |status: Status, index: &[u8]| {
+        line_no += 1;
+        let mut status = status;
+        if !index.is_empty() {
+            let key = (u128::from(h1.hash_one(index)) << 64) | u128::from(h2.hash_one(index));
+            if !seen.insert(key) && status == Status::Ok {
+                status = Status::DuplicateIndex;
+            }
+        }
+        counts.add(status);
+        if status != Status::Ok {
+            let v = first_lines.entry(status).or_default();
+            if v.len() < 5 {
+                v.push(line_no);
+            }
+        }
+    };
+    let mut chunker = Chunker::new();
+    let mut ready = Vec::new();
+    chunker.push(&pending, &mut |c| ready.push(c));
+    loop {
+        for c in ready.drain(..) {
+            check_chunk(op, format, &c, &mut scratch, &mut visit);
+        }
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        chunker.push(&buf[..n], &mut |c| ready.push(c));
+    }
+    chunker.finish(&mut |c| ready.push(c));
+    for c in ready.drain(..) {
+        check_chunk(op, format, &c, &mut scratch, &mut visit);
+    }
+    println!("{:<22} {:>12}", "status", "lines");
+    for (s, n) in counts.nonzero() {
+        let where_ = first_lines
+            .get(&s)
+            .map(|v| format!("  (first records: {})", v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")))
+            .unwrap_or_default();
+        println!("{:<22} {:>12}{where_}", s.code(), n);
+    }
+    println!("{:<22} {:>12}", "total", counts.total());
+    Ok(if counts.rejected() == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_REFUSED) })
+}

@@ -1,0 +1,50 @@
+//! The receipt of a batch: what the submitter gets back besides the codes,
+//! and what the traceability log records. It holds counts, never data.
+
+use serde::{Deserialize, Serialize};
+
+use crate::batch::Counts;
+
+/// One batch's receipt.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Receipt {
+    /// The batch id (`CStatNS-Batch`).
+    pub batch: String,
+    /// `cstatns` or `renewal`.
+    pub operation: String,
+    /// Submitting client (certificate subject).
+    pub client: String,
+    /// Its certificate fingerprint.
+    pub client_fingerprint: String,
+    /// Declared purpose.
+    pub purpose: String,
+    /// Generation of every code returned.
+    pub generation: u32,
+    /// `completed`, or `aborted` if the batch did not run to its end.
+    pub outcome: String,
+    /// Lines answered.
+    pub records: u64,
+    /// Lines answered `ok`.
+    pub ok: u64,
+    /// Lines answered with an error status.
+    pub rejected: u64,
+    /// Counts per status.
+    pub counts: Counts,
+    /// Request bytes read.
+    pub bytes: u64,
+    /// Start (RFC 3339 UTC).
+    pub started: String,
+    /// End (RFC 3339 UTC).
+    pub ended: String,
+    /// Duration in seconds.
+    pub seconds: f64,
+    /// Sequence number of the log entry recording the end of the batch.
+    pub log_seq: u64,
+}
+
+/// Now as RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+}

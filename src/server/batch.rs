@@ -1,0 +1,340 @@
+//! `POST /v1/cstatns` and `POST /v1/renewal` (§4), streamed both ways.
+//!
+//! A reader task cuts the request body into chunks of whole lines; each chunk
+//! is answered on the blocking pool ([`process_chunk`]); the join handles go
+//! through a bounded channel to the response stream, which awaits them in
+//! order. At most [`IN_FLIGHT`] chunks exist at once, so memory stays flat
+//! whatever the batch size, and both cores hash while the network moves bytes.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{ApiError, AppState};
+use crate::batch::{parse_csv_header, process_chunk, Chunk, Chunker, Counts, Format, Operation, Scratch, MAX_LINE};
+use crate::code::KeyChain;
+use crate::config::Role;
+use crate::receipt::{now_rfc3339, Receipt};
+use crate::tls::PeerIdentity;
+
+/// Chunks answered or being answered, beyond the one the reader is filling.
+const IN_FLIGHT: usize = 4;
+
+thread_local! {
+    /// One scratch per blocking thread, reused from chunk to chunk.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+pub(super) async fn derive(
+    state: State<Arc<AppState>>,
+    id: Extension<PeerIdentity>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    start(state, id, headers, body, Operation::Derive).await
+}
+
+pub(super) async fn renew(
+    state: State<Arc<AppState>>,
+    id: Extension<PeerIdentity>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    start(state, id, headers, body, Operation::Renew).await
+}
+
+fn refused(state: &AppState, id: &PeerIdentity, op: Operation, e: ApiError) -> ApiError {
+    state.log(
+        "request_refused",
+        Some(id),
+        serde_json::json!({"operation": op.name(), "reason": e.code()}),
+    );
+    e
+}
+
+async fn start(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    body: Body,
+    op: Operation,
+) -> Result<Response, ApiError> {
+    let entry = state.require(&id, Role::Submitter)?.clone();
+    let chain = state.chain().map_err(|e| refused(&state, &id, op, e))?;
+    // Content type, then purpose, then size: the cheap checks before any byte of the body.
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let is_csv = match ctype.as_deref() {
+        Some("text/csv") => true,
+        Some("application/x-ndjson") => false,
+        _ => return Err(refused(&state, &id, op, ApiError::UnsupportedType)),
+    };
+    let purpose = match headers.get("cstatns-purpose") {
+        Some(v) => match v.to_str() {
+            Ok(p) if entry.purposes.iter().any(|q| q == p) => p.to_owned(),
+            _ => {
+                return Err(refused(&state, &id, op, ApiError::BadRequest(
+                    "CStatNS-Purpose is not one of the purposes configured for this certificate".into(),
+                )))
+            }
+        },
+        None if entry.purposes.len() == 1 => entry.purposes[0].clone(),
+        None => {
+            return Err(refused(&state, &id, op, ApiError::BadRequest(
+                "CStatNS-Purpose is required: this certificate has several purposes (or none configured)".into(),
+            )))
+        }
+    };
+    let max = state.config.max_request_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(refused(&state, &id, op, ApiError::TooLarge(max)));
+    }
+
+    let mut body = body.into_data_stream();
+    let mut head = Vec::new();
+    let format = if is_csv {
+        // Read up to the header line's end.
+        loop {
+            if let Some(p) = memchr::memchr(b'\n', &head) {
+                let d = parse_csv_header(op, &head[..p])
+                    .map_err(|e| refused(&state, &id, op, ApiError::BadRequest(e.to_string())))?;
+                head.drain(..=p);
+                break Format::Csv { delimiter: d };
+            }
+            if head.len() > MAX_LINE {
+                return Err(refused(&state, &id, op, ApiError::BadRequest("the CSV header line is missing".into())));
+            }
+            match futures_util::StreamExt::next(&mut body).await {
+                Some(Ok(b)) => head.extend_from_slice(&b),
+                Some(Err(_)) => return Err(ApiError::BadRequest("the request body could not be read".into())),
+                None => {
+                    let d = parse_csv_header(op, &head)
+                        .map_err(|e| refused(&state, &id, op, ApiError::BadRequest(e.to_string())))?;
+                    head.clear();
+                    break Format::Csv { delimiter: d };
+                }
+            }
+        }
+    } else {
+        Format::Ndjson
+    };
+
+    let batch_id = {
+        let mut b = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+        hex::encode(b)
+    };
+    let generation = chain.generation();
+    let started = now_rfc3339();
+    // Fail closed: no code leaves before the start of the batch is logged.
+    state
+        .log(
+            "batch_start",
+            Some(&id),
+            serde_json::json!({
+                "batch": batch_id, "operation": op.name(), "client": entry.name,
+                "purpose": purpose, "generation": generation,
+            }),
+        )
+        .ok_or(ApiError::AuditUnavailable)?;
+
+    let (tx, rx) = mpsc::channel::<Job>(IN_FLIGHT);
+    let reader = tokio::spawn(read_body(body, head, op, format, chain, max, tx));
+    let run = Run {
+        state: state.clone(),
+        receipt: Some(Receipt {
+            batch: batch_id.clone(),
+            operation: op.name().to_owned(),
+            client: id.subject.clone(),
+            client_fingerprint: id.fingerprint.clone(),
+            purpose,
+            generation,
+            outcome: "aborted".into(),
+            records: 0,
+            ok: 0,
+            rejected: 0,
+            counts: Counts::default(),
+            bytes: 0,
+            started,
+            ended: String::new(),
+            seconds: 0.0,
+            log_seq: 0,
+        }),
+        clock: Instant::now(),
+        id: id.clone(),
+    };
+    let header_line = format.response_header().map(Bytes::from);
+    let stream = futures_util::stream::unfold(
+        (rx, Some(reader), run, header_line),
+        |(mut rx, reader, mut run, header_line)| async move {
+            if let Some(h) = header_line {
+                return Some((Ok(h), (rx, reader, run, None)));
+            }
+            let reader = reader?;
+            match rx.recv().await {
+                Some(handle) => match handle.await {
+                    Ok((out, counts)) => {
+                        run.add(&counts);
+                        Some((Ok(Bytes::from(out)), (rx, Some(reader), run, None)))
+                    }
+                    Err(_) => Some((Err(std::io::Error::other("a worker failed")), (rx, None, run, None))),
+                },
+                None => match reader.await {
+                    Ok(Ok(bytes)) => match run.complete(bytes) {
+                        Ok(()) => None,
+                        Err(e) => Some((Err(e), (rx, None, run, None))),
+                    },
+                    Ok(Err(e)) => Some((Err(e), (rx, None, run, None))),
+                    Err(_) => Some((Err(std::io::Error::other("the reader failed")), (rx, None, run, None))),
+                },
+            }
+        },
+    );
+    let mut resp = (StatusCode::OK, Body::from_stream(stream)).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    h.insert("cstatns-generation", HeaderValue::from(generation));
+    h.insert(
+        "cstatns-batch",
+        HeaderValue::from_str(&batch_id).map_err(|_| ApiError::Internal)?,
+    );
+    Ok(resp)
+}
+
+type Job = JoinHandle<(Vec<u8>, Counts)>;
+
+/// Reads the body, cuts it into chunks and queues one blocking job per chunk.
+/// Returns the number of body bytes read.
+async fn read_body(
+    mut body: axum::body::BodyDataStream,
+    head: Vec<u8>,
+    op: Operation,
+    format: Format,
+    chain: Arc<KeyChain>,
+    max: u64,
+    tx: mpsc::Sender<Job>,
+) -> std::io::Result<u64> {
+    let mut chunker = Chunker::new();
+    let mut ready: Vec<Chunk> = Vec::new();
+    let mut bytes = head.len() as u64;
+    chunker.push(&head, &mut |c| ready.push(c));
+    drop(head);
+    loop {
+        queue(&mut ready, op, format, &chain, &tx).await?;
+        match futures_util::StreamExt::next(&mut body).await {
+            Some(Ok(data)) => {
+                bytes += data.len() as u64;
+                if bytes > max {
+                    return Err(std::io::Error::other("request larger than the configured limit"));
+                }
+                chunker.push(&data, &mut |c| ready.push(c));
+            }
+            Some(Err(_)) => return Err(std::io::Error::other("the request body could not be read")),
+            None => break,
+        }
+    }
+    chunker.finish(&mut |c| ready.push(c));
+    queue(&mut ready, op, format, &chain, &tx).await?;
+    Ok(bytes)
+}
+
+/// Hands every ready chunk to the blocking pool, in order; waits when
+/// [`IN_FLIGHT`] jobs are already queued.
+async fn queue(
+    ready: &mut Vec<Chunk>,
+    op: Operation,
+    format: Format,
+    chain: &Arc<KeyChain>,
+    tx: &mpsc::Sender<Job>,
+) -> std::io::Result<()> {
+    for chunk in ready.drain(..) {
+        let chain = chain.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(match &chunk {
+                Chunk::Lines(v) => v.len() * 4,
+                Chunk::OversizedLine => 64,
+            });
+            let mut counts = Counts::default();
+            SCRATCH.with_borrow_mut(|s| process_chunk(op, format, &chain, &chunk, s, &mut out, &mut counts));
+            (out, counts)
+        });
+        if tx.send(job).await.is_err() {
+            return Err(std::io::Error::other("the client went away"));
+        }
+    }
+    Ok(())
+}
+
+/// A batch in progress: its counts, and its receipt once complete. Dropped
+/// before completion (client gone, error), it logs the batch as aborted.
+struct Run {
+    state: Arc<AppState>,
+    receipt: Option<Receipt>,
+    clock: Instant,
+    id: PeerIdentity,
+}
+
+impl Run {
+    fn add(&mut self, c: &Counts) {
+        if let Some(r) = &mut self.receipt {
+            r.counts.merge(c);
+        }
+    }
+
+    fn finish(&mut self, outcome: &str, bytes: u64) -> Option<Receipt> {
+        let mut r = self.receipt.take()?;
+        r.outcome = outcome.to_owned();
+        r.records = r.counts.total();
+        r.ok = r.counts.ok();
+        r.rejected = r.counts.rejected();
+        r.bytes = bytes;
+        r.ended = now_rfc3339();
+        r.seconds = self.clock.elapsed().as_secs_f64();
+        let seq = self.state.log(
+            "batch_end",
+            Some(&self.id),
+            serde_json::json!({
+                "batch": r.batch, "operation": r.operation, "purpose": r.purpose,
+                "outcome": r.outcome, "generation": r.generation, "records": r.records,
+                "counts": r.counts, "bytes": r.bytes, "seconds": r.seconds,
+                "inputs_erased": true,
+            }),
+        );
+        r.log_seq = seq.unwrap_or(0);
+        seq.map(|_| r)
+    }
+
+    /// Logs the end and stores the receipt before the last byte leaves; if the
+    /// log cannot be written, the response ends in error (no receipt).
+    fn complete(&mut self, bytes: u64) -> std::io::Result<()> {
+        match self.finish("completed", bytes) {
+            Some(r) => {
+                self.state.store_receipt(r);
+                Ok(())
+            }
+            None => Err(std::io::Error::other("the traceability log cannot be written")),
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if self.receipt.is_some() {
+            let _ = self.finish("aborted", 0);
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Refusals as HTTP answers: a short stable code and a message that never
+//! holds a NIR, a code, an index, a key or a share.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::config::Role;
+
+/// A refused request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The certificate lacks the role.
+    #[error("this certificate does not have the {0:?} role")]
+    Forbidden(Role),
+    /// The service is sealed.
+    #[error("the service is sealed: key holders must submit their shares")]
+    Sealed,
+    /// Unsupported body type.
+    #[error("unsupported content type: send text/csv or application/x-ndjson")]
+    UnsupportedType,
+    /// A header or the CSV header line is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is larger than configured.
+    #[error("the request is larger than the configured limit of {0} bytes")]
+    TooLarge(u64),
+    /// No such resource for this client.
+    #[error("not found")]
+    NotFound,
+    /// A share was refused; the message names the holder.
+    #[error("{0}")]
+    ShareRefused(String),
+    /// The share's holder is not the certificate's holder.
+    #[error("{0}")]
+    WrongHolderCertificate(String),
+    /// Already unsealed, or share already received.
+    #[error("{0}")]
+    Conflict(String),
+    /// The traceability log cannot be written: the service fails closed.
+    #[error("the traceability log cannot be written; the service refuses work until it can")]
+    AuditUnavailable,
+    /// Something failed inside the service; details are in its own log.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Forbidden(_) | ApiError::WrongHolderCertificate(_) => StatusCode::FORBIDDEN,
+            ApiError::Sealed | ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::ShareRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code sent to the client.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Sealed => "sealed",
+            ApiError::UnsupportedType => "unsupported_media_type",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::TooLarge(_) => "too_large",
+            ApiError::NotFound => "not_found",
+            ApiError::ShareRefused(_) => "share_refused",
+            ApiError::WrongHolderCertificate(_) => "wrong_holder_certificate",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::AuditUnavailable => "audit_unavailable",
+            ApiError::Internal => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.code(), "message": self.to_string()});
+        let mut r = (self.status(), axum::Json(body)).into_response();
+        if matches!(self, ApiError::Sealed | ApiError::AuditUnavailable) {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        }
+        r
+    }
+}

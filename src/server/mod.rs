@@ -1,0 +1,316 @@
+//! The service: axum on tokio behind rustls (TLS 1.3, client certificate
+//! mandatory), with roles bound to certificates by the configuration.
+//!
+//! [`app`] is a plain function of the state so that tests can drive the router
+//! directly; [`Server::bind`] puts it behind real TLS. Every request carries
+//! the [`PeerIdentity`] of its connection as an extension, set by the accept
+//! loop from the verified client certificate — never from anything the client
+//! says.
+
+mod batch;
+mod error;
+mod unseal;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+pub use unseal::UnsealReply;
+
+use crate::audit::AuditLog;
+use crate::code::KeyChain;
+use crate::config::{ClientEntry, Config, Role};
+use crate::receipt::Receipt;
+use crate::seal::{CeremonyRecord, SealedKeyring, Share};
+use crate::tls::PeerIdentity;
+
+/// How many receipts the service keeps for `GET /v1/receipts/{id}`; older ones
+/// remain in the traceability log.
+const RECEIPTS_KEPT: usize = 10_000;
+
+/// Sealed: the shares received so far (verified). Unsealed: the key chain.
+enum KeyState {
+    Sealed { shares: Vec<Share> },
+    Unsealed { chain: Arc<KeyChain> },
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    config: Config,
+    record: CeremonyRecord,
+    keyring: SealedKeyring,
+    keys: RwLock<KeyState>,
+    receipts: Mutex<std::collections::VecDeque<Receipt>>,
+    audit: AuditLog,
+}
+
+/// The service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The ceremony record or keyring is unusable.
+    #[error("{0}")]
+    Seal(#[from] crate::seal::SealError),
+    /// TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The traceability log cannot be written.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// A file could not be read or the address bound.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+impl AppState {
+    /// Loads the ceremony record (checking its signature) and the sealed
+    /// keyring named by the configuration, and opens the log. Starts sealed.
+    pub fn load(config: Config) -> Result<Self, StartError> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| StartError::Io {
+                what: format!("cannot read {}", p.display()),
+                source,
+            })
+        };
+        let record = CeremonyRecord::from_json(&read(&config.ceremony)?)?;
+        record.verify_signature()?;
+        let keyring = SealedKeyring::from_json(&read(&config.keyring)?)?;
+        let audit = AuditLog::open(&config.audit_dir)?;
+        Ok(Self {
+            config,
+            record,
+            keyring,
+            keys: RwLock::new(KeyState::Sealed { shares: Vec::new() }),
+            receipts: Mutex::new(Default::default()),
+            audit,
+        })
+    }
+
+    /// The key chain, or 503 while sealed.
+    fn chain(&self) -> Result<Arc<KeyChain>, ApiError> {
+        match &*self.keys.read().unwrap_or_else(|p| p.into_inner()) {
+            KeyState::Unsealed { chain } => Ok(chain.clone()),
+            KeyState::Sealed { .. } => Err(ApiError::Sealed),
+        }
+    }
+
+    /// The configuration entry granting `role` to the peer, or 403.
+    fn require(&self, id: &PeerIdentity, role: Role) -> Result<&ClientEntry, ApiError> {
+        self.config.entry_with_role(id, role).ok_or_else(|| {
+            self.log(
+                "request_refused",
+                Some(id),
+                serde_json::json!({"reason": "missing_role", "role": role}),
+            );
+            ApiError::Forbidden(role)
+        })
+    }
+
+    /// Appends to the log; a failure is reported to the server log and the
+    /// caller decides whether the operation must be refused.
+    fn log(&self, event: &str, actor: Option<&PeerIdentity>, details: serde_json::Value) -> Option<u64> {
+        match self.audit.append(event, actor, details) {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                tracing::error!(error = %e, event, "traceability log write failed");
+                None
+            }
+        }
+    }
+
+    fn store_receipt(&self, r: Receipt) {
+        let mut q = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == RECEIPTS_KEPT {
+            q.pop_front();
+        }
+        q.push_back(r);
+    }
+}
+
+/// `GET /v1/status`: public facts only.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Status {
+    /// True until `t` valid shares have been received.
+    pub sealed: bool,
+    /// The current generation `G` (absent while sealed).
+    pub generation: Option<u32>,
+    /// The ceremony this service belongs to.
+    pub ceremony_id: String,
+    /// The key check value `C0`.
+    pub key_check_value: String,
+    /// The threshold `t`.
+    pub threshold: usize,
+    /// Holders whose share has been accepted, while sealed.
+    pub holders_received: Vec<String>,
+    /// Valid shares still needed to unseal.
+    pub holders_needed: usize,
+    /// Set on a throw-away development deployment.
+    pub insecure_dev_env: bool,
+}
+
+fn status_of(state: &AppState) -> Status {
+    let keys = state.keys.read().unwrap_or_else(|p| p.into_inner());
+    let (sealed, generation, received) = match &*keys {
+        KeyState::Sealed { shares } => (true, None, shares.iter().map(|s| s.holder().to_owned()).collect::<Vec<_>>()),
+        KeyState::Unsealed { chain } => (false, Some(chain.generation()), Vec::new()),
+    };
+    let t = state.record.threshold();
+    Status {
+        sealed,
+        generation,
+        ceremony_id: state.record.ceremony_id().to_string(),
+        key_check_value: state.record.key_check_value().to_owned(),
+        threshold: t,
+        holders_needed: if sealed { t.saturating_sub(received.len()) } else { 0 },
+        holders_received: received,
+        insecure_dev_env: state.config.insecure_dev_env,
+    }
+}
+
+async fn status(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<PeerIdentity>,
+) -> Result<Json<Status>, ApiError> {
+    // Any configured client may read the status; strangers to the
+    // configuration are refused (and logged) as lacking the operator role.
+    if !state.config.knows(&id) {
+        state.require(&id, Role::Operator)?;
+    }
+    Ok(Json(status_of(&state)))
+}
+
+async fn receipt(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<PeerIdentity>,
+    UrlPath(batch): UrlPath<String>,
+) -> Result<Json<Receipt>, ApiError> {
+    state.require(&id, Role::Submitter)?;
+    let q = state.receipts.lock().unwrap_or_else(|p| p.into_inner());
+    q.iter()
+        .rev()
+        .find(|r| r.batch == batch && r.client_fingerprint == id.fingerprint)
+        .cloned()
+        .map(Json)
+        .ok_or(ApiError::NotFound)
+}
+
+/// The router. Requests must carry a [`PeerIdentity`] extension.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/unseal", post(unseal::unseal))
+        .route("/v1/cstatns", post(batch::derive))
+        .route("/v1/renewal", post(batch::renew))
+        .route("/v1/receipts/{id}", get(receipt))
+        .with_state(state)
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Loads everything named by the configuration and binds the address
+    /// (`listen` overrides the configuration's).
+    pub async fn bind(config: Config, listen: Option<&str>) -> Result<Self, StartError> {
+        let tls = crate::tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
+        let addr = listen.unwrap_or(&config.listen).to_owned();
+        let state = Arc::new(AppState::load(config)?);
+        let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Io {
+            what: format!("cannot listen on {addr}"),
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+            state,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (for status reporting by the embedding program).
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes; logs start and stop.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
+        let state = self.state.clone();
+        if state.log("service_start", None, serde_json::json!({
+            "ceremony_id": state.record.ceremony_id().to_string(),
+            "insecure_dev_env": state.config.insecure_dev_env,
+        })).is_none() {
+            return Err(StartError::Io {
+                what: "cannot write the traceability log at start".into(),
+                source: std::io::Error::other("log write failed"),
+            });
+        }
+        let router = app(state.clone());
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                r = self.listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+                },
+                () = &mut shutdown => break,
+            };
+            let acceptor = self.acceptor.clone();
+            let router = router.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "TLS handshake refused");
+                        state.log("connection_refused", None, serde_json::json!({"reason": e.to_string()}));
+                        return;
+                    }
+                };
+                let Some(id) = crate::tls::peer_identity(tls.get_ref().1) else {
+                    return; // unreachable: the verifier requires a certificate
+                };
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(id.clone());
+                    let router = router.clone();
+                    async move {
+                        use tower::ServiceExt;
+                        router.oneshot(req.map(axum::body::Body::new)).await
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(tls);
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        state.log("service_stop", None, serde_json::json!({}));
+        Ok(())
+    }
+}
