@@ -1,1 +1,69 @@
-fn main() {}
+//! The code kernel: records per second on one core.
+//!
+//! - `derive/gen1`, `derive/gen2`: `KeyChain::derive_batch` over a chunk's
+//!   worth of canonical bodies (§3 only).
+//! - `chunk/csv`: `process_chunk` on a 256 KiB CSV chunk — parse, validate,
+//!   hash and write the answer — which is what one blocking worker does.
+//!
+//! Run: `cargo bench --bench code_kernel`.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use cstatns::batch::{process_chunk, Chunk, Counts, Format, Operation, Scratch};
+use cstatns::code::{GenerationKey, KeyChain};
+use cstatns::nir::{synthetic, BODY_LEN};
+
+fn chain(g: u8) -> KeyChain {
+    let keys: Vec<_> = (1..=g).map(|i| GenerationKey::from_bytes([i; 32])).collect();
+    KeyChain::new(&keys).expect("at least one key")
+}
+
+fn derive(c: &mut Criterion) {
+    const N: usize = 10_000;
+    let bodies: Vec<[u8; BODY_LEN]> = (0..N as u64).map(|i| *synthetic(i).body()).collect();
+    let mut out = vec![[0u8; 32]; N];
+    let mut group = c.benchmark_group("derive");
+    group.throughput(Throughput::Elements(N as u64));
+    for g in [1u8, 2] {
+        let ch = chain(g);
+        group.bench_function(format!("gen{g}"), |b| b.iter(|| ch.derive_batch(&bodies, &mut out)));
+    }
+    group.finish();
+}
+
+fn chunk(c: &mut Criterion) {
+    let mut text = Vec::new();
+    let mut n = 0u64;
+    while text.len() < 256 * 1024 {
+        text.extend_from_slice(format!("R{n},").as_bytes());
+        text.extend_from_slice(&synthetic(n).with_key());
+        text.push(b'\n');
+        n += 1;
+    }
+    let ch = chain(1);
+    let mut scratch = Scratch::default();
+    let mut group = c.benchmark_group("chunk");
+    group.throughput(Throughput::Elements(n));
+    group.bench_function("csv", |b| {
+        b.iter_batched(
+            || (Chunk::Lines(text.clone()), Vec::with_capacity(text.len() * 4)),
+            |(chunk, mut out)| {
+                let mut counts = Counts::default();
+                process_chunk(
+                    Operation::Derive,
+                    Format::Csv { delimiter: b',' },
+                    &ch,
+                    &chunk,
+                    &mut scratch,
+                    &mut out,
+                    &mut counts,
+                );
+                out
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, derive, chunk);
+criterion_main!(benches);

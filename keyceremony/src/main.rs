@@ -4,6 +4,8 @@
 //!   among the holders, seals the keyring and writes the ceremony directory.
 //! - `verify-share` lets a holder check, offline, that their share file
 //!   opens with their passphrase and belongs to the signed ceremony record.
+//! - `unseal` sends a holder's share to the sealed service over mutual TLS,
+//!   authenticated by the holder's own certificate.
 //!
 //! Each subcommand is one `Args` struct and one `run_*` function returning
 //! a [`Failure`] that carries its documented exit status; adding a
@@ -21,6 +23,9 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
 use cstatns::seal::{self, Passphrase, SealError, ShareKdf};
 
+#[global_allocator]
+static ALLOC: cstatns::alloc::ZeroizingAlloc = cstatns::alloc::ZeroizingAlloc;
+
 /// Exit status: success.
 const EXIT_OK: u8 = 0;
 /// Exit status: a share or record was checked and refused.
@@ -33,7 +38,7 @@ const EXIT_ERROR: u8 = 2;
 #[command(
     name = "keyceremony",
     version,
-    about = "Key holders' tool for cstatns: share ceremony and offline share check",
+    about = "Key holders' tool for cstatns: share ceremony, offline share check, unseal",
     long_about = "Key holders' tool for cstatns.\n\n\
         The master secret S is split t-of-n among the key holders with Feldman verifiable \
         secret sharing; the service's keys are sealed under S. `init` runs that ceremony \
@@ -56,6 +61,39 @@ enum Command {
     Init(InitArgs),
     /// Check a share file offline against the signed ceremony record.
     VerifyShare(VerifyShareArgs),
+    /// Send your share to the sealed service over mutual TLS, with your own certificate.
+    Unseal(UnsealArgs),
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+The share is decrypted here with your passphrase (prompted, no echo, unless \
+--passphrase-file is given) and sent over TLS 1.3 authenticated by your own certificate: the \
+service accepts a share only over the certificate the ceremony record binds to its holder, \
+checks it against the record on arrival, and unseals once t valid shares have arrived.
+
+Exit status: 0 share accepted; 1 refused by the service (bad share, another ceremony, another \
+holder's certificate, already unsealed); 2 unreadable input, wrong passphrase, or the service \
+could not be reached.")]
+struct UnsealArgs {
+    /// The service, as https://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// CA certificate that signed the service's certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    ca: PathBuf,
+    /// Your certificate (PEM): the one named for you in the ceremony record.
+    #[arg(long, value_name = "PEM")]
+    cert: PathBuf,
+    /// Your private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    key: PathBuf,
+    /// Your share file.
+    #[arg(long, value_name = "FILE")]
+    share: PathBuf,
+    /// Read the passphrase from this file instead of prompting.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -191,6 +229,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Init(args) => run_init(args),
         Command::VerifyShare(args) => run_verify_share(args),
+        Command::Unseal(args) => run_unseal(args),
     };
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -413,5 +452,53 @@ fn run_verify_share(args: VerifyShareArgs) -> Result<(), Failure> {
         record.ceremony_id(),
         record.key_check_value()
     );
+    Ok(())
+}
+
+fn run_unseal(args: UnsealArgs) -> Result<(), Failure> {
+    let share_bytes = std::fs::read(&args.share)
+        .with_context(|| format!("cannot read {}", args.share.display()))?;
+    let passphrase = match &args.passphrase_file {
+        Some(path) => Passphrase::from_file(path).context("cannot read the passphrase")?,
+        None => Passphrase::prompt(&format!("Passphrase for {}: ", args.share.display()))
+            .context("cannot read the passphrase")?,
+    };
+    let share = seal::Share::decrypt_file_bytes(&share_bytes, &passphrase)
+        .map_err(|e| Failure::error(anyhow::Error::new(e).context(args.share.display().to_string())))?;
+    drop(passphrase);
+    let endpoint = cstatns::client::Endpoint {
+        server: args.server,
+        ca: args.ca,
+        cert: args.cert,
+        key: args.key,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let reply = runtime
+        .block_on(async { endpoint.connect().await?.unseal(&share).await })
+        .map_err(|e| {
+            let refused = matches!(e, cstatns::client::ClientError::Refused { .. });
+            let e = anyhow::Error::new(e);
+            if refused {
+                Failure::refused(e)
+            } else {
+                Failure::error(e)
+            }
+        })?;
+    drop(share);
+    if reply.sealed {
+        println!(
+            "share of {} accepted; the service is still sealed: {} more share(s) needed",
+            reply.holder, reply.holders_needed
+        );
+    } else {
+        println!(
+            "share of {} accepted; the service is unsealed (generation {})",
+            reply.holder,
+            reply.generation.unwrap_or_default()
+        );
+    }
     Ok(())
 }

@@ -224,7 +224,7 @@ fn parse_generation(raw: &[u8], g: u32) -> Option<u32> {
 /// holds a quote, so the status is the same as for the decoded text.
 ///
 /// On a malformed line, returns the first field if it could be read.
-fn csv_fields(
+pub(super) fn csv_fields(
     line: &[u8],
     d: u8,
     want: usize,
@@ -426,6 +426,19 @@ mod tests {
         // Generation G comes back unchanged; upper-case hex is read as the same code.
         assert_eq!(out.lines().nth(1).unwrap(), format!("A2,{c},ok"));
         assert_eq!(out.lines().nth(0).unwrap(), out.lines().nth(5).unwrap().replace("A6", "A1"));
+    }
+
+    #[test]
+    fn csv_header_takes_its_delimiter_and_tolerates_quotes() {
+        use super::super::parse_csv_header;
+        assert_eq!(parse_csv_header(Operation::Derive, b"index,nir"), Ok(b','));
+        assert_eq!(parse_csv_header(Operation::Derive, b"\xEF\xBB\xBFindex;nir\r"), Ok(b';'));
+        assert_eq!(parse_csv_header(Operation::Derive, b"\"index\",\"nir\""), Ok(b','));
+        assert_eq!(parse_csv_header(Operation::Renew, b"index;cstatns;generation"), Ok(b';'));
+        assert!(parse_csv_header(Operation::Derive, b"nir,index").is_err());
+        assert!(parse_csv_header(Operation::Derive, b"index,nir,").is_err());
+        assert!(parse_csv_header(Operation::Derive, b"index\tnir").is_err());
+        assert!(parse_csv_header(Operation::Renew, b"index,nir").is_err());
     }
 
     #[test]

@@ -91,15 +91,17 @@ pub struct HeaderError {
 }
 
 /// Reads a CSV header line (without its line end) and returns the delimiter.
-/// A UTF-8 byte order mark and a trailing `\r` are tolerated; the column names
-/// must be exactly those of §4, in order.
+/// A UTF-8 byte order mark, a trailing `\r` and RFC 4180 quoting of the names
+/// are tolerated; the column names must be exactly those of §4, in order.
 pub fn parse_csv_header(op: Operation, line: &[u8]) -> Result<u8, HeaderError> {
     let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let cols = op.request_columns();
     for d in [b',', b';'] {
-        if line.split(|&b| b == d).eq(cols.iter().map(|c| c.as_bytes())) {
-            return Ok(d);
+        if let Ok(fields) = line::csv_fields(line, d, cols.len()) {
+            if fields.iter().zip(cols).all(|(f, c)| f.as_ref() == c.as_bytes()) {
+                return Ok(d);
+            }
         }
     }
     Err(HeaderError {

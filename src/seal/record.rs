@@ -434,6 +434,8 @@ mod tests {
     use super::*;
     use crate::seal::ceremony::tests::ceremony;
 
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+
     fn edit(record: &CeremonyRecord, f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
         let mut v: serde_json::Value = serde_json::from_str(&record.to_json()).expect("json");
         f(&mut v);
@@ -480,7 +482,7 @@ mod tests {
     #[test]
     fn signature_fails_after_editing_any_field() {
         let out = ceremony(2, 3);
-        let edits: Vec<Box<dyn FnOnce(&mut serde_json::Value)>> = vec![
+        let edits: Vec<Edit> = vec![
             Box::new(|v| v["holders"][0]["fingerprint"] = "00".repeat(32).into()),
             Box::new(|v| v["holders"][1]["name"] = "mallory".into()),
             Box::new(|v| v["holders"][2]["external"] = false.into()),
@@ -507,7 +509,7 @@ mod tests {
     #[test]
     fn malformed_records_are_refused() {
         let out = ceremony(2, 3);
-        let cases: Vec<Box<dyn FnOnce(&mut serde_json::Value)>> = vec![
+        let cases: Vec<Edit> = vec![
             Box::new(|v| v["unsigned_note"] = "hi".into()),
             Box::new(|v| v["format"] = "cstatns-ceremony-v2".into()),
             Box::new(|v| v["threshold"] = 0.into()),

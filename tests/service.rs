@@ -1,0 +1,668 @@
+//! The service end to end: the real `cstatns serve` binary, real dev-env
+//! certificates, raw HTTPS requests. Each test makes its own deployment.
+
+mod common;
+
+use common::{csv_rows, expected_c1, is_code, nir_body, nir_full, test_k1, ClientIdentity, EnvOptions, TestEnv};
+use cstatns::pki::{AUDITOR, OPERATOR, STRANGER, SUBMITTER};
+
+// ---------------------------------------------------------------------------
+// 1. TLS and roles
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_without_certificate_is_refused_at_handshake() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    let got = common::https(&server, &env.ca(), &ClientIdentity::None, "GET", "/v1/status", &[], "").await;
+    assert!(got.is_err(), "a client without a certificate got an HTTP answer: {got:?}");
+    env.wait_for_audit("connection_refused", |r| r["event"] == "connection_refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_from_another_ca_is_refused_at_handshake() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    let stranger = ClientIdentity::Cert {
+        cert: env.cert(STRANGER),
+        key: env.key(STRANGER),
+    };
+    for path in ["/v1/status", "/v1/receipts/x"] {
+        let got = common::https(&server, &env.ca(), &stranger, "GET", path, &[], "").await;
+        assert!(got.is_err(), "the stranger certificate got an HTTP answer on {path}: {got:?}");
+    }
+    let got = common::https(
+        &server,
+        &env.ca(),
+        &stranger,
+        "POST",
+        "/v1/cstatns",
+        &[("content-type", "text/csv")],
+        "index,nir\n",
+    )
+    .await;
+    assert!(got.is_err(), "the stranger certificate got an HTTP answer: {got:?}");
+    env.wait_for_audit("connection_refused", |r| r["event"] == "connection_refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditor_certificate_cannot_submit_a_batch() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    let body = format!("index,nir\nA1,{}\n", nir_full(1));
+    for path in ["/v1/cstatns", "/v1/renewal"] {
+        let r = env
+            .request(&server, AUDITOR, "POST", path, &[("content-type", "text/csv")], body.clone())
+            .await;
+        let (status, code, _) = r.refusal();
+        assert_eq!((status, code.as_str()), (403, "forbidden"), "auditor on {path}");
+    }
+    // Nor share a holder's job.
+    let wire = env.share(1).to_wire_json();
+    let r = env
+        .request(&server, AUDITOR, "POST", "/v1/unseal", &[("content-type", "application/json")], wire.as_bytes().to_vec())
+        .await;
+    assert_eq!(r.status, 403);
+    env.wait_for_audit("request_refused", |r| r["event"] == "request_refused" && r["details"]["reason"] == "missing_role");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_service_answers_503_with_retry_after_and_no_code() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    let body = format!("index,nir\nIDX-1,{}\nIDX-2,{}\n", nir_full(1), nir_body(2));
+    let r = env.derive_csv(&server, body).await;
+    assert_eq!(r.status, 503);
+    let retry = r.header("retry-after").expect("Retry-After on 503");
+    assert!(retry.parse::<u32>().is_ok_and(|s| s > 0), "Retry-After {retry:?}");
+    assert_eq!(r.refusal().1, "sealed");
+    assert!(r.header("cstatns-batch").is_none());
+    let text = r.text();
+    assert!(!text.contains("IDX-1") && !text.contains(&nir_body(1)));
+    assert!(!text.split(|c: char| !c.is_ascii_hexdigit()).any(|w| w.len() >= 64), "{text}");
+    // Renewal too.
+    let r = env
+        .request(
+            &server,
+            SUBMITTER,
+            "POST",
+            "/v1/renewal",
+            &[("content-type", "text/csv")],
+            format!("index,cstatns,generation\nA,{},1\n", "ab".repeat(32)),
+        )
+        .await;
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").is_some());
+}
+
+// ---------------------------------------------------------------------------
+// 3. Codes, recomputed independently
+// ---------------------------------------------------------------------------
+
+/// Input lines of several shapes, each with its index and canonical body.
+fn varied_nirs() -> Vec<(String, String, String)> {
+    let mut v = Vec::new();
+    for seed in 0..40u64 {
+        let body = nir_body(seed * 7919 + 11);
+        let full = nir_full(seed * 7919 + 11);
+        let raw = match seed % 4 {
+            0 => full.clone(),
+            1 => body.clone(),
+            // Spaces anywhere.
+            2 => format!(" {} {} {} ", &full[..1], &full[1..7], &full[7..]),
+            _ => format!("{} {}", &body, &full[13..]),
+        };
+        v.push((format!("IDX-{seed:04}"), raw, body));
+    }
+    // The design's public vectors, Corsica included, in lower case.
+    for (i, (raw, body)) in [
+        ("2951099126111", "2951099126111"),
+        ("295109912611193", "2951099126111"),
+        ("186022a215325", "186022A215325"),
+        ("186022a215325 23", "186022A215325"),
+        ("2 84 05 2b 321 025", "284052B321025"),
+        ("284052A321025 52", "284052A321025"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        v.push((format!("PUB-{i}"), raw.to_owned(), body.to_owned()));
+    }
+    v
+}
+
+async fn check_csv_codes(delimiter: char) {
+    let env = TestEnv::with(EnvOptions {
+        import_test_key: true,
+        ..Default::default()
+    });
+    let server = env.serve();
+    env.unseal(&server).await;
+    let d = delimiter;
+    let cases = varied_nirs();
+    let mut body = format!("index{d}nir\n");
+    for (index, raw, _) in &cases {
+        body.push_str(&format!("{index}{d}{raw}\n"));
+    }
+    let r = env.derive_csv(&server, body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cstatns-generation"), Some("1"));
+    assert!(r.header("content-type").is_some_and(|t| t.starts_with("text/csv")));
+    let rows = csv_rows(&r.text(), d);
+    assert_eq!(rows.len(), cases.len());
+    let k1 = test_k1();
+    for ((index, raw, canonical), [i, code, status]) in cases.iter().zip(&rows) {
+        assert_eq!((i.as_str(), status.as_str()), (index.as_str(), "ok"), "input {raw:?}");
+        assert_eq!(code, &expected_c1(&k1, canonical.as_bytes()), "code of {index} ({raw:?})");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_codes_are_hmac_sha256_of_the_canonical_body_under_k1() {
+    check_csv_codes(',').await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_with_semicolons_gets_the_same_codes_and_answers_with_semicolons() {
+    check_csv_codes(';').await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_codes_are_hmac_sha256_of_the_canonical_body_under_k1() {
+    let env = TestEnv::with(EnvOptions {
+        import_test_key: true,
+        ..Default::default()
+    });
+    let server = env.serve();
+    env.unseal(&server).await;
+    let cases = varied_nirs();
+    let mut body = String::new();
+    for (index, raw, _) in &cases {
+        body.push_str(&serde_json::json!({"index": index, "nir": raw}).to_string());
+        body.push('\n');
+    }
+    let r = env
+        .request(&server, SUBMITTER, "POST", "/v1/cstatns", &[("content-type", "application/x-ndjson")], body)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("cstatns-generation"), Some("1"));
+    assert!(r.header("content-type").is_some_and(|t| t.starts_with("application/x-ndjson")));
+    let text = r.text();
+    let answers: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(answers.len(), cases.len());
+    let k1 = test_k1();
+    for ((index, raw, canonical), a) in cases.iter().zip(&answers) {
+        let obj = a.as_object().expect("object");
+        assert_eq!(obj.len(), 3, "{a}");
+        assert_eq!(a["index"], index.as_str());
+        assert_eq!(a["status"], "ok", "input {raw:?}");
+        assert_eq!(a["cstatns"], expected_c1(&k1, canonical.as_bytes()).as_str(), "{index}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_applies_later_keys_to_the_previous_code() {
+    let env = TestEnv::with(EnvOptions {
+        import_test_key: true,
+        generations: 2,
+        ..Default::default()
+    });
+    let server = env.serve();
+    env.unseal(&server).await;
+    assert_eq!(env.status(&server).await.generation, Some(2));
+    let k1 = test_k1();
+    let seeds = [3u64, 17, 4242, 99_999];
+
+    // Codes of generation 2, from the NIRs.
+    let mut body = String::from("index,nir\n");
+    for s in seeds {
+        body.push_str(&format!("N{s},{}\n", nir_full(s)));
+    }
+    let r = env.derive_csv(&server, body).await;
+    assert_eq!(r.header("cstatns-generation"), Some("2"));
+    let c2: Vec<String> = csv_rows(&r.text(), ',')
+        .into_iter()
+        .map(|[_, code, status]| {
+            assert_eq!(status, "ok");
+            code
+        })
+        .collect();
+    for (s, c) in seeds.iter().zip(&c2) {
+        assert_ne!(c, &expected_c1(&k1, nir_body(*s).as_bytes()), "the published code is not C_1");
+    }
+
+    // Renewal of C_1 (computed here) and of C_2 (unchanged), then refusals.
+    let mut body = String::from("index,cstatns,generation\n");
+    for s in seeds {
+        body.push_str(&format!("R1-{s},{},1\n", expected_c1(&k1, nir_body(s).as_bytes())));
+    }
+    for (s, c) in seeds.iter().zip(&c2) {
+        body.push_str(&format!("R2-{s},{c},2\n"));
+    }
+    let c1_upper = expected_c1(&k1, nir_body(3).as_bytes()).to_uppercase();
+    body.push_str(&format!("RU,{c1_upper},1\n"));
+    body.push_str(&format!("G3,{},3\n", c2[0]));
+    body.push_str(&format!("G0,{},0\n", c2[0]));
+    body.push_str(&format!("GX,{},x\n", c2[0]));
+    body.push_str(&format!("H1,{},1\n", "zz".repeat(32)));
+    body.push_str(&format!("H2,{},1\n", &c2[0][..62]));
+    body.push_str(&format!("H3,{}0,1\n", c2[0]));
+    let r = env
+        .request(&server, SUBMITTER, "POST", "/v1/renewal", &[("content-type", "text/csv")], body)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cstatns-generation"), Some("2"));
+    let rows = csv_rows(&r.text(), ',');
+    let mut want: Vec<[String; 3]> = Vec::new();
+    for (s, c) in seeds.iter().zip(&c2) {
+        want.push([format!("R1-{s}"), c.clone(), "ok".into()]);
+    }
+    for (s, c) in seeds.iter().zip(&c2) {
+        want.push([format!("R2-{s}"), c.clone(), "ok".into()]);
+    }
+    want.push(["RU".into(), c2[0].clone(), "ok".into()]);
+    for (i, st) in [
+        ("G3", "invalid_generation"),
+        ("G0", "invalid_generation"),
+        ("GX", "invalid_generation"),
+        ("H1", "invalid_code"),
+        ("H2", "invalid_code"),
+        ("H3", "invalid_code"),
+    ] {
+        want.push([i.into(), String::new(), st.into()]);
+    }
+    assert_eq!(rows, want);
+}
+
+// ---------------------------------------------------------------------------
+// 4. Per-line statuses
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_line_status_of_the_wire_format_through_the_real_server() {
+    let env = TestEnv::with(EnvOptions {
+        import_test_key: true,
+        ..Default::default()
+    });
+    let server = env.serve();
+    env.unseal(&server).await;
+    let k1 = test_k1();
+    let (n1, n2, n3) = (nir_full(101), nir_full(202), nir_body(303));
+    let bad_key = {
+        let mut k = nir_full(404).into_bytes();
+        k[14] = if k[14] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(k).unwrap()
+    };
+    let long_index = "i".repeat(65);
+    // (input line, expected index echo, expected status, canonical body if ok)
+    let lines: Vec<(String, &str, &str, Option<String>)> = vec![
+        (format!("L01,{n1}"), "L01", "ok", Some(nir_body(101))),
+        (format!("\"L02\",\"{n2}\"\r"), "L02", "ok", Some(nir_body(202))), // quoted, CRLF
+        (format!("L03,{n3},extra"), "L03", "malformed_line", None),
+        (format!("{n1}"), "", "malformed_line", None), // a NIR alone: never echoed
+        (format!("L05,\"{n1}"), "L05", "malformed_line", None), // unterminated quote
+        (format!("bad index,{n1}"), "", "invalid_index", None),
+        (format!("{long_index},{n1}"), "", "invalid_index", None),
+        (format!(",{n1}"), "", "invalid_index", None),
+        (format!("{},{n2}", nir_full(505)), "", "index_looks_like_nir", None),
+        (format!("{},{n2}", nir_body(506)), "", "index_looks_like_nir", None),
+        ("L11,2951099126X11".to_owned(), "L11", "invalid_character", None),
+        ("L12,29510991261é1".to_owned(), "L12", "invalid_character", None),
+        ("L13,2A51099126111".to_owned(), "L13", "invalid_character", None),
+        ("L14,295109912611".to_owned(), "L14", "invalid_length", None),
+        ("L15,".to_owned(), "L15", "invalid_length", None),
+        (format!("L16,{bad_key}"), "L16", "invalid_key", None),
+        ("L17,2840588321025 30".to_owned(), "L17", "invalid_key", None),
+        // Precedence: the index is judged before the NIR.
+        ("bad!,xx".to_owned(), "", "invalid_index", None),
+        (format!("{},xx", nir_full(7)), "", "index_looks_like_nir", None),
+        (format!("L20,\"{n3}\""), "L20", "ok", Some(nir_body(303))),
+    ];
+    let mut body = String::from("index,nir\r\n\r\n");
+    for (i, (line, ..)) in lines.iter().enumerate() {
+        body.push_str(line);
+        body.push('\n');
+        if i % 5 == 2 {
+            body.push_str("\n   \n\r\n"); // blank lines are skipped
+        }
+    }
+    body.pop(); // the last line has no line end
+    let r = env.derive_csv(&server, body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rows = csv_rows(&r.text(), ',');
+    assert_eq!(rows.len(), lines.len(), "one answer per non-blank line");
+    let mut seen = std::collections::BTreeSet::new();
+    for ((line, index, status, body), [i, code, st]) in lines.iter().zip(&rows) {
+        assert_eq!((i.as_str(), st.as_str()), (*index, *status), "line {line:?}");
+        match body {
+            Some(b) => assert_eq!(code, &expected_c1(&k1, b.as_bytes()), "line {line:?}"),
+            None => assert_eq!(code, "", "line {line:?}: cstatns must be empty when not ok"),
+        }
+        seen.insert(st.clone());
+    }
+    let all = [
+        "ok",
+        "malformed_line",
+        "invalid_index",
+        "index_looks_like_nir",
+        "invalid_character",
+        "invalid_length",
+        "invalid_key",
+    ];
+    assert_eq!(seen, all.iter().map(|s| s.to_string()).collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_line_that_is_not_the_expected_object_is_malformed() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    let n = nir_full(8);
+    let body = [
+        serde_json::json!({"index": "J1", "nir": n}).to_string(),
+        serde_json::json!({"index": "J2", "nir": 2951099126111u64}).to_string(),
+        "[\"J3\"]".to_owned(),
+        "not json".to_owned(),
+        String::new(),
+        serde_json::json!({"index": "J5", "nir": n, "extra": "x"}).to_string(),
+        serde_json::json!({"index": "J6"}).to_string(),
+        serde_json::json!({"index": "bad index", "nir": n}).to_string(),
+        serde_json::json!({"index": n, "nir": n}).to_string(),
+        serde_json::json!({"index": "J9", "nir": "12"}).to_string(),
+    ]
+    .join("\r\n");
+    let r = env
+        .request(&server, SUBMITTER, "POST", "/v1/cstatns", &[("content-type", "application/x-ndjson")], body)
+        .await;
+    assert_eq!(r.status, 200);
+    let got: Vec<(String, bool, String)> = r
+        .text()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON answer");
+            (
+                v["index"].as_str().unwrap().to_owned(),
+                is_code(v["cstatns"].as_str().unwrap()),
+                v["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let m = "malformed_line";
+    let want = [
+        ("J1", true, "ok"),
+        ("", false, m),
+        ("", false, m),
+        ("", false, m),
+        ("", false, m),
+        ("", false, m),
+        ("", false, "invalid_index"),
+        ("", false, "index_looks_like_nir"),
+        ("J9", false, "invalid_length"),
+    ];
+    let want: Vec<(String, bool, String)> = want.iter().map(|(i, c, s)| (i.to_string(), *c, s.to_string())).collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_over_one_mebibyte_keeps_order_and_count_across_chunks() {
+    let env = TestEnv::with(EnvOptions {
+        import_test_key: true,
+        ..Default::default()
+    });
+    let server = env.serve();
+    env.unseal(&server).await;
+    const N: u64 = 60_000;
+    let mut body = String::from("index;nir\n");
+    for i in 0..N {
+        if i % 997 == 500 {
+            body.push_str(&format!("row-{i:06};29510991261\n")); // invalid_length, in place
+        } else {
+            body.push_str(&format!("row-{i:06};{}\n", nir_full(i)));
+        }
+    }
+    assert!(body.len() > (1 << 20) + (1 << 19), "the batch spans several chunks");
+    let r = env.derive_csv(&server, body).await;
+    assert_eq!(r.status, 200);
+    let rows = csv_rows(&r.text(), ';');
+    assert_eq!(rows.len() as u64, N);
+    let k1 = test_k1();
+    for (i, [index, code, status]) in rows.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(index, &format!("row-{i:06}"), "answer {i} out of order");
+        if i % 997 == 500 {
+            assert_eq!((code.as_str(), status.as_str()), ("", "invalid_length"), "row {i}");
+        } else {
+            assert_eq!(status, "ok", "row {i}");
+            if i % 101 == 0 {
+                assert_eq!(code, &expected_c1(&k1, nir_body(i).as_bytes()), "row {i}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 5. HTTP-level refusals
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_csv_header_is_400() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    for header in ["nir,index", "index,nir,extra", "index\tnir", "index,cstatns,generation", "index|nir"] {
+        let r = env.derive_csv(&server, format!("{header}\nA1,{}\n", nir_full(1))).await;
+        let (status, code, message) = r.refusal();
+        assert_eq!((status, code.as_str()), (400, "bad_request"), "header {header:?}: {message}");
+        assert!(!message.contains(&nir_body(1)));
+    }
+    // The renewal header is checked against its own columns.
+    let r = env
+        .request(&server, SUBMITTER, "POST", "/v1/renewal", &[("content-type", "text/csv")], "index,nir\n")
+        .await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_content_type_is_415() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    let body = serde_json::json!([{"index": "A1", "nir": nir_full(1)}]).to_string();
+    for ct in [Some("application/json"), Some("text/plain"), None] {
+        let headers: Vec<(&str, &str)> = ct.map(|c| ("content-type", c)).into_iter().collect();
+        let r = env
+            .request(&server, SUBMITTER, "POST", "/v1/cstatns", &headers, body.clone())
+            .await;
+        let (status, code, _) = r.refusal();
+        assert_eq!((status, code.as_str()), (415, "unsupported_media_type"), "content type {ct:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeclared_purpose_is_400_and_the_configured_one_is_accepted() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    let body = format!("index,nir\nA1,{}\n", nir_full(1));
+    let r = env
+        .request(
+            &server,
+            SUBMITTER,
+            "POST",
+            "/v1/cstatns",
+            &[("content-type", "text/csv"), ("cstatns-purpose", "marketing")],
+            body.clone(),
+        )
+        .await;
+    let (status, code, _) = r.refusal();
+    assert_eq!((status, code.as_str()), (400, "bad_request"));
+    let r = env
+        .request(
+            &server,
+            SUBMITTER,
+            "POST",
+            "/v1/cstatns",
+            &[("content-type", "text/csv"), ("cstatns-purpose", cstatns::devenv::DEV_PURPOSE)],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_over_max_request_bytes_is_413() {
+    let env = TestEnv::with(EnvOptions {
+        max_request_bytes: Some(1000),
+        ..Default::default()
+    });
+    let server = env.serve();
+    env.unseal(&server).await;
+    let mut body = String::from("index,nir\n");
+    let mut i = 0;
+    while body.len() <= 2000 {
+        body.push_str(&format!("A{i},{}\n", nir_full(i)));
+        i += 1;
+    }
+    let r = env.derive_csv(&server, body).await;
+    let (status, code, _) = r.refusal();
+    assert_eq!((status, code.as_str()), (413, "too_large"));
+    assert!(r.header("cstatns-batch").is_none());
+    // Under the limit is fine.
+    let r = env.derive_csv(&server, format!("index,nir\nA1,{}\n", nir_full(1))).await;
+    assert_eq!(r.status, 200);
+}
+
+// ---------------------------------------------------------------------------
+// 6. Receipts
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipt_counts_statuses_and_is_only_for_the_submitting_certificate() {
+    let env = TestEnv::new();
+    // A second submitter: the operator's certificate, granted the role.
+    let operator_fp = env.env.pki.fingerprint(OPERATOR).unwrap().to_owned();
+    common::add_client(&env.env.config, "second-submitter", &operator_fp, &["submitter"], &["demo"]);
+    let server = env.serve();
+    env.unseal(&server).await;
+    let mut body = String::from("index,nir\n");
+    for i in 0..25 {
+        body.push_str(&format!("ok-{i},{}\n", nir_full(i)));
+    }
+    body.push_str("len-1,123\nlen-2,1234\nbad index,x\n");
+    body.push_str(&format!("k-1,{}00\n", nir_body(1)));
+    let r = env.derive_csv(&server, body).await;
+    assert_eq!(r.status, 200);
+    let batch = r.header("cstatns-batch").expect("CStatNS-Batch").to_owned();
+
+    let r = env.request(&server, SUBMITTER, "GET", &format!("/v1/receipts/{batch}"), &[], "").await;
+    assert_eq!(r.status, 200);
+    let receipt: cstatns::receipt::Receipt = serde_json::from_slice(&r.body).expect("receipt JSON");
+    assert_eq!(receipt.batch, batch);
+    assert_eq!(receipt.operation, "cstatns");
+    assert_eq!(receipt.outcome, "completed");
+    assert_eq!(receipt.purpose, cstatns::devenv::DEV_PURPOSE);
+    assert_eq!(receipt.generation, 1);
+    assert_eq!((receipt.records, receipt.ok, receipt.rejected), (29, 25, 4));
+    let counts = r.json()["counts"].clone();
+    assert_eq!(
+        counts,
+        serde_json::json!({"ok": 25, "invalid_length": 2, "invalid_index": 1, "invalid_key": 1})
+    );
+    assert_eq!(receipt.client_fingerprint, env.env.pki.fingerprint(SUBMITTER).unwrap());
+
+    // Another submitter certificate does not see it; a certificate without
+    // the role is refused outright.
+    let r = env.request(&server, OPERATOR, "GET", &format!("/v1/receipts/{batch}"), &[], "").await;
+    assert_eq!(r.refusal().0, 404);
+    let r = env.request(&server, AUDITOR, "GET", &format!("/v1/receipts/{batch}"), &[], "").await;
+    assert_eq!(r.refusal().0, 403);
+    let r = env.request(&server, SUBMITTER, "GET", "/v1/receipts/0123456789abcdef0123456789abcdef", &[], "").await;
+    assert_eq!(r.refusal().0, 404);
+
+    // The traceability log holds the batch's start and end, with the counts.
+    let start = env.wait_for_audit("batch_start", |r| r["event"] == "batch_start" && r["details"]["batch"] == batch.as_str());
+    assert_eq!(start["details"]["purpose"], "demo");
+    let end = env.wait_for_audit("batch_end", |r| r["event"] == "batch_end" && r["details"]["batch"] == batch.as_str());
+    assert_eq!(end["details"]["counts"], counts);
+    assert_eq!(end["details"]["generation"], 1);
+    assert_eq!(end["details"]["outcome"], "completed");
+    assert_eq!(end["seq"], receipt.log_seq);
+    assert!(start["seq"].as_u64() < end["seq"].as_u64());
+    assert_eq!(end["actor"]["fingerprint"], env.env.pki.fingerprint(SUBMITTER).unwrap());
+    // The chain links every record to the one before.
+    let records = env.audit_records();
+    for w in records.windows(2) {
+        assert_eq!(w[1]["prev"], w[0]["hash"], "chain broken at seq {}", w[1]["seq"]);
+        assert_eq!(w[1]["seq"].as_u64().unwrap(), w[0]["seq"].as_u64().unwrap() + 1);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 7. Nothing personal in the logs
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_nir_code_or_index_in_server_log_or_traceability_log() {
+    let env = TestEnv::new();
+    let mut server = env.serve_with_env(&[("CSTATNS_LOG", "debug")]);
+    env.unseal(&server).await;
+
+    let mut secrets: Vec<String> = Vec::new(); // strings that must never be logged
+    let mut body = String::from("index,nir\n");
+    for i in 0..30u64 {
+        let seed = 1_000_003 * i + 77;
+        let index = format!("IDX-7c1f-{:06}", 100 + i);
+        let (full, bodytext) = (nir_full(seed), nir_body(seed));
+        let line = match i % 6 {
+            0 => format!("{index},{full}"),
+            1 => format!("{index},{bodytext}"),
+            2 => {
+                // wrong key
+                let mut k = full.clone().into_bytes();
+                k[13] = if k[13] == b'9' { b'8' } else { b'9' };
+                format!("{index},{}", String::from_utf8(k).unwrap())
+            }
+            3 => format!("{full},{bodytext}"), // the NIR as index
+            4 => format!("{index},{full},extra"),
+            _ => format!("{index},{}X", &bodytext[..12]),
+        };
+        body.push_str(&line);
+        body.push('\n');
+        secrets.extend([index, full, bodytext]);
+    }
+    let r = env.derive_csv(&server, body.clone()).await;
+    assert_eq!(r.status, 200);
+    let batch = r.header("cstatns-batch").unwrap().to_owned();
+    let rows = csv_rows(&r.text(), ',');
+    let codes: Vec<String> = rows.iter().filter(|r| r[2] == "ok").map(|r| r[1].clone()).collect();
+    assert!(codes.len() >= 10);
+    secrets.extend(codes.iter().cloned());
+    // A renewal of those codes too: old and new codes must not be logged.
+    let mut renewal = String::from("index,cstatns,generation\n");
+    for (i, c) in codes.iter().enumerate() {
+        renewal.push_str(&format!("IDX-7c1f-r{i:05},{c},1\n"));
+        secrets.push(format!("IDX-7c1f-r{i:05}"));
+    }
+    let r = env
+        .request(&server, SUBMITTER, "POST", "/v1/renewal", &[("content-type", "text/csv")], renewal)
+        .await;
+    assert_eq!(r.status, 200);
+    // A refused batch (sealed is gone; a bad header) with data in it.
+    let r = env.derive_csv(&server, format!("idx,nir\nIDX-7c1f-999999,{}\n", nir_full(5))).await;
+    assert_eq!(r.status, 400);
+    secrets.extend(["IDX-7c1f-999999".to_owned(), nir_full(5), nir_body(5)]);
+
+    env.wait_for_audit("batch_end", |r| r["event"] == "batch_end" && r["details"]["batch"] == batch.as_str());
+    server.stop();
+    let stderr = server.stderr_text();
+    let audit = env.audit_text();
+    assert!(audit.contains("batch_end") && stderr.contains("unsealed"), "logs were written");
+    for (name, text) in [("server stderr", &stderr), ("traceability log", &audit)] {
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "{name} holds {s:?}");
+            assert!(!text.to_lowercase().contains(&s.to_lowercase()), "{name} holds {s:?} (any case)");
+        }
+        assert!(!text.contains("IDX-7c1f"), "{name} holds an index of the batch");
+    }
+}
