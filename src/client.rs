@@ -109,15 +109,20 @@ impl Endpoint {
             server: self.server.clone(),
             reason,
         };
-        let name = ServerName::try_from(host.clone()).map_err(|_| ClientError::BadServer(self.server.clone()))?;
+        let name = ServerName::try_from(host.clone())
+            .map_err(|_| ClientError::BadServer(self.server.clone()))?;
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| err(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
-        let tls = connector.connect(name, tcp).await.map_err(|e| err(e.to_string()))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        let tls = connector
+            .connect(name, tcp)
             .await
             .map_err(|e| err(e.to_string()))?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| err(e.to_string()))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection closed with an error");
@@ -135,7 +140,10 @@ fn full(b: impl Into<Bytes>) -> ReqBody {
 }
 
 impl Connection {
-    async fn send(&mut self, req: Request<ReqBody>) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+    async fn send(
+        &mut self,
+        req: Request<ReqBody>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         self.sender
             .ready()
             .await
@@ -159,7 +167,10 @@ impl Connection {
             .header(hyper::header::HOST, &self.authority)
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&mut self, path: &str) -> Result<T, ClientError> {
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+    ) -> Result<T, ClientError> {
         let req = self
             .request("GET", path)
             .body(full(Bytes::new()))
@@ -179,7 +190,10 @@ impl Connection {
     }
 
     /// `POST /v1/unseal` with one share.
-    pub async fn unseal(&mut self, share: &Share) -> Result<crate::server::UnsealReply, ClientError> {
+    pub async fn unseal(
+        &mut self,
+        share: &Share,
+    ) -> Result<crate::server::UnsealReply, ClientError> {
         let wire = share.to_wire_json();
         let req = self
             .request("POST", "/v1/unseal")
@@ -192,23 +206,34 @@ impl Connection {
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(resp: hyper::Response<hyper::body::Incoming>) -> Result<T, ClientError> {
+async fn read_json<T: serde::de::DeserializeOwned>(
+    resp: hyper::Response<hyper::body::Incoming>,
+) -> Result<T, ClientError> {
     let body = resp
         .into_body()
         .collect()
         .await
         .map_err(|e| ClientError::Protocol(e.to_string()))?
         .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("unexpected answer: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| ClientError::Protocol(format!("unexpected answer: {e}")))
 }
 
 async fn refusal(resp: hyper::Response<hyper::body::Incoming>) -> ClientError {
     let status = resp.status();
-    let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     ClientError::Refused {
         status: status.as_u16(),
-        code: v["error"].as_str().unwrap_or(status.canonical_reason().unwrap_or("error")).to_owned(),
+        code: v["error"]
+            .as_str()
+            .unwrap_or(status.canonical_reason().unwrap_or("error"))
+            .to_owned(),
         message: v["message"].as_str().unwrap_or("no details").to_owned(),
     }
 }
@@ -276,7 +301,9 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
         let path = path.to_owned();
         move |source| ClientError::File { path, source }
     };
-    let input = tokio::fs::File::open(sub.input).await.map_err(file_err(sub.input))?;
+    let input = tokio::fs::File::open(sub.input)
+        .await
+        .map_err(file_err(sub.input))?;
     let out = create_private(sub.output)?;
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(out));
 
@@ -325,12 +352,16 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
         .ok_or_else(|| ClientError::Protocol("no CStatNS-Batch header".into()))?;
     let mut body = resp.into_body();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ClientError::Protocol(format!("the answer broke off: {e}")))?;
+        let frame =
+            frame.map_err(|e| ClientError::Protocol(format!("the answer broke off: {e}")))?;
         if let Some(data) = frame.data_ref() {
             out.write_all(data).await.map_err(file_err(sub.output))?;
         }
     }
     out.flush().await.map_err(file_err(sub.output))?;
-    out.get_ref().sync_all().await.map_err(file_err(sub.output))?;
+    out.get_ref()
+        .sync_all()
+        .await
+        .map_err(file_err(sub.output))?;
     conn.receipt(&batch).await
 }

@@ -88,7 +88,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
             eprintln!("demo: {m}");
         }
     };
-    say(&format!("creating a throw-away deployment in {}", dir.display()));
+    say(&format!(
+        "creating a throw-away deployment in {}",
+        dir.display()
+    ));
     let env = devenv::create(&devenv::Options {
         dir: dir.clone(),
         holders: opts.holders,
@@ -116,10 +119,18 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         let pass = Passphrase::from_file(env.pass(i))?;
         let bytes = std::fs::read(env.share(i))?;
         let share = Share::decrypt_file_bytes(&bytes, &pass)?;
-        let reply = endpoint(&crate::pki::holder_role(i)).connect().await?.unseal(&share).await?;
+        let reply = endpoint(&crate::pki::holder_role(i))
+            .connect()
+            .await?
+            .unseal(&share)
+            .await?;
         say(&format!(
             "holder-{i} unsealed: {}",
-            if reply.sealed { format!("{} more needed", reply.holders_needed) } else { "service unsealed".into() }
+            if reply.sealed {
+                format!("{} more needed", reply.holders_needed)
+            } else {
+                "service unsealed".into()
+            }
         ));
     }
 
@@ -132,8 +143,13 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
             p
         }
     };
-    let output = opts.output.clone().unwrap_or_else(|| env.dir.join("demo-output.csv"));
-    let bar = opts.progress.then(|| progress_bar(std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0)));
+    let output = opts
+        .output
+        .clone()
+        .unwrap_or_else(|| env.dir.join("demo-output.csv"));
+    let bar = opts
+        .progress
+        .then(|| progress_bar(std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0)));
     let clock = Instant::now();
     let receipt = client::submit(
         &endpoint(crate::pki::SUBMITTER),
@@ -143,7 +159,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
             input_type: InputType::guess(&input),
             output: &output,
             purpose: None,
-            progress: bar.clone().map(|b| Box::new(move |n| b.set_position(n)) as Box<dyn Fn(u64) + Send + Sync>),
+            progress: bar
+                .clone()
+                .map(|b| Box::new(move |n| b.set_position(n)) as Box<dyn Fn(u64) + Send + Sync>),
         },
     )
     .await?;
@@ -168,8 +186,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
 pub fn progress_bar(len: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} sent  {bytes_per_sec}  eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} sent  {bytes_per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
 }

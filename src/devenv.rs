@@ -164,11 +164,17 @@ pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
         purposes,
     };
     let mut clients = vec![
-        entry(pki::SUBMITTER, vec![Role::Submitter], vec![DEV_PURPOSE.to_owned()]),
+        entry(
+            pki::SUBMITTER,
+            vec![Role::Submitter],
+            vec![DEV_PURPOSE.to_owned()],
+        ),
         entry(pki::AUDITOR, vec![Role::Auditor], vec![]),
         entry(pki::OPERATOR, vec![Role::Operator], vec![]),
     ];
-    clients.extend((1..=opts.holders).map(|i| entry(&pki::holder_role(i), vec![Role::Holder], vec![])));
+    clients.extend(
+        (1..=opts.holders).map(|i| entry(&pki::holder_role(i), vec![Role::Holder], vec![])),
+    );
     let config = Config {
         insecure_dev_env: true,
         listen: DEV_LISTEN.to_owned(),
@@ -190,7 +196,8 @@ pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
     let config_path = dir.join("server.toml");
     write_new(
         &config_path,
-        format!("# cstatns dev-env: INSECURE throw-away deployment, never for real data.\n{text}").as_bytes(),
+        format!("# cstatns dev-env: INSECURE throw-away deployment, never for real data.\n{text}")
+            .as_bytes(),
         0o644,
     )?;
     Ok(DevEnv {

@@ -155,7 +155,11 @@ struct DevEnvArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_filter = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let default_filter = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -163,7 +167,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -173,7 +180,12 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            let refused = e.chain().any(|c| matches!(c.downcast_ref::<ClientError>(), Some(ClientError::Refused { .. })));
+            let refused = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<ClientError>(),
+                    Some(ClientError::Refused { .. })
+                )
+            });
             eprintln!("error: {e:#}");
             ExitCode::from(if refused { EXIT_REFUSED } else { EXIT_ERROR })
         }
@@ -194,16 +206,24 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let len = std::fs::metadata(&input)
                 .with_context(|| format!("cannot read {}", input.display()))?
                 .len();
-            let bar = std::io::stderr().is_terminal().then(|| cstatns::demo::progress_bar(len));
+            let bar = std::io::stderr()
+                .is_terminal()
+                .then(|| cstatns::demo::progress_bar(len));
             let receipt = client::submit(
                 &endpoint.into(),
                 Submission {
-                    operation: if renewal { Operation::Renew } else { Operation::Derive },
+                    operation: if renewal {
+                        Operation::Renew
+                    } else {
+                        Operation::Derive
+                    },
                     input_type: input_type.unwrap_or_else(|| InputType::guess(&input)),
                     input: &input,
                     output: &output,
                     purpose: purpose.as_deref(),
-                    progress: bar.clone().map(|b| Box::new(move |n| b.set_position(n)) as Box<dyn Fn(u64) + Send + Sync>),
+                    progress: bar.clone().map(|b| {
+                        Box::new(move |n| b.set_position(n)) as Box<dyn Fn(u64) + Send + Sync>
+                    }),
                 },
             )
             .await?;
@@ -241,7 +261,10 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 import_key: a.import_key,
             })?;
             let d = env.dir.display();
-            println!("INSECURE throw-away deployment written to {d} ({}-of-{} holders).", env.threshold, env.holders);
+            println!(
+                "INSECURE throw-away deployment written to {d} ({}-of-{} holders).",
+                env.threshold, env.holders
+            );
             println!("Serve it:   cstatns serve --config {d}/server.toml");
             println!(
                 "Unseal it:  keyceremony unseal --server https://{} --ca {d}/pki/ca.pem --cert {d}/pki/holder-1.pem --key {d}/pki/holder-1.key --share {d}/shares/holder-1.share --passphrase-file {d}/shares/holder-1.pass   (and holders 2..{})",
@@ -295,13 +318,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -313,11 +337,20 @@ async fn shutdown_signal() {
 
 /// `cstatns validate`: the §2/§4 checks of every line, without any key, plus
 /// duplicate indexes (which the service cannot see, answering each line alone).
-fn validate(input: &Path, renewal: bool, input_type: Option<InputType>) -> anyhow::Result<ExitCode> {
+fn validate(
+    input: &Path,
+    renewal: bool,
+    input_type: Option<InputType>,
+) -> anyhow::Result<ExitCode> {
     use std::hash::BuildHasher;
     use std::io::Read;
-    let op = if renewal { Operation::Renew } else { Operation::Derive };
-    let mut file = std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let op = if renewal {
+        Operation::Renew
+    } else {
+        Operation::Derive
+    };
+    let mut file =
+        std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut pending = Vec::new();
     let format = match input_type.unwrap_or_else(|| InputType::guess(input)) {
@@ -340,7 +373,10 @@ fn validate(input: &Path, renewal: bool, input_type: Option<InputType>) -> anyho
     // Indexes are kept as 128-bit keyed hashes (two independent SipHash keys):
     // 16 bytes an index, and a false duplicate is out of reach (~1e-22 for
     // 100 million lines).
-    let (h1, h2) = (std::collections::hash_map::RandomState::new(), std::collections::hash_map::RandomState::new());
+    let (h1, h2) = (
+        std::collections::hash_map::RandomState::new(),
+        std::collections::hash_map::RandomState::new(),
+    );
     let mut seen = std::collections::HashSet::<u128>::new();
     let mut counts = cstatns::batch::Counts::default();
     let mut first_lines: std::collections::BTreeMap<Status, Vec<u64>> = Default::default();
@@ -384,10 +420,19 @@ fn validate(input: &Path, renewal: bool, input_type: Option<InputType>) -> anyho
     for (s, n) in counts.nonzero() {
         let where_ = first_lines
             .get(&s)
-            .map(|v| format!("  (first records: {})", v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")))
+            .map(|v| {
+                format!(
+                    "  (first records: {})",
+                    v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+                )
+            })
             .unwrap_or_default();
         println!("{:<22} {:>12}{where_}", s.code(), n);
     }
     println!("{:<22} {:>12}", "total", counts.total());
-    Ok(if counts.rejected() == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_REFUSED) })
+    Ok(if counts.rejected() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_REFUSED)
+    })
 }

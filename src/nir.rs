@@ -200,17 +200,29 @@ mod tests {
 
     #[test]
     fn corsica_letters_only_at_positions_six_and_seven() {
-        assert_eq!(Nir::parse(b"2A51099126111").err(), Some(NirError::InvalidCharacter));
+        assert_eq!(
+            Nir::parse(b"2A51099126111").err(),
+            Some(NirError::InvalidCharacter)
+        );
         assert!(Nir::parse(b"186022A215325").is_ok());
         assert!(Nir::parse(b"186022b215325").is_ok());
-        assert_eq!(Nir::parse(b"1860A2A215325").err(), Some(NirError::InvalidCharacter));
-        assert_eq!(Nir::parse(b"186033A215325").err(), Some(NirError::InvalidCharacter));
+        assert_eq!(
+            Nir::parse(b"1860A2A215325").err(),
+            Some(NirError::InvalidCharacter)
+        );
+        assert_eq!(
+            Nir::parse(b"186033A215325").err(),
+            Some(NirError::InvalidCharacter)
+        );
     }
 
     #[test]
     fn character_rule_comes_before_length_rule() {
         assert_eq!(Nir::parse(b"12x").err(), Some(NirError::InvalidCharacter));
-        assert_eq!(Nir::parse("29510991261é1".as_bytes()).err(), Some(NirError::InvalidCharacter));
+        assert_eq!(
+            Nir::parse("29510991261é1".as_bytes()).err(),
+            Some(NirError::InvalidCharacter)
+        );
         assert_eq!(Nir::parse(b"2A").err(), Some(NirError::InvalidLength));
         assert_eq!(Nir::parse(b"").err(), Some(NirError::InvalidLength));
     }
@@ -218,7 +230,10 @@ mod tests {
     #[test]
     fn only_ascii_spaces_are_removed() {
         assert!(Nir::parse(b" 2 95 10 99 126 111 93 ").is_ok());
-        assert_eq!(Nir::parse(b"2951099126111\t93").err(), Some(NirError::InvalidCharacter));
+        assert_eq!(
+            Nir::parse(b"2951099126111\t93").err(),
+            Some(NirError::InvalidCharacter)
+        );
     }
 
     #[test]

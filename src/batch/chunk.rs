@@ -63,7 +63,9 @@ impl Chunker {
             }
             // Copy at most what fills the chunk, so the pending buffer never
             // grows past CHUNK_SIZE + MAX_LINE.
-            let room = (CHUNK_SIZE + MAX_LINE).saturating_sub(self.pending.len()).max(1);
+            let room = (CHUNK_SIZE + MAX_LINE)
+                .saturating_sub(self.pending.len())
+                .max(1);
             let take = room.min(data.len());
             self.pending.extend_from_slice(&data[..take]);
             data = &data[take..];

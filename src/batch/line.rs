@@ -10,6 +10,10 @@ use super::{index_status, Chunk, Counts, Format, Operation, Status, MAX_LINE};
 use crate::code::{parse_hex, write_hex, KeyChain, RawCode, CODE_HEX_LEN};
 use crate::nir::{parse_into, BODY_LEN};
 
+/// The fields of a line (unused ones empty), or, for a malformed line, its
+/// first field when it could be read.
+type Fields<'a> = Result<[Cow<'a, [u8]>; 3], Option<Cow<'a, [u8]>>>;
+
 /// One answered line before hashing.
 struct Rec {
     status: Status,
@@ -136,17 +140,20 @@ fn parse_line(op: Operation, format: Format, g: u32, line: &[u8], s: &mut Scratc
         return rec;
     }
     let want = op.request_columns().len();
-    let parsed: Result<[Cow<[u8]>; 3], Option<Cow<[u8]>>> = match format {
+    let parsed: Fields<'_> = match format {
         Format::Csv { delimiter } => csv_fields(line, delimiter, want),
         Format::Ndjson => json_fields(op, line),
     };
-    let (fields, well_formed) = match parsed {
-        Ok(f) => (Some(f), true),
-        Err(first) => (None, false).also_first(first, &mut rec, s),
-    };
-    let Some(fields) = fields else {
-        debug_assert!(!well_formed);
-        return rec;
+    let fields = match parsed {
+        Ok(f) => f,
+        Err(first) => {
+            // Malformed, but echo the first field when it is a clean index
+            // (§4), so that the submitter can find the line.
+            if let Some(first) = first.filter(|f| index_status(f).is_none()) {
+                echo_index(&first, &mut rec, s);
+            }
+            return rec;
+        }
     };
     let index = &fields[0];
     if let Some(st) = index_status(index) {
@@ -183,23 +190,6 @@ fn parse_line(op: Operation, format: Format, g: u32, line: &[u8], s: &mut Scratc
     rec
 }
 
-/// For a malformed line whose first field could still be read: echo it when it
-/// is a clean index (§4), so the submitter can find the line.
-trait AlsoFirst {
-    fn also_first(self, first: Option<Cow<[u8]>>, rec: &mut Rec, s: &mut Scratch) -> Self;
-}
-
-impl<T> AlsoFirst for (Option<T>, bool) {
-    fn also_first(self, first: Option<Cow<[u8]>>, rec: &mut Rec, s: &mut Scratch) -> Self {
-        if let Some(first) = first {
-            if index_status(&first).is_none() {
-                echo_index(&first, rec, s);
-            }
-        }
-        self
-    }
-}
-
 fn echo_index(index: &[u8], rec: &mut Rec, s: &mut Scratch) {
     rec.index = (s.indexes.len() as u32, index.len() as u8);
     s.indexes.extend_from_slice(index);
@@ -210,9 +200,7 @@ fn parse_generation(raw: &[u8], g: u32) -> Option<u32> {
     if raw.is_empty() || raw.len() > 10 || !raw.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let n = raw
-        .iter()
-        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+    let n = raw.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
     (1..=u64::from(g)).contains(&n).then_some(n as u32)
 }
 
@@ -224,16 +212,12 @@ fn parse_generation(raw: &[u8], g: u32) -> Option<u32> {
 /// holds a quote, so the status is the same as for the decoded text.
 ///
 /// On a malformed line, returns the first field if it could be read.
-pub(super) fn csv_fields(
-    line: &[u8],
-    d: u8,
-    want: usize,
-) -> Result<[Cow<'_, [u8]>; 3], Option<Cow<'_, [u8]>>> {
+pub(super) fn csv_fields(line: &[u8], d: u8, want: usize) -> Fields<'_> {
     let mut fields: [&[u8]; 3] = [b""; 3];
     let mut n = 0usize;
     let mut pos = 0usize;
     let mut first: Option<&[u8]> = None;
-    fn malformed(first: Option<&[u8]>) -> Result<[Cow<'_, [u8]>; 3], Option<Cow<'_, [u8]>>> {
+    fn malformed(first: Option<&[u8]>) -> Fields<'_> {
         Err(first.map(Cow::Borrowed))
     }
     loop {
@@ -309,7 +293,7 @@ fn bytes(c: Cow<'_, str>) -> Cow<'_, [u8]> {
 
 /// One NDJSON line: an object with exactly the field names of §4, each a JSON
 /// string; anything else is `malformed_line` (first field not recoverable).
-fn json_fields(op: Operation, line: &[u8]) -> Result<[Cow<'_, [u8]>; 3], Option<Cow<'_, [u8]>>> {
+fn json_fields(op: Operation, line: &[u8]) -> Fields<'_> {
     match op {
         Operation::Derive => serde_json::from_slice::<DeriveLine>(line)
             .map(|l| [bytes(l.index), bytes(l.nir), Cow::Borrowed(&b""[..])])
@@ -322,7 +306,13 @@ fn json_fields(op: Operation, line: &[u8]) -> Result<[Cow<'_, [u8]>; 3], Option<
 
 /// Writes one response line. `index` is empty or a clean index, so neither
 /// format needs quoting or escaping.
-fn write_line(format: Format, index: &[u8], code: Option<&[u8]>, status: Status, out: &mut Vec<u8>) {
+fn write_line(
+    format: Format,
+    index: &[u8],
+    code: Option<&[u8]>,
+    status: Status,
+    out: &mut Vec<u8>,
+) {
     let code = code.unwrap_or(b"");
     match format {
         Format::Csv { delimiter } => {
@@ -361,13 +351,26 @@ mod tests {
         let mut out = Vec::new();
         let mut counts = Counts::default();
         let chunk = Chunk::Lines(input.as_bytes().to_vec());
-        process_chunk(op, format, &chain(2), &chunk, &mut Scratch::default(), &mut out, &mut counts);
-        assert_eq!(counts.total() as usize, out.iter().filter(|&&b| b == b'\n').count());
+        process_chunk(
+            op,
+            format,
+            &chain(2),
+            &chunk,
+            &mut Scratch::default(),
+            &mut out,
+            &mut counts,
+        );
+        assert_eq!(
+            counts.total() as usize,
+            out.iter().filter(|&&b| b == b'\n').count()
+        );
         String::from_utf8(out).unwrap()
     }
 
     fn statuses(out: &str) -> Vec<&str> {
-        out.lines().map(|l| l.rsplit([',', ';']).next().unwrap()).collect()
+        out.lines()
+            .map(|l| l.rsplit([',', ';']).next().unwrap())
+            .collect()
     }
 
     const CSV: Format = Format::Csv { delimiter: b',' };
@@ -381,7 +384,13 @@ mod tests {
         );
         assert_eq!(
             statuses(&out),
-            ["invalid_index", "index_looks_like_nir", "malformed_line", "invalid_length", "ok"]
+            [
+                "invalid_index",
+                "index_looks_like_nir",
+                "malformed_line",
+                "invalid_length",
+                "ok"
+            ]
         );
         // Only clean indexes come back.
         assert!(out.starts_with(",,invalid_index\n,,index_looks_like_nir\nA1,,malformed_line\n"));
@@ -389,13 +398,24 @@ mod tests {
 
     #[test]
     fn quoting_crlf_and_blank_lines() {
-        let out = run(Operation::Derive, CSV, "\"A1\",\"2951099126111\"\r\n\r\n\n  \nA2,\"29510\"\"99126111\"\nA3,\"2951099126111\n");
-        assert_eq!(statuses(&out), ["ok", "invalid_character", "malformed_line"]);
+        let out = run(
+            Operation::Derive,
+            CSV,
+            "\"A1\",\"2951099126111\"\r\n\r\n\n  \nA2,\"29510\"\"99126111\"\nA3,\"2951099126111\n",
+        );
+        assert_eq!(
+            statuses(&out),
+            ["ok", "invalid_character", "malformed_line"]
+        );
     }
 
     #[test]
     fn semicolon_delimiter_is_used_in_answers() {
-        let out = run(Operation::Derive, Format::Csv { delimiter: b';' }, "A1;2951099126111\n");
+        let out = run(
+            Operation::Derive,
+            Format::Csv { delimiter: b';' },
+            "A1;2951099126111\n",
+        );
         assert!(out.starts_with("A1;") && out.ends_with(";ok\n"));
         assert_eq!(out.split(';').nth(1).unwrap().len(), 64);
     }
@@ -409,32 +429,62 @@ mod tests {
         );
         let st: Vec<String> = out
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_str().unwrap().to_owned())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
-        assert_eq!(st, ["ok", "malformed_line", "malformed_line", "malformed_line"]);
+        assert_eq!(
+            st,
+            ["ok", "malformed_line", "malformed_line", "malformed_line"]
+        );
     }
 
     #[test]
     fn renewal_checks_code_then_generation() {
         let c = "ab".repeat(32);
-        let input = format!("A1,{c},1\nA2,{c},2\nA3,{c},3\nA4,{c},0\nA5,xyz,1\nA6,{},1\n", "AB".repeat(32));
+        let input = format!(
+            "A1,{c},1\nA2,{c},2\nA3,{c},3\nA4,{c},0\nA5,xyz,1\nA6,{},1\n",
+            "AB".repeat(32)
+        );
         let out = run(Operation::Renew, CSV, &input);
         assert_eq!(
             statuses(&out),
-            ["ok", "ok", "invalid_generation", "invalid_generation", "invalid_code", "ok"]
+            [
+                "ok",
+                "ok",
+                "invalid_generation",
+                "invalid_generation",
+                "invalid_code",
+                "ok"
+            ]
         );
         // Generation G comes back unchanged; upper-case hex is read as the same code.
         assert_eq!(out.lines().nth(1).unwrap(), format!("A2,{c},ok"));
-        assert_eq!(out.lines().nth(0).unwrap(), out.lines().nth(5).unwrap().replace("A6", "A1"));
+        assert_eq!(
+            out.lines().next().unwrap(),
+            out.lines().nth(5).unwrap().replace("A6", "A1")
+        );
     }
 
     #[test]
     fn csv_header_takes_its_delimiter_and_tolerates_quotes() {
         use super::super::parse_csv_header;
         assert_eq!(parse_csv_header(Operation::Derive, b"index,nir"), Ok(b','));
-        assert_eq!(parse_csv_header(Operation::Derive, b"\xEF\xBB\xBFindex;nir\r"), Ok(b';'));
-        assert_eq!(parse_csv_header(Operation::Derive, b"\"index\",\"nir\""), Ok(b','));
-        assert_eq!(parse_csv_header(Operation::Renew, b"index;cstatns;generation"), Ok(b';'));
+        assert_eq!(
+            parse_csv_header(Operation::Derive, b"\xEF\xBB\xBFindex;nir\r"),
+            Ok(b';')
+        );
+        assert_eq!(
+            parse_csv_header(Operation::Derive, b"\"index\",\"nir\""),
+            Ok(b',')
+        );
+        assert_eq!(
+            parse_csv_header(Operation::Renew, b"index;cstatns;generation"),
+            Ok(b';')
+        );
         assert!(parse_csv_header(Operation::Derive, b"nir,index").is_err());
         assert!(parse_csv_header(Operation::Derive, b"index,nir,").is_err());
         assert!(parse_csv_header(Operation::Derive, b"index\tnir").is_err());
@@ -445,7 +495,18 @@ mod tests {
     fn oversized_line_is_one_malformed_answer() {
         let mut out = Vec::new();
         let mut counts = Counts::default();
-        process_chunk(Operation::Derive, Format::Ndjson, &chain(1), &Chunk::OversizedLine, &mut Scratch::default(), &mut out, &mut counts);
-        assert_eq!(out, b"{\"index\":\"\",\"cstatns\":\"\",\"status\":\"malformed_line\"}\n");
+        process_chunk(
+            Operation::Derive,
+            Format::Ndjson,
+            &chain(1),
+            &Chunk::OversizedLine,
+            &mut Scratch::default(),
+            &mut out,
+            &mut counts,
+        );
+        assert_eq!(
+            out,
+            b"{\"index\":\"\",\"cstatns\":\"\",\"status\":\"malformed_line\"}\n"
+        );
     }
 }

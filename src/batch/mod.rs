@@ -99,7 +99,11 @@ pub fn parse_csv_header(op: Operation, line: &[u8]) -> Result<u8, HeaderError> {
     let cols = op.request_columns();
     for d in [b',', b';'] {
         if let Ok(fields) = line::csv_fields(line, d, cols.len()) {
-            if fields.iter().zip(cols).all(|(f, c)| f.as_ref() == c.as_bytes()) {
+            if fields
+                .iter()
+                .zip(cols)
+                .all(|(f, c)| f.as_ref() == c.as_bytes())
+            {
                 return Ok(d);
             }
         }

@@ -19,7 +19,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{ApiError, AppState};
-use crate::batch::{parse_csv_header, process_chunk, Chunk, Chunker, Counts, Format, Operation, Scratch, MAX_LINE};
+use crate::batch::{
+    parse_csv_header, process_chunk, Chunk, Chunker, Counts, Format, Operation, Scratch, MAX_LINE,
+};
 use crate::code::KeyChain;
 use crate::config::Role;
 use crate::receipt::{now_rfc3339, Receipt};
@@ -73,7 +75,13 @@ async fn start(
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     let is_csv = match ctype.as_deref() {
         Some("text/csv") => true,
         Some("application/x-ndjson") => false,
@@ -116,14 +124,24 @@ async fn start(
                 break Format::Csv { delimiter: d };
             }
             if head.len() > MAX_LINE {
-                return Err(refused(&state, &id, op, ApiError::BadRequest("the CSV header line is missing".into())));
+                return Err(refused(
+                    &state,
+                    &id,
+                    op,
+                    ApiError::BadRequest("the CSV header line is missing".into()),
+                ));
             }
             match futures_util::StreamExt::next(&mut body).await {
                 Some(Ok(b)) => head.extend_from_slice(&b),
-                Some(Err(_)) => return Err(ApiError::BadRequest("the request body could not be read".into())),
+                Some(Err(_)) => {
+                    return Err(ApiError::BadRequest(
+                        "the request body could not be read".into(),
+                    ))
+                }
                 None => {
-                    let d = parse_csv_header(op, &head)
-                        .map_err(|e| refused(&state, &id, op, ApiError::BadRequest(e.to_string())))?;
+                    let d = parse_csv_header(op, &head).map_err(|e| {
+                        refused(&state, &id, op, ApiError::BadRequest(e.to_string()))
+                    })?;
                     head.clear();
                     break Format::Csv { delimiter: d };
                 }
@@ -191,7 +209,10 @@ async fn start(
                         run.add(&counts);
                         Some((Ok(Bytes::from(out)), (rx, Some(reader), run, None)))
                     }
-                    Err(_) => Some((Err(std::io::Error::other("a worker failed")), (rx, None, run, None))),
+                    Err(_) => Some((
+                        Err(std::io::Error::other("a worker failed")),
+                        (rx, None, run, None),
+                    )),
                 },
                 None => match reader.await {
                     Ok(Ok(bytes)) => match run.complete(bytes) {
@@ -199,14 +220,20 @@ async fn start(
                         Err(e) => Some((Err(e), (rx, None, run, None))),
                     },
                     Ok(Err(e)) => Some((Err(e), (rx, None, run, None))),
-                    Err(_) => Some((Err(std::io::Error::other("the reader failed")), (rx, None, run, None))),
+                    Err(_) => Some((
+                        Err(std::io::Error::other("the reader failed")),
+                        (rx, None, run, None),
+                    )),
                 },
             }
         },
     );
     let mut resp = (StatusCode::OK, Body::from_stream(stream)).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     h.insert("cstatns-generation", HeaderValue::from(generation));
     h.insert(
         "cstatns-batch",
@@ -239,11 +266,15 @@ async fn read_body(
             Some(Ok(data)) => {
                 bytes += data.len() as u64;
                 if bytes > max {
-                    return Err(std::io::Error::other("request larger than the configured limit"));
+                    return Err(std::io::Error::other(
+                        "request larger than the configured limit",
+                    ));
                 }
                 chunker.push(&data, &mut |c| ready.push(c));
             }
-            Some(Err(_)) => return Err(std::io::Error::other("the request body could not be read")),
+            Some(Err(_)) => {
+                return Err(std::io::Error::other("the request body could not be read"))
+            }
             None => break,
         }
     }
@@ -269,7 +300,9 @@ async fn queue(
                 Chunk::OversizedLine => 64,
             });
             let mut counts = Counts::default();
-            SCRATCH.with_borrow_mut(|s| process_chunk(op, format, &chain, &chunk, s, &mut out, &mut counts));
+            SCRATCH.with_borrow_mut(|s| {
+                process_chunk(op, format, &chain, &chunk, s, &mut out, &mut counts)
+            });
             (out, counts)
         });
         if tx.send(job).await.is_err() {
@@ -326,7 +359,9 @@ impl Run {
                 self.state.store_receipt(r);
                 Ok(())
             }
-            None => Err(std::io::Error::other("the traceability log cannot be written")),
+            None => Err(std::io::Error::other(
+                "the traceability log cannot be written",
+            )),
         }
     }
 }

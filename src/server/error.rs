@@ -83,7 +83,8 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({"error": self.code(), "message": self.to_string()});
         let mut r = (self.status(), axum::Json(body)).into_response();
         if matches!(self, ApiError::Sealed | ApiError::AuditUnavailable) {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         }
         r
     }

@@ -123,7 +123,12 @@ impl AppState {
 
     /// Appends to the log; a failure is reported to the server log and the
     /// caller decides whether the operation must be refused.
-    fn log(&self, event: &str, actor: Option<&PeerIdentity>, details: serde_json::Value) -> Option<u64> {
+    fn log(
+        &self,
+        event: &str,
+        actor: Option<&PeerIdentity>,
+        details: serde_json::Value,
+    ) -> Option<u64> {
         match self.audit.append(event, actor, details) {
             Ok(seq) => Some(seq),
             Err(e) => {
@@ -166,7 +171,14 @@ pub struct Status {
 fn status_of(state: &AppState) -> Status {
     let keys = state.keys.read().unwrap_or_else(|p| p.into_inner());
     let (sealed, generation, received) = match &*keys {
-        KeyState::Sealed { shares } => (true, None, shares.iter().map(|s| s.holder().to_owned()).collect::<Vec<_>>()),
+        KeyState::Sealed { shares } => (
+            true,
+            None,
+            shares
+                .iter()
+                .map(|s| s.holder().to_owned())
+                .collect::<Vec<_>>(),
+        ),
         KeyState::Unsealed { chain } => (false, Some(chain.generation()), Vec::new()),
     };
     let t = state.record.threshold();
@@ -176,7 +188,11 @@ fn status_of(state: &AppState) -> Status {
         ceremony_id: state.record.ceremony_id().to_string(),
         key_check_value: state.record.key_check_value().to_owned(),
         threshold: t,
-        holders_needed: if sealed { t.saturating_sub(received.len()) } else { 0 },
+        holders_needed: if sealed {
+            t.saturating_sub(received.len())
+        } else {
+            0
+        },
         holders_received: received,
         insecure_dev_env: state.config.insecure_dev_env,
     }
@@ -231,13 +247,16 @@ impl Server {
     /// Loads everything named by the configuration and binds the address
     /// (`listen` overrides the configuration's).
     pub async fn bind(config: Config, listen: Option<&str>) -> Result<Self, StartError> {
-        let tls = crate::tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
+        let tls =
+            crate::tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
         let addr = listen.unwrap_or(&config.listen).to_owned();
         let state = Arc::new(AppState::load(config)?);
-        let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Io {
-            what: format!("cannot listen on {addr}"),
-            source,
-        })?;
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Io {
+                what: format!("cannot listen on {addr}"),
+                source,
+            })?;
         Ok(Self {
             listener,
             acceptor: tokio_rustls::TlsAcceptor::from(tls),
@@ -256,12 +275,22 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes; logs start and stop.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), StartError> {
         let state = self.state.clone();
-        if state.log("service_start", None, serde_json::json!({
-            "ceremony_id": state.record.ceremony_id().to_string(),
-            "insecure_dev_env": state.config.insecure_dev_env,
-        })).is_none() {
+        if state
+            .log(
+                "service_start",
+                None,
+                serde_json::json!({
+                    "ceremony_id": state.record.ceremony_id().to_string(),
+                    "insecure_dev_env": state.config.insecure_dev_env,
+                }),
+            )
+            .is_none()
+        {
             return Err(StartError::Io {
                 what: "cannot write the traceability log at start".into(),
                 source: std::io::Error::other("log write failed"),
@@ -286,21 +315,27 @@ impl Server {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::info!(%peer, error = %e, "TLS handshake refused");
-                        state.log("connection_refused", None, serde_json::json!({"reason": e.to_string()}));
+                        state.log(
+                            "connection_refused",
+                            None,
+                            serde_json::json!({"reason": e.to_string()}),
+                        );
                         return;
                     }
                 };
                 let Some(id) = crate::tls::peer_identity(tls.get_ref().1) else {
                     return; // unreachable: the verifier requires a certificate
                 };
-                let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(id.clone());
-                    let router = router.clone();
-                    async move {
-                        use tower::ServiceExt;
-                        router.oneshot(req.map(axum::body::Body::new)).await
-                    }
-                });
+                let svc = hyper::service::service_fn(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(id.clone());
+                        let router = router.clone();
+                        async move {
+                            use tower::ServiceExt;
+                            router.oneshot(req.map(axum::body::Body::new)).await
+                        }
+                    },
+                );
                 let io = hyper_util::rt::TokioIo::new(tls);
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
                     .serve_connection(io, svc)

@@ -47,10 +47,18 @@ pub(super) async fn unseal(
         err
     };
     if body.len() > MAX_SHARE_MESSAGE {
-        return Err(refuse(None, "too_large", ApiError::TooLarge(MAX_SHARE_MESSAGE as u64)));
+        return Err(refuse(
+            None,
+            "too_large",
+            ApiError::TooLarge(MAX_SHARE_MESSAGE as u64),
+        ));
     }
     let share = Share::from_wire_json(&body).map_err(|_| {
-        refuse(None, "malformed", ApiError::BadRequest("the body is not a share message".into()))
+        refuse(
+            None,
+            "malformed",
+            ApiError::BadRequest("the body is not a share message".into()),
+        )
     })?;
     drop(body);
     let holder = share.holder().to_owned();
@@ -63,26 +71,47 @@ pub(super) async fn unseal(
             .iter()
             .find(|h| h.fingerprint.eq_ignore_ascii_case(&id.fingerprint))
             .map_or("a non-holder", |h| h.name.as_str());
-        let msg = format!("the share of {holder} was sent with the certificate of {sender}: refused");
-        return Err(refuse(Some(&holder), "wrong_certificate", ApiError::WrongHolderCertificate(msg)));
+        let msg =
+            format!("the share of {holder} was sent with the certificate of {sender}: refused");
+        return Err(refuse(
+            Some(&holder),
+            "wrong_certificate",
+            ApiError::WrongHolderCertificate(msg),
+        ));
     }
     if let Err(e) = state.record.verify_share(&share) {
         let msg = format!("share refused: {e}");
-        return Err(refuse(Some(&holder), "verification_failed", ApiError::ShareRefused(msg)));
+        return Err(refuse(
+            Some(&holder),
+            "verification_failed",
+            ApiError::ShareRefused(msg),
+        ));
     }
 
     let mut keys = state.keys.write().unwrap_or_else(|p| p.into_inner());
     let shares = match &mut *keys {
         KeyState::Unsealed { .. } => {
-            return Err(refuse(Some(&holder), "already_unsealed", ApiError::Conflict("the service is already unsealed".into())));
+            return Err(refuse(
+                Some(&holder),
+                "already_unsealed",
+                ApiError::Conflict("the service is already unsealed".into()),
+            ));
         }
         KeyState::Sealed { shares } => shares,
     };
     if shares.iter().any(|s| s.holder() == holder) {
-        return Err(refuse(Some(&holder), "duplicate", ApiError::Conflict(format!("the share of {holder} was already received"))));
+        return Err(refuse(
+            Some(&holder),
+            "duplicate",
+            ApiError::Conflict(format!("the share of {holder} was already received")),
+        ));
     }
     if state
-        .log("share_submitted", Some(&id), serde_json::json!({"holder": holder, "valid": true}))
+        .log(
+            "share_submitted",
+            Some(&id),
+            serde_json::json!({"holder": holder, "valid": true}),
+        )
         .is_none()
     {
         return Err(ApiError::AuditUnavailable);
@@ -105,7 +134,11 @@ pub(super) async fn unseal(
             // Every share passed Feldman's check, so this is a broken record or
             // keyring: keep the shares, stay sealed, and say so.
             tracing::error!(error = %e, "unseal failed after t valid shares");
-            state.log("unseal_failed", None, serde_json::json!({"reason": e.to_string()}));
+            state.log(
+                "unseal_failed",
+                None,
+                serde_json::json!({"reason": e.to_string()}),
+            );
             return Err(ApiError::Internal);
         }
     };
