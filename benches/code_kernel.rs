@@ -7,13 +7,18 @@
 //!
 //! Run: `cargo bench --bench code_kernel`.
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use cstatns::batch::{process_chunk, Chunk, Counts, Format, Operation, Scratch};
 use cstatns::code::{GenerationKey, KeyChain};
 use cstatns::nir::{synthetic, BODY_LEN};
 
 fn chain(g: u8) -> KeyChain {
-    let keys: Vec<_> = (1..=g).map(|i| GenerationKey::from_bytes([i; 32])).collect();
+    let keys: Vec<_> = (1..=g)
+        .map(|i| GenerationKey::from_bytes([i; 32]))
+        .collect();
     KeyChain::new(&keys).expect("at least one key")
 }
 
@@ -25,7 +30,9 @@ fn derive(c: &mut Criterion) {
     group.throughput(Throughput::Elements(N as u64));
     for g in [1u8, 2] {
         let ch = chain(g);
-        group.bench_function(format!("gen{g}"), |b| b.iter(|| ch.derive_batch(&bodies, &mut out)));
+        group.bench_function(format!("gen{g}"), |b| {
+            b.iter(|| ch.derive_batch(&bodies, &mut out))
+        });
     }
     group.finish();
 }
@@ -45,7 +52,12 @@ fn chunk(c: &mut Criterion) {
     group.throughput(Throughput::Elements(n));
     group.bench_function("csv", |b| {
         b.iter_batched(
-            || (Chunk::Lines(text.clone()), Vec::with_capacity(text.len() * 4)),
+            || {
+                (
+                    Chunk::Lines(text.clone()),
+                    Vec::with_capacity(text.len() * 4),
+                )
+            },
             |(chunk, mut out)| {
                 let mut counts = Counts::default();
                 process_chunk(

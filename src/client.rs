@@ -189,6 +189,45 @@ impl Connection {
         self.get_json(&format!("/v1/receipts/{batch}")).await
     }
 
+    /// `POST /v1/seal` (operator): drop every key; holders must unseal again.
+    pub async fn seal(&mut self) -> Result<Status, ClientError> {
+        let req = self
+            .request("POST", "/v1/seal")
+            .body(full(Bytes::new()))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.send(req).await?;
+        read_json(resp).await
+    }
+
+    /// `GET /v1/audit?from=SEQ` (auditor): streams the log into `out`;
+    /// returns the bytes written.
+    pub async fn audit_log(
+        &mut self,
+        from: u64,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<u64, ClientError> {
+        let req = self
+            .request("GET", &format!("/v1/audit?from={from}"))
+            .body(full(Bytes::new()))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut body = self.send(req).await?.into_body();
+        let mut n = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| ClientError::Protocol(format!("the log broke off: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                out.write_all(data)
+                    .await
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                n += data.len() as u64;
+            }
+        }
+        out.flush()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(n)
+    }
+
     /// `POST /v1/unseal` with one share.
     pub async fn unseal(
         &mut self,

@@ -85,6 +85,15 @@ pub struct Config {
     /// Largest request body accepted, in bytes (413 beyond).
     #[serde(default = "default_max")]
     pub max_request_bytes: u64,
+    /// Size at which the current log file is rotated.
+    #[serde(default = "default_log_file")]
+    pub audit_max_file_bytes: u64,
+    /// Seconds between signed checkpoints of the log (when records were added).
+    #[serde(default = "default_checkpoint")]
+    pub audit_checkpoint_seconds: u64,
+    /// SHA-256 of the configuration file as read, for the log.
+    #[serde(skip)]
+    pub source_sha256: String,
     /// TLS files.
     pub tls: TlsFiles,
     /// Clients and their roles.
@@ -94,6 +103,14 @@ pub struct Config {
 
 fn default_max() -> u64 {
     DEFAULT_MAX_REQUEST_BYTES
+}
+
+fn default_log_file() -> u64 {
+    crate::audit::DEFAULT_MAX_FILE_BYTES
+}
+
+fn default_checkpoint() -> u64 {
+    crate::audit::DEFAULT_CHECKPOINT_SECONDS
 }
 
 /// The configuration could not be used.
@@ -129,6 +146,7 @@ impl Config {
             path: path.to_owned(),
             message: e.message().to_owned(),
         })?;
+        c.source_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut c.ceremony,

@@ -182,6 +182,9 @@ pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
         keyring: "keyring.json".into(),
         audit_dir: "audit".into(),
         max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        audit_max_file_bytes: crate::audit::DEFAULT_MAX_FILE_BYTES,
+        audit_checkpoint_seconds: crate::audit::DEFAULT_CHECKPOINT_SECONDS,
+        source_sha256: String::new(),
         tls: TlsFiles {
             cert: "pki/server.pem".into(),
             key: "pki/server.key".into(),

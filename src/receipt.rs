@@ -40,6 +40,12 @@ pub struct Receipt {
     pub seconds: f64,
     /// Sequence number of the log entry recording the end of the batch.
     pub log_seq: u64,
+    /// The ceremony whose log key signs the receipt.
+    pub ceremony_id: String,
+    /// Ed25519 signature (hex) by the log key of
+    /// [`crate::audit::receipt_message`] over this receipt with an empty
+    /// `signature`; see `docs/traceability.md`.
+    pub signature: String,
 }
 
 /// Now as RFC 3339 UTC.

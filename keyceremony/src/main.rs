@@ -463,8 +463,9 @@ fn run_unseal(args: UnsealArgs) -> Result<(), Failure> {
         None => Passphrase::prompt(&format!("Passphrase for {}: ", args.share.display()))
             .context("cannot read the passphrase")?,
     };
-    let share = seal::Share::decrypt_file_bytes(&share_bytes, &passphrase)
-        .map_err(|e| Failure::error(anyhow::Error::new(e).context(args.share.display().to_string())))?;
+    let share = seal::Share::decrypt_file_bytes(&share_bytes, &passphrase).map_err(|e| {
+        Failure::error(anyhow::Error::new(e).context(args.share.display().to_string()))
+    })?;
     drop(passphrase);
     let endpoint = cstatns::client::Endpoint {
         server: args.server,

@@ -18,7 +18,11 @@ fn keyceremony(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A ceremony written by the real `init` for holders with real dev certificates.
@@ -31,7 +35,11 @@ fn ceremony(dir: &Path, holders: usize, t: usize) -> PathBuf {
     args.extend(["--threshold".into(), t.to_string()]);
     for i in 1..=holders {
         let name = format!("holder-{i}");
-        std::fs::write(pass.join(format!("{name}.pass")), format!("passphrase of {name}\n")).unwrap();
+        std::fs::write(
+            pass.join(format!("{name}.pass")),
+            format!("passphrase of {name}\n"),
+        )
+        .unwrap();
         args.push("--holder".into());
         args.push(format!("{name}={}", pki.cert(&name).display()));
     }
@@ -63,14 +71,27 @@ fn init_writes_private_files_and_each_share_verifies_offline() {
     assert_eq!(mode(out.join("shares/holder-1.share")), 0o600);
     let record = out.join("ceremony.json");
     for i in 1..=3 {
-        let o = verify(&out, &record, &format!("holder-{i}"), &tmp.path().join("pass"));
+        let o = verify(
+            &out,
+            &record,
+            &format!("holder-{i}"),
+            &tmp.path().join("pass"),
+        );
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         assert!(text(&o).contains(&format!("share of holder-{i} verified")));
     }
     // init never overwrites a ceremony.
-    let again = keyceremony(&["init", "--out", out.to_str().unwrap(), "--threshold", "1", "--holder",
+    let again = keyceremony(&[
+        "init",
+        "--out",
+        out.to_str().unwrap(),
+        "--threshold",
+        "1",
+        "--holder",
         &format!("holder-1={}", tmp.path().join("pki/holder-1.pem").display()),
-        "--passphrase-dir", tmp.path().join("pass").to_str().unwrap()]);
+        "--passphrase-dir",
+        tmp.path().join("pass").to_str().unwrap(),
+    ]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
 }
 
@@ -81,7 +102,12 @@ fn verify_share_refuses_another_ceremony_and_a_wrong_passphrase() {
     let out_a = ceremony(a.path(), 2, 2);
     let out_b = ceremony(b.path(), 2, 2);
     // A's share against B's record: refused (exit 1), holder named.
-    let o = verify(&out_a, &out_b.join("ceremony.json"), "holder-1", &a.path().join("pass"));
+    let o = verify(
+        &out_a,
+        &out_b.join("ceremony.json"),
+        "holder-1",
+        &a.path().join("pass"),
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("holder-1"));
     // Wrong passphrase: exit 2.
@@ -132,7 +158,10 @@ fn unseal_over_mutual_tls_with_each_holders_own_certificate() {
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt
-        .block_on(Server::bind(Config::load(&env.config).unwrap(), Some("127.0.0.1:0")))
+        .block_on(Server::bind(
+            Config::load(&env.config).unwrap(),
+            Some("127.0.0.1:0"),
+        ))
         .unwrap();
     let url = format!("https://127.0.0.1:{}", server.local_addr().unwrap().port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -143,7 +172,11 @@ fn unseal_over_mutual_tls_with_each_holders_own_certificate() {
     // holder-2's share over holder-1's certificate: refused, both named.
     let o = unseal(&env, &url, 1, 2);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("holder-2") && text(&o).contains("holder-1"), "{}", text(&o));
+    assert!(
+        text(&o).contains("holder-2") && text(&o).contains("holder-1"),
+        "{}",
+        text(&o)
+    );
 
     let o = unseal(&env, &url, 1, 1);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

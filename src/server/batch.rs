@@ -191,6 +191,8 @@ async fn start(
             ended: String::new(),
             seconds: 0.0,
             log_seq: 0,
+            ceremony_id: String::new(),
+            signature: String::new(),
         }),
         clock: Instant::now(),
         id: id.clone(),
@@ -347,8 +349,16 @@ impl Run {
                 "inputs_erased": true,
             }),
         );
-        r.log_seq = seq.unwrap_or(0);
-        seq.map(|_| r)
+        r.log_seq = seq?;
+        r.ceremony_id = self.state.record.ceremony_id().to_string();
+        r.signature = String::new();
+        let unsigned = serde_json::to_vec(&r).ok()?;
+        r.signature = self
+            .state
+            .audit
+            .sign(&crate::audit::receipt_message(&unsigned))
+            .unwrap_or_default();
+        Some(r)
     }
 
     /// Logs the end and stores the receipt before the last byte leaves; if the

@@ -7,6 +7,7 @@
 //! loop from the verified client certificate — never from anything the client
 //! says.
 
+mod audit;
 mod batch;
 mod error;
 mod unseal;
@@ -35,7 +36,8 @@ use crate::tls::PeerIdentity;
 /// remain in the traceability log.
 const RECEIPTS_KEPT: usize = 10_000;
 
-/// Sealed: the shares received so far (verified). Unsealed: the key chain.
+/// Sealed: the shares received so far (verified). Unsealed: the key chain
+/// (the log-signing key lives in the [`AuditLog`] while unsealed).
 enum KeyState {
     Sealed { shares: Vec<Share> },
     Unsealed { chain: Arc<KeyChain> },
@@ -90,7 +92,11 @@ impl AppState {
         let record = CeremonyRecord::from_json(&read(&config.ceremony)?)?;
         record.verify_signature()?;
         let keyring = SealedKeyring::from_json(&read(&config.keyring)?)?;
-        let audit = AuditLog::open(&config.audit_dir)?;
+        let audit = AuditLog::open(
+            &config.audit_dir,
+            &record.ceremony_id().to_string(),
+            config.audit_max_file_bytes,
+        )?;
         Ok(Self {
             config,
             record,
@@ -166,6 +172,8 @@ pub struct Status {
     pub holders_needed: usize,
     /// Set on a throw-away development deployment.
     pub insecure_dev_env: bool,
+    /// The traceability log: while it cannot be written, work is refused.
+    pub audit: crate::audit::Health,
 }
 
 fn status_of(state: &AppState) -> Status {
@@ -195,6 +203,7 @@ fn status_of(state: &AppState) -> Status {
         },
         holders_received: received,
         insecure_dev_env: state.config.insecure_dev_env,
+        audit: state.audit.health(),
     }
 }
 
@@ -233,6 +242,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/cstatns", post(batch::derive))
         .route("/v1/renewal", post(batch::renew))
         .route("/v1/receipts/{id}", get(receipt))
+        .route("/v1/seal", post(unseal::seal))
+        .route("/v1/audit", get(audit::stream))
         .with_state(state)
 }
 
@@ -286,6 +297,7 @@ impl Server {
                 None,
                 serde_json::json!({
                     "ceremony_id": state.record.ceremony_id().to_string(),
+                    "config_sha256": state.config.source_sha256,
                     "insecure_dev_env": state.config.insecure_dev_env,
                 }),
             )
@@ -297,6 +309,7 @@ impl Server {
             });
         }
         let router = app(state.clone());
+        let housekeeping = tokio::spawn(housekeeping(state.clone()));
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -345,7 +358,44 @@ impl Server {
                 }
             });
         }
+        housekeeping.abort();
         state.log("service_stop", None, serde_json::json!({}));
+        if let Err(e) = state.audit.checkpoint("stop") {
+            tracing::error!(error = %e, "cannot write the final checkpoint");
+        }
         Ok(())
+    }
+}
+
+/// Periodic work: a signed checkpoint every `audit_checkpoint_seconds`, and,
+/// while the log is unwritable, a retry every few seconds so that the service
+/// resumes by itself (the retry writes `audit_resumed`).
+async fn housekeeping(state: Arc<AppState>) {
+    let every = std::time::Duration::from_secs(state.config.audit_checkpoint_seconds.max(1));
+    let mut next_checkpoint = tokio::time::Instant::now() + every;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2).min(every));
+    loop {
+        tick.tick().await;
+        if !state.audit.health().writable {
+            // Any write clears the error; a checkpoint needs the key, so
+            // fall back to a plain probe record when sealed.
+            let r = match state.audit.checkpoint("resume") {
+                Ok(Some(_)) => Ok(()),
+                _ => state
+                    .audit
+                    .append("audit_probe", None, serde_json::json!({}))
+                    .map(|_| ()),
+            };
+            if r.is_ok() {
+                tracing::info!("traceability log writable again");
+            }
+            continue;
+        }
+        if tokio::time::Instant::now() >= next_checkpoint {
+            next_checkpoint += every;
+            if let Err(e) = state.audit.checkpoint("interval") {
+                tracing::error!(error = %e, "checkpoint failed");
+            }
+        }
     }
 }

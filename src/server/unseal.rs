@@ -143,6 +143,7 @@ pub(super) async fn unseal(
         }
     };
     let chain = KeyChain::new(&keyring.generations).map_err(|_| ApiError::Internal)?;
+    let crate::seal::Keyring { log_signing, .. } = keyring;
     let generation = chain.generation();
     let holders: Vec<String> = shares.iter().map(|s| s.holder().to_owned()).collect();
     // Dropping the sealed state drops (and zeroizes) every share; the master
@@ -156,6 +157,11 @@ pub(super) async fn unseal(
         Some(&id),
         serde_json::json!({"holders": holders, "generation": generation, "secret_and_shares_wiped": true}),
     );
+    // The first checkpoint covers everything logged while sealed.
+    state.audit.set_signer(Some(Arc::new(log_signing)));
+    if let Err(e) = state.audit.checkpoint("unseal") {
+        tracing::error!(error = %e, "cannot write the unseal checkpoint");
+    }
     tracing::info!(generation, "service unsealed");
     Ok(Json(UnsealReply {
         holder,
@@ -163,4 +169,28 @@ pub(super) async fn unseal(
         holders_needed: 0,
         generation: Some(generation),
     }))
+}
+
+/// `POST /v1/seal` (operator): signs a last checkpoint, then drops every key.
+/// Holders must unseal again. For an emergency or before maintenance.
+pub(super) async fn seal(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<PeerIdentity>,
+) -> Result<Json<super::Status>, ApiError> {
+    state.require(&id, Role::Operator)?;
+    {
+        let mut keys = state.keys.write().unwrap_or_else(|p| p.into_inner());
+        if matches!(&*keys, KeyState::Sealed { .. }) {
+            return Err(ApiError::Conflict("the service is already sealed".into()));
+        }
+        state.log("seal", Some(&id), serde_json::json!({"keys_wiped": true}));
+        if let Err(e) = state.audit.checkpoint("seal") {
+            tracing::error!(error = %e, "cannot write the seal checkpoint");
+        }
+        state.audit.set_signer(None);
+        // Batches in flight keep their Arc of the chain until they end.
+        *keys = KeyState::Sealed { shares: Vec::new() };
+    }
+    tracing::info!("service sealed by the operator");
+    Ok(Json(super::status_of(&state)))
 }

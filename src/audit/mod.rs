@@ -1,0 +1,429 @@
+//! The traceability log (DESIGN §6). The format — records, chain, genesis,
+//! checkpoints, rotation, events — is specified for auditors in
+//! `docs/traceability.md`; this module writes it, [`verify`] checks it and
+//! [`report`] sums it up.
+//!
+//! A record is written and fsynced before the operation it records is
+//! acknowledged; if it cannot be, [`AuditLog::append`] fails and the caller
+//! refuses the operation. Callers pass counts, names and certificate
+//! identities only: never a NIR, a code, an index or anything computed from one.
+
+pub mod cli;
+pub mod report;
+pub mod verify;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::seal::LogSigningKey;
+use crate::tls::PeerIdentity;
+
+/// Name of the current log file inside the audit directory.
+pub const LOG_FILE: &str = "log.jsonl";
+/// Default size at which the current file is rotated.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
+/// Default interval between checkpoints, in seconds.
+pub const DEFAULT_CHECKPOINT_SECONDS: u64 = 300;
+
+/// `prev` of record 1: ties the log to its ceremony.
+pub fn genesis(ceremony_id: &str) -> String {
+    hex::encode(Sha256::digest(format!(
+        "cstatns log genesis v1\n{ceremony_id}"
+    )))
+}
+
+/// The message a checkpoint signs.
+pub fn checkpoint_message(ceremony_id: &str, covers_seq: u64, covers_hash: &str) -> Vec<u8> {
+    format!("cstatns log checkpoint v1\n{ceremony_id}\n{covers_seq}\n{covers_hash}").into_bytes()
+}
+
+/// The message a receipt signature covers: the receipt's JSON with an empty
+/// `signature`, after a domain prefix.
+pub fn receipt_message(receipt_json_without_signature: &[u8]) -> Vec<u8> {
+    let mut m = b"cstatns receipt v1\n".to_vec();
+    m.extend_from_slice(receipt_json_without_signature);
+    m
+}
+
+/// The hash of a record line (without its line end): SHA-256 of the line up
+/// to `,"hash"` followed by `}`. `None` if the line does not end with a
+/// well-formed `hash` member.
+pub fn line_hash(line: &[u8]) -> Option<(String, &str)> {
+    const TAIL: usize = r#","hash":""}"#.len() + 64;
+    if line.len() < TAIL + 2 || !line.ends_with(b"\"}") {
+        return None;
+    }
+    let cut = line.len() - TAIL;
+    if !line[cut..].starts_with(br#","hash":""#) {
+        return None;
+    }
+    let stated = std::str::from_utf8(&line[cut + 9..line.len() - 2]).ok()?;
+    let mut h = Sha256::new();
+    h.update(&line[..cut]);
+    h.update(b"}");
+    Some((hex::encode(h.finalize()), stated))
+}
+
+/// The log could not be opened or written.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// Reading or writing failed.
+    #[error("traceability log {path}: {message}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The system's message.
+        message: String,
+    },
+    /// The last record of an existing log is not a log record.
+    #[error(
+        "traceability log {path}: the last record is unreadable; run `cstatns audit verify` on it"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// What `GET /v1/status` says of the log.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Health {
+    /// False while the last write failed: the service refuses work.
+    pub writable: bool,
+    /// Why, when not writable.
+    pub error: Option<String>,
+    /// Sequence number of the last record.
+    pub seq: u64,
+    /// Records not yet covered by a signed checkpoint.
+    pub unsigned_records: u64,
+}
+
+struct Tail {
+    seq: u64,
+    prev: String,
+    /// Size and UTC date (YYYY-MM-DD) of the first record of the current file.
+    file_len: u64,
+    file_date: Option<String>,
+    signer: Option<Arc<LogSigningKey>>,
+    unsigned: u64,
+    error: Option<(String, String)>,
+}
+
+/// An open log.
+pub struct AuditLog {
+    dir: PathBuf,
+    ceremony_id: String,
+    max_file_bytes: u64,
+    tail: Mutex<Tail>,
+}
+
+#[derive(Serialize)]
+struct Unhashed<'a> {
+    seq: u64,
+    time: &'a str,
+    event: &'a str,
+    actor: Option<&'a PeerIdentity>,
+    details: &'a serde_json::Value,
+    prev: &'a str,
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> AuditError {
+    AuditError::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// The rotated files of a directory, oldest first, then the current one if present.
+pub fn log_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut rotated: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some(n) = name
+            .strip_prefix("log-")
+            .and_then(|r| r.strip_suffix(".jsonl"))
+        {
+            if let Ok(n) = n.parse::<u64>() {
+                rotated.push((n, path));
+            }
+        }
+    }
+    rotated.sort();
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    let current = dir.join(LOG_FILE);
+    if current.exists() {
+        files.push(current);
+    }
+    Ok(files)
+}
+
+/// The last complete line of a file and the file's length after cutting off a
+/// trailing partial line (a write interrupted by a crash: never acknowledged).
+fn last_line(path: &Path) -> Result<(Option<String>, u64, Option<String>, u64), AuditError> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, 0, None, 0)),
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(|e| io_err(path, e))?;
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let dropped = (bytes.len() - complete) as u64;
+    let text = String::from_utf8_lossy(&bytes[..complete]);
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first_date = lines
+        .next()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["time"].as_str().map(|t| t.chars().take(10).collect()));
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::to_owned);
+    Ok((last, complete as u64, first_date, dropped))
+}
+
+impl AuditLog {
+    /// Opens (or starts) the log in `dir` for the given ceremony, resuming
+    /// after its last record.
+    pub fn open(dir: &Path, ceremony_id: &str, max_file_bytes: u64) -> Result<Self, AuditError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let current = dir.join(LOG_FILE);
+        let (mut last, mut len, file_date, dropped) = last_line(&current)?;
+        if dropped > 0 {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&current)
+                .map_err(|e| io_err(&current, e))?;
+            f.set_len(len).map_err(|e| io_err(&current, e))?;
+            f.sync_all().map_err(|e| io_err(&current, e))?;
+        }
+        if last.is_none() {
+            // The current file is new or empty: resume from the newest rotated one.
+            let files = log_files(dir).map_err(|e| io_err(dir, e))?;
+            if let Some(prev_file) = files.iter().rev().find(|p| **p != current) {
+                last = last_line(prev_file)?.0;
+                len = 0;
+            }
+        }
+        let mut tail = Tail {
+            seq: 0,
+            prev: genesis(ceremony_id),
+            file_len: len,
+            file_date,
+            signer: None,
+            unsigned: 0,
+            error: None,
+        };
+        if let Some(last) = last {
+            let v: serde_json::Value =
+                serde_json::from_str(&last).map_err(|_| AuditError::Corrupt {
+                    path: current.clone(),
+                })?;
+            match (v["seq"].as_u64(), v["hash"].as_str()) {
+                (Some(seq), Some(hash)) => {
+                    tail.seq = seq;
+                    tail.prev = hash.to_owned();
+                    tail.unsigned = u64::from(v["event"] != "checkpoint");
+                }
+                _ => return Err(AuditError::Corrupt { path: current }),
+            }
+        }
+        let log = Self {
+            dir: dir.to_owned(),
+            ceremony_id: ceremony_id.to_owned(),
+            max_file_bytes,
+            tail: Mutex::new(tail),
+        };
+        if dropped > 0 {
+            log.append(
+                "audit_repaired",
+                None,
+                serde_json::json!({"dropped_partial_line_bytes": dropped}),
+            )?;
+        }
+        Ok(log)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tail> {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends one record and fsyncs it; returns its sequence number. On
+    /// failure nothing of the record stays in the file, the log is marked
+    /// unwritable (see [`AuditLog::health`]) and the caller must refuse the
+    /// operation.
+    pub fn append(
+        &self,
+        event: &str,
+        actor: Option<&PeerIdentity>,
+        details: serde_json::Value,
+    ) -> Result<u64, AuditError> {
+        let mut tail = self.lock();
+        let r = self.write(&mut tail, event, actor, &details);
+        match &r {
+            Ok(_) => {
+                if let Some((since, _)) = tail.error.take() {
+                    // Say in the log itself that it was unwritable for a while.
+                    let d = serde_json::json!({"failed_since": since});
+                    if let Err(e) = self.write(&mut tail, "audit_resumed", None, &d) {
+                        tail.error = Some((since, e.to_string()));
+                    }
+                }
+            }
+            Err(e) => {
+                let since = tail
+                    .error
+                    .take()
+                    .map_or_else(crate::receipt::now_rfc3339, |(s, _)| s);
+                tail.error = Some((since, e.to_string()));
+            }
+        }
+        r
+    }
+
+    fn write(
+        &self,
+        tail: &mut Tail,
+        event: &str,
+        actor: Option<&PeerIdentity>,
+        details: &serde_json::Value,
+    ) -> Result<u64, AuditError> {
+        let time = crate::receipt::now_rfc3339();
+        self.rotate_if_due(tail, &time)?;
+        let path = self.dir.join(LOG_FILE);
+        let seq = tail.seq + 1;
+        let rec = Unhashed {
+            seq,
+            time: &time,
+            event,
+            actor,
+            details,
+            prev: &tail.prev,
+        };
+        let mut line = serde_json::to_vec(&rec).map_err(|e| io_err(&path, e))?;
+        let hash = hex::encode(Sha256::digest(&line));
+        line.pop(); // the closing brace
+        line.extend_from_slice(format!(",\"hash\":\"{hash}\"}}\n").as_bytes());
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        let before = f.seek(SeekFrom::End(0)).map_err(|e| io_err(&path, e))?;
+        if let Err(e) = f.write_all(&line).and_then(|()| f.sync_data()) {
+            // Leave no partial record behind.
+            let _ = f.set_len(before);
+            let _ = f.sync_data();
+            return Err(io_err(&path, e));
+        }
+        if tail.file_len == 0 {
+            tail.file_date = Some(time.chars().take(10).collect());
+        }
+        tail.file_len = before + line.len() as u64;
+        tail.seq = seq;
+        tail.prev = hash;
+        tail.unsigned = if event == "checkpoint" {
+            0
+        } else {
+            tail.unsigned + 1
+        };
+        Ok(seq)
+    }
+
+    /// Renames the current file to the next `log-NNNNNN.jsonl` when it is too
+    /// large or from another UTC day. The chain goes on in the new file.
+    fn rotate_if_due(&self, tail: &mut Tail, now: &str) -> Result<(), AuditError> {
+        let today: String = now.chars().take(10).collect();
+        let due = tail.file_len > 0
+            && (tail.file_len >= self.max_file_bytes
+                || tail.file_date.as_deref().is_some_and(|d| d != today));
+        if !due {
+            return Ok(());
+        }
+        let next = log_files(&self.dir)
+            .map_err(|e| io_err(&self.dir, e))?
+            .iter()
+            .filter_map(|p| {
+                p.file_name()?
+                    .to_str()?
+                    .strip_prefix("log-")?
+                    .strip_suffix(".jsonl")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let from = self.dir.join(LOG_FILE);
+        let to = self.dir.join(format!("log-{next:06}.jsonl"));
+        std::fs::rename(&from, &to).map_err(|e| io_err(&to, e))?;
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        tail.file_len = 0;
+        tail.file_date = None;
+        Ok(())
+    }
+
+    /// Gives (or takes away, when sealing) the key that signs checkpoints.
+    pub fn set_signer(&self, signer: Option<Arc<LogSigningKey>>) {
+        self.lock().signer = signer;
+    }
+
+    /// Signs the chain so far with a `checkpoint` record. `Ok(None)` when there
+    /// is no key (sealed) or nothing new to cover.
+    pub fn checkpoint(&self, reason: &str) -> Result<Option<u64>, AuditError> {
+        let mut tail = self.lock();
+        let Some(signer) = tail.signer.clone() else {
+            return Ok(None);
+        };
+        if tail.unsigned == 0 {
+            return Ok(None);
+        }
+        let sig = signer.sign(&checkpoint_message(&self.ceremony_id, tail.seq, &tail.prev));
+        let details = serde_json::json!({
+            "reason": reason,
+            "covers_seq": tail.seq,
+            "covers_hash": tail.prev,
+            "public_key": signer.public_key_hex(),
+            "signature": hex::encode(sig),
+        });
+        self.write(&mut tail, "checkpoint", None, &details)
+            .map(Some)
+    }
+
+    /// Signs a receipt (the message of [`receipt_message`]); `None` while sealed.
+    pub fn sign(&self, message: &[u8]) -> Option<String> {
+        self.lock()
+            .signer
+            .as_ref()
+            .map(|s| hex::encode(s.sign(message)))
+    }
+
+    /// Writable or not, and how far the chain is signed.
+    pub fn health(&self) -> Health {
+        let tail = self.lock();
+        Health {
+            writable: tail.error.is_none(),
+            error: tail
+                .error
+                .as_ref()
+                .map(|(since, e)| format!("{e} (since {since})")),
+            seq: tail.seq,
+            unsigned_records: tail.unsigned,
+        }
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
