@@ -79,6 +79,11 @@ enum Command {
         #[command(flatten)]
         endpoint: EndpointArgs,
     },
+    /// Operator: seal the service now (signs a last checkpoint, drops every key).
+    Seal {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
     /// Write a throw-away local deployment (INSECURE: for tests and demos only).
     DevEnv(DevEnvArgs),
     /// Run everything once: dev-env, serve, unseal, submit a synthetic batch; print a JSON summary.
@@ -250,6 +255,11 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Status { endpoint } => {
             let status = Endpoint::from(endpoint).connect().await?.status().await?;
             println!("{}", serde_json::to_string_pretty(&status)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Seal { endpoint } => {
+            let status = Endpoint::from(endpoint).connect().await?.seal().await?;
+            eprintln!("the service is sealed: {} key holders must unseal it again", status.threshold);
             Ok(ExitCode::SUCCESS)
         }
         Command::DevEnv(a) => {

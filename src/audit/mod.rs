@@ -267,13 +267,25 @@ impl AuditLog {
         details: serde_json::Value,
     ) -> Result<u64, AuditError> {
         let mut tail = self.lock();
-        let r = self.write(&mut tail, event, actor, &details);
+        self.record(&mut tail, event, actor, &details)
+    }
+
+    /// [`Self::write`] with the bookkeeping of failures: the first success
+    /// after a failure also writes `audit_resumed`.
+    fn record(
+        &self,
+        tail: &mut Tail,
+        event: &str,
+        actor: Option<&PeerIdentity>,
+        details: &serde_json::Value,
+    ) -> Result<u64, AuditError> {
+        let r = self.write(tail, event, actor, details);
         match &r {
             Ok(_) => {
                 if let Some((since, _)) = tail.error.take() {
                     // Say in the log itself that it was unwritable for a while.
                     let d = serde_json::json!({"failed_since": since});
-                    if let Err(e) = self.write(&mut tail, "audit_resumed", None, &d) {
+                    if let Err(e) = self.write(tail, "audit_resumed", None, &d) {
                         tail.error = Some((since, e.to_string()));
                     }
                 }
@@ -396,7 +408,7 @@ impl AuditLog {
             "public_key": signer.public_key_hex(),
             "signature": hex::encode(sig),
         });
-        self.write(&mut tail, "checkpoint", None, &details)
+        self.record(&mut tail, "checkpoint", None, &details)
             .map(Some)
     }
 
@@ -425,5 +437,116 @@ impl AuditLog {
     /// The log directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CEREMONY: &str = "00112233445566778899aabbccddeeff";
+
+    fn lines(dir: &Path) -> Vec<String> {
+        log_files(dir)
+            .unwrap()
+            .iter()
+            .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    }
+
+    #[test]
+    fn records_chain_from_the_ceremony_genesis_and_resume_after_reopening() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
+        log.append("service_start", None, serde_json::json!({})).unwrap();
+        log.append("service_stop", None, serde_json::json!({})).unwrap();
+        drop(log);
+        let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
+        assert_eq!(log.append("service_start", None, serde_json::json!({})).unwrap(), 3);
+        let mut prev = genesis(CEREMONY);
+        for (i, l) in lines(tmp.path()).iter().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["seq"], i as u64 + 1);
+            assert_eq!(v["prev"], prev.as_str());
+            let (computed, stated) = line_hash(l.as_bytes()).unwrap();
+            assert_eq!(computed, stated);
+            prev = computed;
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_one_chain_across_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(tmp.path(), CEREMONY, 600).unwrap();
+        for _ in 0..10 {
+            log.append("request_refused", None, serde_json::json!({"reason": "forbidden"})).unwrap();
+        }
+        let files = log_files(tmp.path()).unwrap();
+        assert!(files.len() > 2, "{files:?}");
+        assert_eq!(files.last().unwrap().file_name().unwrap(), LOG_FILE);
+        let all = lines(tmp.path());
+        assert_eq!(all.len(), 10);
+        for w in all.windows(2) {
+            let a: serde_json::Value = serde_json::from_str(&w[0]).unwrap();
+            let b: serde_json::Value = serde_json::from_str(&w[1]).unwrap();
+            assert_eq!(b["prev"], a["hash"]);
+        }
+    }
+
+    #[test]
+    fn a_half_written_record_is_cut_off_and_the_repair_logged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
+        log.append("service_start", None, serde_json::json!({})).unwrap();
+        drop(log);
+        let path = tmp.path().join(LOG_FILE);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"seq\":2,\"time\":\"20").unwrap();
+        drop(f);
+        let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
+        let all = lines(tmp.path());
+        assert_eq!(all.len(), 2);
+        assert!(all[1].contains("\"event\":\"audit_repaired\""));
+        assert_eq!(log.health().seq, 2);
+    }
+
+    #[test]
+    fn an_unwritable_log_fails_the_append_then_resumes_and_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
+        log.append("service_start", None, serde_json::json!({})).unwrap();
+        let path = tmp.path().join(LOG_FILE);
+        let saved = tmp.path().join("saved");
+        std::fs::rename(&path, &saved).unwrap();
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        assert!(log.append("batch_start", None, serde_json::json!({})).is_err());
+        let h = log.health();
+        assert!(!h.writable && h.error.is_some() && h.seq == 1);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::rename(&saved, &path).unwrap();
+        assert_eq!(log.append("batch_start", None, serde_json::json!({})).unwrap(), 2);
+        assert!(log.health().writable);
+        let all = lines(tmp.path());
+        assert_eq!(all.len(), 3);
+        assert!(all[2].contains("\"event\":\"audit_resumed\""));
+    }
+
+    #[test]
+    fn checkpoints_sign_the_chain_only_with_a_key_and_only_when_needed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
+        log.append("service_start", None, serde_json::json!({})).unwrap();
+        assert_eq!(log.checkpoint("interval").unwrap(), None); // sealed: no key
+        let key = Arc::new(LogSigningKey::generate());
+        log.set_signer(Some(key.clone()));
+        assert_eq!(log.checkpoint("unseal").unwrap(), Some(2));
+        assert_eq!(log.checkpoint("interval").unwrap(), None); // nothing new
+        let all = lines(tmp.path());
+        let v: serde_json::Value = serde_json::from_str(&all[1]).unwrap();
+        let d = &v["details"];
+        let msg = checkpoint_message(CEREMONY, 1, d["covers_hash"].as_str().unwrap());
+        let sig = ed25519_dalek::Signature::from_slice(&hex::decode(d["signature"].as_str().unwrap()).unwrap()).unwrap();
+        key.verifying_key().verify_strict(&msg, &sig).unwrap();
+        assert_eq!(d["covers_hash"], v["prev"]);
     }
 }
