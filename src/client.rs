@@ -343,13 +343,32 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
     let input = tokio::fs::File::open(sub.input)
         .await
         .map_err(file_err(sub.input))?;
-    let out = create_private(sub.output)?;
-    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(out));
+    let len = input.metadata().await.map_err(file_err(sub.input))?.len();
+    // Refuse early rather than after sending a whole batch; the file itself
+    // is created only once the service has accepted the batch.
+    if sub.output.exists() {
+        return Err(ClientError::File {
+            path: sub.output.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the answer file exists already; answers are never overwritten",
+            ),
+        });
+    }
 
     let mut conn = endpoint.connect().await?;
+    // `Expect: 100-continue`: the body waits for the service's go-ahead, so a
+    // refusal (sealed, no role, purpose, size…) comes back before any NIR has
+    // left this machine, and is never lost in a reset of a half-sent upload.
+    let go = Arc::new(tokio::sync::Notify::new());
+    let go_signal = go.clone();
     let progress = sub.progress;
     let mut sent = 0u64;
-    let stream = futures_util::StreamExt::map(
+    let wait = futures_util::stream::once(async move {
+        // A server that ignores the expectation gets the body after a while (RFC 9110 §10.1.1).
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), go.notified()).await;
+    });
+    let file = futures_util::StreamExt::map(
         tokio_util::io::ReaderStream::with_capacity(input, 256 * 1024),
         move |r| {
             r.map(|b| {
@@ -361,46 +380,60 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
             })
         },
     );
+    let stream = futures_util::StreamExt::chain(
+        futures_util::StreamExt::filter_map(wait, |()| async { None }),
+        file,
+    );
     let path = match sub.operation {
         Operation::Derive => "/v1/cstatns",
         Operation::Renew => "/v1/renewal",
     };
     let mut req = conn
         .request("POST", path)
-        .header(hyper::header::CONTENT_TYPE, sub.input_type.content_type());
+        .header(hyper::header::CONTENT_TYPE, sub.input_type.content_type())
+        .header(hyper::header::CONTENT_LENGTH, len)
+        .header(hyper::header::EXPECT, "100-continue");
     if let Some(p) = sub.purpose {
         req = req.header("CStatNS-Purpose", p);
     }
-    let req = req
+    let mut req = req
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let resp = conn.send(req).await;
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_file(sub.output);
-            return Err(e);
+    hyper::ext::on_informational(&mut req, move |res| {
+        if res.status() == StatusCode::CONTINUE {
+            go_signal.notify_one();
         }
-    };
-    debug_assert_eq!(resp.status(), StatusCode::OK);
+    });
+    let resp = conn.send(req).await?;
     let batch = resp
         .headers()
         .get("cstatns-batch")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .ok_or_else(|| ClientError::Protocol("no CStatNS-Batch header".into()))?;
-    let mut body = resp.into_body();
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| ClientError::Protocol(format!("the answer broke off: {e}")))?;
-        if let Some(data) = frame.data_ref() {
-            out.write_all(data).await.map_err(file_err(sub.output))?;
+    let out = create_private(sub.output)?;
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(out));
+    let written = async {
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| ClientError::Protocol(format!("the answer broke off: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                out.write_all(data).await.map_err(file_err(sub.output))?;
+            }
         }
+        out.flush().await.map_err(file_err(sub.output))?;
+        out.get_ref()
+            .sync_all()
+            .await
+            .map_err(file_err(sub.output))?;
+        conn.receipt(&batch).await
     }
-    out.flush().await.map_err(file_err(sub.output))?;
-    out.get_ref()
-        .sync_all()
-        .await
-        .map_err(file_err(sub.output))?;
-    conn.receipt(&batch).await
+    .await;
+    if written.is_err() {
+        // A partial answer is of no use and holds codes: do not leave it.
+        drop(out);
+        let _ = std::fs::remove_file(sub.output);
+    }
+    written
 }

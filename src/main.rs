@@ -259,7 +259,10 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Seal { endpoint } => {
             let status = Endpoint::from(endpoint).connect().await?.seal().await?;
-            eprintln!("the service is sealed: {} key holders must unseal it again", status.threshold);
+            eprintln!(
+                "the service is sealed: {} key holders must unseal it again",
+                status.threshold
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::DevEnv(a) => {

@@ -1,6 +1,9 @@
 //! Property tests of §2: any valid body with its computed key passes, any
 //! other key fails, and spaces and case do not matter.
 
+// Helpers outside #[test] functions panic on purpose, like the tests.
+#![allow(clippy::unwrap_used)]
+
 use cstatns::nir::{Nir, NirError};
 use proptest::prelude::*;
 
@@ -19,7 +22,11 @@ fn body() -> impl Strategy<Value = String> {
 }
 
 fn key_of(body: &str) -> u64 {
-    let n: u64 = body.replace("2A", "19").replace("2B", "18").parse().unwrap();
+    let n: u64 = body
+        .replace("2A", "19")
+        .replace("2B", "18")
+        .parse()
+        .unwrap();
     97 - n % 97
 }
 

@@ -3,20 +3,45 @@
 
 mod common;
 
-use common::{csv_rows, expected_c1, is_code, nir_body, nir_full, test_k1, ClientIdentity, EnvOptions, TestEnv};
+use common::{
+    csv_rows, expected_c1, is_code, nir_body, nir_full, test_k1, ClientIdentity, EnvOptions,
+    TestEnv,
+};
 use cstatns::pki::{AUDITOR, OPERATOR, STRANGER, SUBMITTER};
 
 // ---------------------------------------------------------------------------
 // 1. TLS and roles
 // ---------------------------------------------------------------------------
 
+/// The exchange got no HTTP answer because the server ended the handshake
+/// with `alert` (rustls's name for it).
+fn assert_refused_by_tls(got: Result<common::Reply, String>, alert: &str) {
+    match got {
+        Ok(r) => panic!("got an HTTP answer instead of a refused handshake: {r:?}"),
+        Err(e) => assert!(
+            e.contains(&format!("AlertReceived({alert})")),
+            "not refused by the TLS alert {alert}: {e}"
+        ),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_without_certificate_is_refused_at_handshake() {
     let env = TestEnv::new();
     let server = env.serve();
-    let got = common::https(&server, &env.ca(), &ClientIdentity::None, "GET", "/v1/status", &[], "").await;
-    assert!(got.is_err(), "a client without a certificate got an HTTP answer: {got:?}");
-    env.wait_for_audit("connection_refused", |r| r["event"] == "connection_refused");
+    let got = common::https(
+        &server,
+        &env.ca(),
+        &ClientIdentity::None,
+        "GET",
+        "/v1/status",
+        &[],
+        "",
+    )
+    .await;
+    assert_refused_by_tls(got, "CertificateRequired");
+    let refused = env.wait_for_audit("connection_refused", |r| r["event"] == "connection_refused");
+    assert!(refused["actor"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,7 +54,7 @@ async fn certificate_from_another_ca_is_refused_at_handshake() {
     };
     for path in ["/v1/status", "/v1/receipts/x"] {
         let got = common::https(&server, &env.ca(), &stranger, "GET", path, &[], "").await;
-        assert!(got.is_err(), "the stranger certificate got an HTTP answer on {path}: {got:?}");
+        assert_refused_by_tls(got, "UnknownCA");
     }
     let got = common::https(
         &server,
@@ -41,8 +66,14 @@ async fn certificate_from_another_ca_is_refused_at_handshake() {
         "index,nir\n",
     )
     .await;
-    assert!(got.is_err(), "the stranger certificate got an HTTP answer: {got:?}");
-    env.wait_for_audit("connection_refused", |r| r["event"] == "connection_refused");
+    assert_refused_by_tls(got, "UnknownCA");
+    env.wait_for_audit("three connection_refused", |_| {
+        env.audit_records()
+            .iter()
+            .filter(|r| r["event"] == "connection_refused")
+            .count()
+            == 3
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,18 +84,38 @@ async fn auditor_certificate_cannot_submit_a_batch() {
     let body = format!("index,nir\nA1,{}\n", nir_full(1));
     for path in ["/v1/cstatns", "/v1/renewal"] {
         let r = env
-            .request(&server, AUDITOR, "POST", path, &[("content-type", "text/csv")], body.clone())
+            .request(
+                &server,
+                AUDITOR,
+                "POST",
+                path,
+                &[("content-type", "text/csv")],
+                body.clone(),
+            )
             .await;
         let (status, code, _) = r.refusal();
-        assert_eq!((status, code.as_str()), (403, "forbidden"), "auditor on {path}");
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "forbidden"),
+            "auditor on {path}"
+        );
     }
     // Nor share a holder's job.
     let wire = env.share(1).to_wire_json();
     let r = env
-        .request(&server, AUDITOR, "POST", "/v1/unseal", &[("content-type", "application/json")], wire.as_bytes().to_vec())
+        .request(
+            &server,
+            AUDITOR,
+            "POST",
+            "/v1/unseal",
+            &[("content-type", "application/json")],
+            wire.as_bytes().to_vec(),
+        )
         .await;
     assert_eq!(r.status, 403);
-    env.wait_for_audit("request_refused", |r| r["event"] == "request_refused" && r["details"]["reason"] == "missing_role");
+    env.wait_for_audit("request_refused", |r| {
+        r["event"] == "request_refused" && r["details"]["reason"] == "missing_role"
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,12 +126,20 @@ async fn sealed_service_answers_503_with_retry_after_and_no_code() {
     let r = env.derive_csv(&server, body).await;
     assert_eq!(r.status, 503);
     let retry = r.header("retry-after").expect("Retry-After on 503");
-    assert!(retry.parse::<u32>().is_ok_and(|s| s > 0), "Retry-After {retry:?}");
+    assert!(
+        retry.parse::<u32>().is_ok_and(|s| s > 0),
+        "Retry-After {retry:?}"
+    );
     assert_eq!(r.refusal().1, "sealed");
     assert!(r.header("cstatns-batch").is_none());
     let text = r.text();
     assert!(!text.contains("IDX-1") && !text.contains(&nir_body(1)));
-    assert!(!text.split(|c: char| !c.is_ascii_hexdigit()).any(|w| w.len() >= 64), "{text}");
+    assert!(
+        !text
+            .split(|c: char| !c.is_ascii_hexdigit())
+            .any(|w| w.len() >= 64),
+        "{text}"
+    );
     // Renewal too.
     let r = env
         .request(
@@ -148,13 +207,23 @@ async fn check_csv_codes(delimiter: char) {
     let r = env.derive_csv(&server, body).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("cstatns-generation"), Some("1"));
-    assert!(r.header("content-type").is_some_and(|t| t.starts_with("text/csv")));
+    assert!(r
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/csv")));
     let rows = csv_rows(&r.text(), d);
     assert_eq!(rows.len(), cases.len());
     let k1 = test_k1();
     for ((index, raw, canonical), [i, code, status]) in cases.iter().zip(&rows) {
-        assert_eq!((i.as_str(), status.as_str()), (index.as_str(), "ok"), "input {raw:?}");
-        assert_eq!(code, &expected_c1(&k1, canonical.as_bytes()), "code of {index} ({raw:?})");
+        assert_eq!(
+            (i.as_str(), status.as_str()),
+            (index.as_str(), "ok"),
+            "input {raw:?}"
+        );
+        assert_eq!(
+            code,
+            &expected_c1(&k1, canonical.as_bytes()),
+            "code of {index} ({raw:?})"
+        );
     }
 }
 
@@ -183,13 +252,25 @@ async fn ndjson_codes_are_hmac_sha256_of_the_canonical_body_under_k1() {
         body.push('\n');
     }
     let r = env
-        .request(&server, SUBMITTER, "POST", "/v1/cstatns", &[("content-type", "application/x-ndjson")], body)
+        .request(
+            &server,
+            SUBMITTER,
+            "POST",
+            "/v1/cstatns",
+            &[("content-type", "application/x-ndjson")],
+            body,
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("cstatns-generation"), Some("1"));
-    assert!(r.header("content-type").is_some_and(|t| t.starts_with("application/x-ndjson")));
+    assert!(r
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/x-ndjson")));
     let text = r.text();
-    let answers: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let answers: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
     assert_eq!(answers.len(), cases.len());
     let k1 = test_k1();
     for ((index, raw, canonical), a) in cases.iter().zip(&answers) {
@@ -197,7 +278,11 @@ async fn ndjson_codes_are_hmac_sha256_of_the_canonical_body_under_k1() {
         assert_eq!(obj.len(), 3, "{a}");
         assert_eq!(a["index"], index.as_str());
         assert_eq!(a["status"], "ok", "input {raw:?}");
-        assert_eq!(a["cstatns"], expected_c1(&k1, canonical.as_bytes()).as_str(), "{index}");
+        assert_eq!(
+            a["cstatns"],
+            expected_c1(&k1, canonical.as_bytes()).as_str(),
+            "{index}"
+        );
     }
 }
 
@@ -229,13 +314,20 @@ async fn renewal_applies_later_keys_to_the_previous_code() {
         })
         .collect();
     for (s, c) in seeds.iter().zip(&c2) {
-        assert_ne!(c, &expected_c1(&k1, nir_body(*s).as_bytes()), "the published code is not C_1");
+        assert_ne!(
+            c,
+            &expected_c1(&k1, nir_body(*s).as_bytes()),
+            "the published code is not C_1"
+        );
     }
 
     // Renewal of C_1 (computed here) and of C_2 (unchanged), then refusals.
     let mut body = String::from("index,cstatns,generation\n");
     for s in seeds {
-        body.push_str(&format!("R1-{s},{},1\n", expected_c1(&k1, nir_body(s).as_bytes())));
+        body.push_str(&format!(
+            "R1-{s},{},1\n",
+            expected_c1(&k1, nir_body(s).as_bytes())
+        ));
     }
     for (s, c) in seeds.iter().zip(&c2) {
         body.push_str(&format!("R2-{s},{c},2\n"));
@@ -248,8 +340,16 @@ async fn renewal_applies_later_keys_to_the_previous_code() {
     body.push_str(&format!("H1,{},1\n", "zz".repeat(32)));
     body.push_str(&format!("H2,{},1\n", &c2[0][..62]));
     body.push_str(&format!("H3,{}0,1\n", c2[0]));
+    body.push_str(&format!("H4,{},9\n", "zz".repeat(32))); // code before generation
     let r = env
-        .request(&server, SUBMITTER, "POST", "/v1/renewal", &[("content-type", "text/csv")], body)
+        .request(
+            &server,
+            SUBMITTER,
+            "POST",
+            "/v1/renewal",
+            &[("content-type", "text/csv")],
+            body,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("cstatns-generation"), Some("2"));
@@ -269,6 +369,7 @@ async fn renewal_applies_later_keys_to_the_previous_code() {
         ("H1", "invalid_code"),
         ("H2", "invalid_code"),
         ("H3", "invalid_code"),
+        ("H4", "invalid_code"),
     ] {
         want.push([i.into(), String::new(), st.into()]);
     }
@@ -298,25 +399,85 @@ async fn every_line_status_of_the_wire_format_through_the_real_server() {
     // (input line, expected index echo, expected status, canonical body if ok)
     let lines: Vec<(String, &str, &str, Option<String>)> = vec![
         (format!("L01,{n1}"), "L01", "ok", Some(nir_body(101))),
-        (format!("\"L02\",\"{n2}\"\r"), "L02", "ok", Some(nir_body(202))), // quoted, CRLF
+        (
+            format!("\"L02\",\"{n2}\"\r"),
+            "L02",
+            "ok",
+            Some(nir_body(202)),
+        ), // quoted, CRLF
         (format!("L03,{n3},extra"), "L03", "malformed_line", None),
-        (format!("{n1}"), "", "malformed_line", None), // a NIR alone: never echoed
+        (n1.clone(), "", "malformed_line", None), // a NIR alone: never echoed
         (format!("L05,\"{n1}"), "L05", "malformed_line", None), // unterminated quote
         (format!("bad index,{n1}"), "", "invalid_index", None),
         (format!("{long_index},{n1}"), "", "invalid_index", None),
         (format!(",{n1}"), "", "invalid_index", None),
-        (format!("{},{n2}", nir_full(505)), "", "index_looks_like_nir", None),
-        (format!("{},{n2}", nir_body(506)), "", "index_looks_like_nir", None),
-        ("L11,2951099126X11".to_owned(), "L11", "invalid_character", None),
-        ("L12,29510991261é1".to_owned(), "L12", "invalid_character", None),
-        ("L13,2A51099126111".to_owned(), "L13", "invalid_character", None),
+        (
+            format!("{},{n2}", nir_full(505)),
+            "",
+            "index_looks_like_nir",
+            None,
+        ),
+        (
+            format!("{},{n2}", nir_body(506)),
+            "",
+            "index_looks_like_nir",
+            None,
+        ),
+        (
+            "L11,2951099126X11".to_owned(),
+            "L11",
+            "invalid_character",
+            None,
+        ),
+        (
+            "L12,29510991261é1".to_owned(),
+            "L12",
+            "invalid_character",
+            None,
+        ),
+        (
+            "L13,2A51099126111".to_owned(),
+            "L13",
+            "invalid_character",
+            None,
+        ),
         ("L14,295109912611".to_owned(), "L14", "invalid_length", None),
         ("L15,".to_owned(), "L15", "invalid_length", None),
         (format!("L16,{bad_key}"), "L16", "invalid_key", None),
-        ("L17,2840588321025 30".to_owned(), "L17", "invalid_key", None),
+        (
+            "L17,2840588321025 30".to_owned(),
+            "L17",
+            "invalid_key",
+            None,
+        ),
+        // A Corsican NIR in lower case, or with spaces, is not an index either.
+        (
+            "186022a215325,2951099126111".to_owned(),
+            "",
+            "index_looks_like_nir",
+            None,
+        ),
+        (
+            "2 95 10 99 126 111 93,2951099126111".to_owned(),
+            "",
+            "invalid_index",
+            None,
+        ),
+        // Longer than any record: answered once, in place, never echoed.
+        (
+            format!("L18,{}", "7".repeat(20_000)),
+            "",
+            "malformed_line",
+            None,
+        ),
         // Precedence: the index is judged before the NIR.
         ("bad!,xx".to_owned(), "", "invalid_index", None),
-        (format!("{},xx", nir_full(7)), "", "index_looks_like_nir", None),
+        (
+            format!("{},xx", nir_full(7)),
+            "",
+            "index_looks_like_nir",
+            None,
+        ),
         (format!("L20,\"{n3}\""), "L20", "ok", Some(nir_body(303))),
     ];
     let mut body = String::from("index,nir\r\n\r\n");
@@ -334,7 +495,11 @@ async fn every_line_status_of_the_wire_format_through_the_real_server() {
     assert_eq!(rows.len(), lines.len(), "one answer per non-blank line");
     let mut seen = std::collections::BTreeSet::new();
     for ((line, index, status, body), [i, code, st]) in lines.iter().zip(&rows) {
-        assert_eq!((i.as_str(), st.as_str()), (*index, *status), "line {line:?}");
+        assert_eq!(
+            (i.as_str(), st.as_str()),
+            (*index, *status),
+            "line {line:?}"
+        );
         match body {
             Some(b) => assert_eq!(code, &expected_c1(&k1, b.as_bytes()), "line {line:?}"),
             None => assert_eq!(code, "", "line {line:?}: cstatns must be empty when not ok"),
@@ -373,7 +538,14 @@ async fn ndjson_line_that_is_not_the_expected_object_is_malformed() {
     ]
     .join("\r\n");
     let r = env
-        .request(&server, SUBMITTER, "POST", "/v1/cstatns", &[("content-type", "application/x-ndjson")], body)
+        .request(
+            &server,
+            SUBMITTER,
+            "POST",
+            "/v1/cstatns",
+            &[("content-type", "application/x-ndjson")],
+            body,
+        )
         .await;
     assert_eq!(r.status, 200);
     let got: Vec<(String, bool, String)> = r
@@ -400,7 +572,10 @@ async fn ndjson_line_that_is_not_the_expected_object_is_malformed() {
         ("", false, "index_looks_like_nir"),
         ("J9", false, "invalid_length"),
     ];
-    let want: Vec<(String, bool, String)> = want.iter().map(|(i, c, s)| (i.to_string(), *c, s.to_string())).collect();
+    let want: Vec<(String, bool, String)> = want
+        .iter()
+        .map(|(i, c, s)| (i.to_string(), *c, s.to_string()))
+        .collect();
     assert_eq!(got, want);
 }
 
@@ -421,7 +596,10 @@ async fn batch_over_one_mebibyte_keeps_order_and_count_across_chunks() {
             body.push_str(&format!("row-{i:06};{}\n", nir_full(i)));
         }
     }
-    assert!(body.len() > (1 << 20) + (1 << 19), "the batch spans several chunks");
+    assert!(
+        body.len() > (1 << 20) + (1 << 19),
+        "the batch spans several chunks"
+    );
     let r = env.derive_csv(&server, body).await;
     assert_eq!(r.status, 200);
     let rows = csv_rows(&r.text(), ';');
@@ -431,7 +609,11 @@ async fn batch_over_one_mebibyte_keeps_order_and_count_across_chunks() {
         let i = i as u64;
         assert_eq!(index, &format!("row-{i:06}"), "answer {i} out of order");
         if i % 997 == 500 {
-            assert_eq!((code.as_str(), status.as_str()), ("", "invalid_length"), "row {i}");
+            assert_eq!(
+                (code.as_str(), status.as_str()),
+                ("", "invalid_length"),
+                "row {i}"
+            );
         } else {
             assert_eq!(status, "ok", "row {i}");
             if i % 101 == 0 {
@@ -450,15 +632,34 @@ async fn bad_csv_header_is_400() {
     let env = TestEnv::new();
     let server = env.serve();
     env.unseal(&server).await;
-    for header in ["nir,index", "index,nir,extra", "index\tnir", "index,cstatns,generation", "index|nir"] {
-        let r = env.derive_csv(&server, format!("{header}\nA1,{}\n", nir_full(1))).await;
+    for header in [
+        "nir,index",
+        "index,nir,extra",
+        "index\tnir",
+        "index,cstatns,generation",
+        "index|nir",
+    ] {
+        let r = env
+            .derive_csv(&server, format!("{header}\nA1,{}\n", nir_full(1)))
+            .await;
         let (status, code, message) = r.refusal();
-        assert_eq!((status, code.as_str()), (400, "bad_request"), "header {header:?}: {message}");
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "bad_request"),
+            "header {header:?}: {message}"
+        );
         assert!(!message.contains(&nir_body(1)));
     }
     // The renewal header is checked against its own columns.
     let r = env
-        .request(&server, SUBMITTER, "POST", "/v1/renewal", &[("content-type", "text/csv")], "index,nir\n")
+        .request(
+            &server,
+            SUBMITTER,
+            "POST",
+            "/v1/renewal",
+            &[("content-type", "text/csv")],
+            "index,nir\n",
+        )
         .await;
     assert_eq!(r.status, 400);
 }
@@ -472,10 +673,21 @@ async fn unsupported_content_type_is_415() {
     for ct in [Some("application/json"), Some("text/plain"), None] {
         let headers: Vec<(&str, &str)> = ct.map(|c| ("content-type", c)).into_iter().collect();
         let r = env
-            .request(&server, SUBMITTER, "POST", "/v1/cstatns", &headers, body.clone())
+            .request(
+                &server,
+                SUBMITTER,
+                "POST",
+                "/v1/cstatns",
+                &headers,
+                body.clone(),
+            )
             .await;
         let (status, code, _) = r.refusal();
-        assert_eq!((status, code.as_str()), (415, "unsupported_media_type"), "content type {ct:?}");
+        assert_eq!(
+            (status, code.as_str()),
+            (415, "unsupported_media_type"),
+            "content type {ct:?}"
+        );
     }
 }
 
@@ -491,7 +703,10 @@ async fn undeclared_purpose_is_400_and_the_configured_one_is_accepted() {
             SUBMITTER,
             "POST",
             "/v1/cstatns",
-            &[("content-type", "text/csv"), ("cstatns-purpose", "marketing")],
+            &[
+                ("content-type", "text/csv"),
+                ("cstatns-purpose", "marketing"),
+            ],
             body.clone(),
         )
         .await;
@@ -503,7 +718,10 @@ async fn undeclared_purpose_is_400_and_the_configured_one_is_accepted() {
             SUBMITTER,
             "POST",
             "/v1/cstatns",
-            &[("content-type", "text/csv"), ("cstatns-purpose", cstatns::devenv::DEV_PURPOSE)],
+            &[
+                ("content-type", "text/csv"),
+                ("cstatns-purpose", cstatns::devenv::DEV_PURPOSE),
+            ],
             body,
         )
         .await;
@@ -528,9 +746,83 @@ async fn body_over_max_request_bytes_is_413() {
     let (status, code, _) = r.refusal();
     assert_eq!((status, code.as_str()), (413, "too_large"));
     assert!(r.header("cstatns-batch").is_none());
+    env.wait_for_audit("request_refused too_large", |r| {
+        r["event"] == "request_refused" && r["details"]["reason"] == "too_large"
+    });
     // Under the limit is fine.
-    let r = env.derive_csv(&server, format!("index,nir\nA1,{}\n", nir_full(1))).await;
+    let r = env
+        .derive_csv(&server, format!("index,nir\nA1,{}\n", nir_full(1)))
+        .await;
     assert_eq!(r.status, 200);
+}
+
+/// Regression guard: the size limit counts the bytes read while looking for
+/// the CSV header line too (they once were not). A streamed body without
+/// `Content-Length` whose first frame holds the whole batch must not be
+/// answered in full when it is over the limit: either 413, or the answer is
+/// cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_body_over_max_request_bytes_is_not_answered_in_full() {
+    let env = TestEnv::with(EnvOptions {
+        max_request_bytes: Some(1000),
+        ..Default::default()
+    });
+    let server = env.serve();
+    env.unseal(&server).await;
+    let mut body = String::from("index,nir\n");
+    for i in 0..200u64 {
+        body.push_str(&format!("S{i},{}\n", nir_full(i)));
+    }
+    let submitter = ClientIdentity::Cert {
+        cert: env.cert(SUBMITTER),
+        key: env.key(SUBMITTER),
+    };
+    let headers = [("content-type", "text/csv")];
+    let shapes: [(&str, Vec<bytes::Bytes>); 2] = [
+        (
+            "many small frames",
+            body.as_bytes()
+                .chunks(500)
+                .map(bytes::Bytes::copy_from_slice)
+                .collect(),
+        ),
+        ("one frame", vec![bytes::Bytes::from(body.clone())]),
+    ];
+    for (shape, parts) in shapes {
+        let got = common::https_streamed(
+            &server,
+            &env.ca(),
+            &submitter,
+            "POST",
+            "/v1/cstatns",
+            &headers,
+            parts,
+        )
+        .await;
+        if let Ok(r) = got {
+            assert_eq!(
+                r.status,
+                413,
+                "{shape}: a {}-byte body over the 1000-byte limit was answered {} with {} lines",
+                body.len(),
+                r.status,
+                r.text().lines().count()
+            );
+        }
+    }
+    let completed_over_limit: Vec<_> = env
+        .audit_records()
+        .into_iter()
+        .filter(|r| {
+            r["event"] == "batch_end"
+                && r["details"]["outcome"] == "completed"
+                && r["details"]["bytes"].as_u64() > Some(1000)
+        })
+        .collect();
+    assert!(
+        completed_over_limit.is_empty(),
+        "batches over the limit logged as completed: {completed_over_limit:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -542,7 +834,13 @@ async fn receipt_counts_statuses_and_is_only_for_the_submitting_certificate() {
     let env = TestEnv::new();
     // A second submitter: the operator's certificate, granted the role.
     let operator_fp = env.env.pki.fingerprint(OPERATOR).unwrap().to_owned();
-    common::add_client(&env.env.config, "second-submitter", &operator_fp, &["submitter"], &["demo"]);
+    common::add_client(
+        &env.env.config,
+        "second-submitter",
+        &operator_fp,
+        &["submitter"],
+        &["demo"],
+    );
     let server = env.serve();
     env.unseal(&server).await;
     let mut body = String::from("index,nir\n");
@@ -555,7 +853,16 @@ async fn receipt_counts_statuses_and_is_only_for_the_submitting_certificate() {
     assert_eq!(r.status, 200);
     let batch = r.header("cstatns-batch").expect("CStatNS-Batch").to_owned();
 
-    let r = env.request(&server, SUBMITTER, "GET", &format!("/v1/receipts/{batch}"), &[], "").await;
+    let r = env
+        .request(
+            &server,
+            SUBMITTER,
+            "GET",
+            &format!("/v1/receipts/{batch}"),
+            &[],
+            "",
+        )
+        .await;
     assert_eq!(r.status, 200);
     let receipt: cstatns::receipt::Receipt = serde_json::from_slice(&r.body).expect("receipt JSON");
     assert_eq!(receipt.batch, batch);
@@ -569,32 +876,76 @@ async fn receipt_counts_statuses_and_is_only_for_the_submitting_certificate() {
         counts,
         serde_json::json!({"ok": 25, "invalid_length": 2, "invalid_index": 1, "invalid_key": 1})
     );
-    assert_eq!(receipt.client_fingerprint, env.env.pki.fingerprint(SUBMITTER).unwrap());
+    assert_eq!(
+        receipt.client_fingerprint,
+        env.env.pki.fingerprint(SUBMITTER).unwrap()
+    );
 
     // Another submitter certificate does not see it; a certificate without
     // the role is refused outright.
-    let r = env.request(&server, OPERATOR, "GET", &format!("/v1/receipts/{batch}"), &[], "").await;
+    let r = env
+        .request(
+            &server,
+            OPERATOR,
+            "GET",
+            &format!("/v1/receipts/{batch}"),
+            &[],
+            "",
+        )
+        .await;
     assert_eq!(r.refusal().0, 404);
-    let r = env.request(&server, AUDITOR, "GET", &format!("/v1/receipts/{batch}"), &[], "").await;
+    let r = env
+        .request(
+            &server,
+            AUDITOR,
+            "GET",
+            &format!("/v1/receipts/{batch}"),
+            &[],
+            "",
+        )
+        .await;
     assert_eq!(r.refusal().0, 403);
-    let r = env.request(&server, SUBMITTER, "GET", "/v1/receipts/0123456789abcdef0123456789abcdef", &[], "").await;
+    let r = env
+        .request(
+            &server,
+            SUBMITTER,
+            "GET",
+            "/v1/receipts/0123456789abcdef0123456789abcdef",
+            &[],
+            "",
+        )
+        .await;
     assert_eq!(r.refusal().0, 404);
 
     // The traceability log holds the batch's start and end, with the counts.
-    let start = env.wait_for_audit("batch_start", |r| r["event"] == "batch_start" && r["details"]["batch"] == batch.as_str());
+    let start = env.wait_for_audit("batch_start", |r| {
+        r["event"] == "batch_start" && r["details"]["batch"] == batch.as_str()
+    });
     assert_eq!(start["details"]["purpose"], "demo");
-    let end = env.wait_for_audit("batch_end", |r| r["event"] == "batch_end" && r["details"]["batch"] == batch.as_str());
+    let end = env.wait_for_audit("batch_end", |r| {
+        r["event"] == "batch_end" && r["details"]["batch"] == batch.as_str()
+    });
     assert_eq!(end["details"]["counts"], counts);
     assert_eq!(end["details"]["generation"], 1);
     assert_eq!(end["details"]["outcome"], "completed");
     assert_eq!(end["seq"], receipt.log_seq);
     assert!(start["seq"].as_u64() < end["seq"].as_u64());
-    assert_eq!(end["actor"]["fingerprint"], env.env.pki.fingerprint(SUBMITTER).unwrap());
+    assert_eq!(
+        end["actor"]["fingerprint"],
+        env.env.pki.fingerprint(SUBMITTER).unwrap()
+    );
     // The chain links every record to the one before.
     let records = env.audit_records();
     for w in records.windows(2) {
-        assert_eq!(w[1]["prev"], w[0]["hash"], "chain broken at seq {}", w[1]["seq"]);
-        assert_eq!(w[1]["seq"].as_u64().unwrap(), w[0]["seq"].as_u64().unwrap() + 1);
+        assert_eq!(
+            w[1]["prev"], w[0]["hash"],
+            "chain broken at seq {}",
+            w[1]["seq"]
+        );
+        assert_eq!(
+            w[1]["seq"].as_u64().unwrap(),
+            w[0]["seq"].as_u64().unwrap() + 1
+        );
     }
 }
 
@@ -605,7 +956,7 @@ async fn receipt_counts_statuses_and_is_only_for_the_submitting_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_nir_code_or_index_in_server_log_or_traceability_log() {
     let env = TestEnv::new();
-    let mut server = env.serve_with_env(&[("CSTATNS_LOG", "debug")]);
+    let mut server = env.serve_with_env(&[("CSTATNS_LOG", "trace")]);
     env.unseal(&server).await;
 
     let mut secrets: Vec<String> = Vec::new(); // strings that must never be logged
@@ -635,7 +986,11 @@ async fn no_nir_code_or_index_in_server_log_or_traceability_log() {
     assert_eq!(r.status, 200);
     let batch = r.header("cstatns-batch").unwrap().to_owned();
     let rows = csv_rows(&r.text(), ',');
-    let codes: Vec<String> = rows.iter().filter(|r| r[2] == "ok").map(|r| r[1].clone()).collect();
+    let codes: Vec<String> = rows
+        .iter()
+        .filter(|r| r[2] == "ok")
+        .map(|r| r[1].clone())
+        .collect();
     assert!(codes.len() >= 10);
     secrets.extend(codes.iter().cloned());
     // A renewal of those codes too: old and new codes must not be logged.
@@ -645,24 +1000,47 @@ async fn no_nir_code_or_index_in_server_log_or_traceability_log() {
         secrets.push(format!("IDX-7c1f-r{i:05}"));
     }
     let r = env
-        .request(&server, SUBMITTER, "POST", "/v1/renewal", &[("content-type", "text/csv")], renewal)
+        .request(
+            &server,
+            SUBMITTER,
+            "POST",
+            "/v1/renewal",
+            &[("content-type", "text/csv")],
+            renewal,
+        )
         .await;
     assert_eq!(r.status, 200);
     // A refused batch (sealed is gone; a bad header) with data in it.
-    let r = env.derive_csv(&server, format!("idx,nir\nIDX-7c1f-999999,{}\n", nir_full(5))).await;
+    let r = env
+        .derive_csv(
+            &server,
+            format!("idx,nir\nIDX-7c1f-999999,{}\n", nir_full(5)),
+        )
+        .await;
     assert_eq!(r.status, 400);
     secrets.extend(["IDX-7c1f-999999".to_owned(), nir_full(5), nir_body(5)]);
 
-    env.wait_for_audit("batch_end", |r| r["event"] == "batch_end" && r["details"]["batch"] == batch.as_str());
+    env.wait_for_audit("batch_end", |r| {
+        r["event"] == "batch_end" && r["details"]["batch"] == batch.as_str()
+    });
     server.stop();
     let stderr = server.stderr_text();
     let audit = env.audit_text();
-    assert!(audit.contains("batch_end") && stderr.contains("unsealed"), "logs were written");
+    assert!(
+        audit.contains("batch_end") && stderr.contains("unsealed"),
+        "logs were written"
+    );
     for (name, text) in [("server stderr", &stderr), ("traceability log", &audit)] {
         for s in &secrets {
             assert!(!text.contains(s.as_str()), "{name} holds {s:?}");
-            assert!(!text.to_lowercase().contains(&s.to_lowercase()), "{name} holds {s:?} (any case)");
+            assert!(
+                !text.to_lowercase().contains(&s.to_lowercase()),
+                "{name} holds {s:?} (any case)"
+            );
         }
-        assert!(!text.contains("IDX-7c1f"), "{name} holds an index of the batch");
+        assert!(
+            !text.contains("IDX-7c1f"),
+            "{name} holds an index of the batch"
+        );
     }
 }

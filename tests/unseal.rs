@@ -23,7 +23,11 @@ async fn send_share(
 
 fn refused(r: Result<cstatns::server::UnsealReply, ClientError>) -> (u16, String, String) {
     match r {
-        Err(ClientError::Refused { status, code, message }) => (status, code, message),
+        Err(ClientError::Refused {
+            status,
+            code,
+            message,
+        }) => (status, code, message),
         Err(e) => panic!("expected a refusal, got {e}"),
         Ok(reply) => panic!("expected a refusal, the share was accepted: {reply:?}"),
     }
@@ -39,7 +43,7 @@ fn tampered_wire(env: &TestEnv) -> String {
     let mut bytes = value.into_bytes();
     // A low digit: the value stays a canonical nonzero scalar.
     bytes[63] = if bytes[63] == b'0' { b'1' } else { b'0' };
-    v["value"] = serde_json::Value::String(String::from_utf8(bytes).unwrap());
+    v["value"] = serde_json::Value::String(String::from_utf8(bytes).expect("ASCII hex"));
     v.to_string()
 }
 
@@ -51,9 +55,14 @@ async fn refused_shares_name_their_holder_and_keep_the_valid_ones() {
     let h1 = holder_role(1);
 
     // A first valid share is accepted and counted.
-    let reply = send_share(&env, &server, &holder_role(3), &env.share(3)).await.expect("holder-3 accepted");
+    let reply = send_share(&env, &server, &holder_role(3), &env.share(3))
+        .await
+        .expect("holder-3 accepted");
     assert!(reply.sealed);
-    assert_eq!((reply.holder.as_str(), reply.holders_needed), ("holder-3", 2));
+    assert_eq!(
+        (reply.holder.as_str(), reply.holders_needed),
+        ("holder-3", 2)
+    );
 
     // A share from another ceremony, sent by the right person: 422 naming holder-1.
     let (status, code, message) = refused(send_share(&env, &server, &h1, &other.share(1)).await);
@@ -62,19 +71,36 @@ async fn refused_shares_name_their_holder_and_keep_the_valid_ones() {
 
     // Holder-2's share sent with holder-1's certificate: 403 naming both.
     let (status, code, message) = refused(send_share(&env, &server, &h1, &env.share(2)).await);
-    assert_eq!((status, code.as_str()), (403, "wrong_holder_certificate"), "{message}");
-    assert!(message.contains("holder-1") && message.contains("holder-2"), "{message}");
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "wrong_holder_certificate"),
+        "{message}"
+    );
+    assert!(
+        message.contains("holder-1") && message.contains("holder-2"),
+        "{message}"
+    );
 
     // A tampered share (its value altered): 422 naming holder-1, and the
     // message holds no share value.
     let wire = tampered_wire(&env);
     let r = env
-        .request(&server, &h1, "POST", "/v1/unseal", &[("content-type", "application/json")], wire.clone())
+        .request(
+            &server,
+            &h1,
+            "POST",
+            "/v1/unseal",
+            &[("content-type", "application/json")],
+            wire.clone(),
+        )
         .await;
     let (status, code, message) = r.refusal();
     assert_eq!((status, code.as_str()), (422, "share_refused"), "{message}");
     assert!(message.contains("holder-1"), "{message}");
-    let value = serde_json::from_str::<serde_json::Value>(&wire).unwrap()["value"].as_str().unwrap().to_owned();
+    let value = serde_json::from_str::<serde_json::Value>(&wire).unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(!r.text().contains(&value[..16]));
 
     // Still sealed, holder-3's share kept.
@@ -85,15 +111,22 @@ async fn refused_shares_name_their_holder_and_keep_the_valid_ones() {
     assert_eq!(status.holders_needed, 2);
 
     // Holder-1's real share, then a duplicate of it: 409.
-    send_share(&env, &server, &h1, &env.share(1)).await.expect("holder-1 accepted");
+    send_share(&env, &server, &h1, &env.share(1))
+        .await
+        .expect("holder-1 accepted");
     let (status, code, _) = refused(send_share(&env, &server, &h1, &env.share(1)).await);
     assert_eq!((status, code.as_str()), (409, "conflict"));
     let st = env.status(&server).await;
     assert!(st.sealed);
-    assert_eq!(st.holders_received, vec!["holder-3".to_owned(), "holder-1".to_owned()]);
+    assert_eq!(
+        st.holders_received,
+        vec!["holder-3".to_owned(), "holder-1".to_owned()]
+    );
 
     // The t-th valid share unseals.
-    let reply = send_share(&env, &server, &holder_role(5), &env.share(5)).await.expect("holder-5 accepted");
+    let reply = send_share(&env, &server, &holder_role(5), &env.share(5))
+        .await
+        .expect("holder-5 accepted");
     assert!(!reply.sealed);
     assert_eq!(reply.generation, Some(1));
     let st = env.status(&server).await;
@@ -103,7 +136,8 @@ async fn refused_shares_name_their_holder_and_keep_the_valid_ones() {
     assert!(st.holders_received.is_empty());
 
     // Once unsealed, a further share is a conflict.
-    let (status, code, _) = refused(send_share(&env, &server, &holder_role(2), &env.share(2)).await);
+    let (status, code, _) =
+        refused(send_share(&env, &server, &holder_role(2), &env.share(2)).await);
     assert_eq!((status, code.as_str()), (409, "conflict"));
 
     // Every share submitted is in the log, valid or not, with its holder.
@@ -132,14 +166,20 @@ async fn refused_shares_name_their_holder_and_keep_the_valid_ones() {
         ]
         .map(|(h, v)| (h.to_owned(), v))
     );
-    let unseal = records.iter().find(|r| r["event"] == "unseal").expect("unseal record");
+    let unseal = records
+        .iter()
+        .find(|r| r["event"] == "unseal")
+        .expect("unseal record");
     assert_eq!(unseal["details"]["generation"], 1);
     // No share value in the log.
     let audit = env.audit_text();
     for i in 1..=5 {
         let wire = env.share(i).to_wire_json();
         let v: serde_json::Value = serde_json::from_str(&wire).unwrap();
-        assert!(!audit.contains(v["value"].as_str().unwrap()), "share value of holder-{i} in the log");
+        assert!(
+            !audit.contains(v["value"].as_str().unwrap()),
+            "share value of holder-{i} in the log"
+        );
     }
 }
 
@@ -148,11 +188,19 @@ async fn share_from_a_non_holder_certificate_is_403() {
     let env = TestEnv::new();
     let server = env.serve();
     // The submitter has no holder role.
-    let (status, code, _) = refused(send_share(&env, &server, cstatns::pki::SUBMITTER, &env.share(1)).await);
+    let (status, code, _) =
+        refused(send_share(&env, &server, cstatns::pki::SUBMITTER, &env.share(1)).await);
     assert_eq!((status, code.as_str()), (403, "forbidden"));
     // Garbage is not a share.
     let r = env
-        .request(&server, &holder_role(1), "POST", "/v1/unseal", &[("content-type", "application/json")], "{\"x\":1}")
+        .request(
+            &server,
+            &holder_role(1),
+            "POST",
+            "/v1/unseal",
+            &[("content-type", "application/json")],
+            "{\"x\":1}",
+        )
         .await;
     assert_eq!(r.refusal().0, 400);
     assert!(env.status(&server).await.sealed);

@@ -1,5 +1,8 @@
 //! Known-answer tests read from `tests/vectors/*.txt` (one test per file).
 
+// Helpers outside #[test] functions panic on purpose, like the tests.
+#![allow(clippy::unwrap_used)]
+
 use cstatns::code::{write_hex, GenerationKey, KeyChain, KeyedMac, CODE_HEX_LEN};
 use cstatns::nir::Nir;
 
@@ -21,7 +24,11 @@ fn rfc4231_hmac_sha256() {
         let (key, data, want) = (hex::decode(f[0]).unwrap(), hex::decode(f[1]).unwrap(), f[2]);
         let mut out = [0u8; 32];
         KeyedMac::new(&key).mac(&data, &mut out);
-        assert!(hex::encode(out).starts_with(want), "RFC 4231 case {}", n + 1);
+        assert!(
+            hex::encode(out).starts_with(want),
+            "RFC 4231 case {}",
+            n + 1
+        );
         n += 1;
     }
     assert_eq!(n, 7);

@@ -3,6 +3,9 @@
 //! offline, `unseal` sends them over mutual TLS with each holder's own
 //! certificate.
 
+// Helpers outside #[test] functions panic on purpose, like the tests.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -450,7 +450,13 @@ mod tests {
         log_files(dir)
             .unwrap()
             .iter()
-            .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -458,11 +464,17 @@ mod tests {
     fn records_chain_from_the_ceremony_genesis_and_resume_after_reopening() {
         let tmp = tempfile::tempdir().unwrap();
         let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
-        log.append("service_start", None, serde_json::json!({})).unwrap();
-        log.append("service_stop", None, serde_json::json!({})).unwrap();
+        log.append("service_start", None, serde_json::json!({}))
+            .unwrap();
+        log.append("service_stop", None, serde_json::json!({}))
+            .unwrap();
         drop(log);
         let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
-        assert_eq!(log.append("service_start", None, serde_json::json!({})).unwrap(), 3);
+        assert_eq!(
+            log.append("service_start", None, serde_json::json!({}))
+                .unwrap(),
+            3
+        );
         let mut prev = genesis(CEREMONY);
         for (i, l) in lines(tmp.path()).iter().enumerate() {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
@@ -479,7 +491,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let log = AuditLog::open(tmp.path(), CEREMONY, 600).unwrap();
         for _ in 0..10 {
-            log.append("request_refused", None, serde_json::json!({"reason": "forbidden"})).unwrap();
+            log.append(
+                "request_refused",
+                None,
+                serde_json::json!({"reason": "forbidden"}),
+            )
+            .unwrap();
         }
         let files = log_files(tmp.path()).unwrap();
         assert!(files.len() > 2, "{files:?}");
@@ -497,7 +514,8 @@ mod tests {
     fn a_half_written_record_is_cut_off_and_the_repair_logged() {
         let tmp = tempfile::tempdir().unwrap();
         let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
-        log.append("service_start", None, serde_json::json!({})).unwrap();
+        log.append("service_start", None, serde_json::json!({}))
+            .unwrap();
         drop(log);
         let path = tmp.path().join(LOG_FILE);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -514,17 +532,24 @@ mod tests {
     fn an_unwritable_log_fails_the_append_then_resumes_and_says_so() {
         let tmp = tempfile::tempdir().unwrap();
         let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
-        log.append("service_start", None, serde_json::json!({})).unwrap();
+        log.append("service_start", None, serde_json::json!({}))
+            .unwrap();
         let path = tmp.path().join(LOG_FILE);
         let saved = tmp.path().join("saved");
         std::fs::rename(&path, &saved).unwrap();
         std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-        assert!(log.append("batch_start", None, serde_json::json!({})).is_err());
+        assert!(log
+            .append("batch_start", None, serde_json::json!({}))
+            .is_err());
         let h = log.health();
         assert!(!h.writable && h.error.is_some() && h.seq == 1);
         std::fs::remove_file(&path).unwrap();
         std::fs::rename(&saved, &path).unwrap();
-        assert_eq!(log.append("batch_start", None, serde_json::json!({})).unwrap(), 2);
+        assert_eq!(
+            log.append("batch_start", None, serde_json::json!({}))
+                .unwrap(),
+            2
+        );
         assert!(log.health().writable);
         let all = lines(tmp.path());
         assert_eq!(all.len(), 3);
@@ -535,7 +560,8 @@ mod tests {
     fn checkpoints_sign_the_chain_only_with_a_key_and_only_when_needed() {
         let tmp = tempfile::tempdir().unwrap();
         let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
-        log.append("service_start", None, serde_json::json!({})).unwrap();
+        log.append("service_start", None, serde_json::json!({}))
+            .unwrap();
         assert_eq!(log.checkpoint("interval").unwrap(), None); // sealed: no key
         let key = Arc::new(LogSigningKey::generate());
         log.set_signer(Some(key.clone()));
@@ -545,7 +571,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&all[1]).unwrap();
         let d = &v["details"];
         let msg = checkpoint_message(CEREMONY, 1, d["covers_hash"].as_str().unwrap());
-        let sig = ed25519_dalek::Signature::from_slice(&hex::decode(d["signature"].as_str().unwrap()).unwrap()).unwrap();
+        let sig = ed25519_dalek::Signature::from_slice(
+            &hex::decode(d["signature"].as_str().unwrap()).unwrap(),
+        )
+        .unwrap();
         key.verifying_key().verify_strict(&msg, &sig).unwrap();
         assert_eq!(d["covers_hash"], v["prev"]);
     }

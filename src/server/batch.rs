@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use zeroize::Zeroize;
 
 use super::{ApiError, AppState};
 use crate::batch::{
@@ -29,6 +30,9 @@ use crate::tls::PeerIdentity;
 
 /// Chunks answered or being answered, beyond the one the reader is filling.
 const IN_FLIGHT: usize = 4;
+
+/// Most of a refused body read (and dropped) before answering.
+const DRAIN_LIMIT: usize = 64 << 20;
 
 thread_local! {
     /// One scratch per blocking thread, reused from chunk to chunk.
@@ -114,42 +118,56 @@ async fn start(
 
     let mut body = body.into_data_stream();
     let mut head = Vec::new();
+    // Bytes of the body read so far, the header line included: the size
+    // limit counts them all.
+    let mut read = 0u64;
     let format = if is_csv {
-        // Read up to the header line's end.
-        loop {
+        // Read up to the header line's end; a refusal here comes after the
+        // client started sending, so drain what it sends (bounded) first.
+        let header = loop {
             if let Some(p) = memchr::memchr(b'\n', &head) {
-                let d = parse_csv_header(op, &head[..p])
-                    .map_err(|e| refused(&state, &id, op, ApiError::BadRequest(e.to_string())))?;
+                let d = parse_csv_header(op, &head[..p]);
                 head.drain(..=p);
-                break Format::Csv { delimiter: d };
+                break d.map_err(|e| ApiError::BadRequest(e.to_string()));
             }
             if head.len() > MAX_LINE {
-                return Err(refused(
-                    &state,
-                    &id,
-                    op,
-                    ApiError::BadRequest("the CSV header line is missing".into()),
+                break Err(ApiError::BadRequest(
+                    "the CSV header line is missing".into(),
                 ));
             }
             match futures_util::StreamExt::next(&mut body).await {
-                Some(Ok(b)) => head.extend_from_slice(&b),
+                Some(Ok(b)) => {
+                    read += b.len() as u64;
+                    head.extend_from_slice(&b);
+                }
                 Some(Err(_)) => {
                     return Err(ApiError::BadRequest(
                         "the request body could not be read".into(),
                     ))
                 }
                 None => {
-                    let d = parse_csv_header(op, &head).map_err(|e| {
-                        refused(&state, &id, op, ApiError::BadRequest(e.to_string()))
-                    })?;
+                    let d = parse_csv_header(op, &head);
                     head.clear();
-                    break Format::Csv { delimiter: d };
+                    break d.map_err(|e| ApiError::BadRequest(e.to_string()));
                 }
+            }
+        };
+        match header {
+            Ok(d) => Format::Csv { delimiter: d },
+            Err(e) => {
+                head.zeroize();
+                drain(&mut body).await;
+                return Err(refused(&state, &id, op, e));
             }
         }
     } else {
         Format::Ndjson
     };
+    if read > max {
+        head.zeroize();
+        drain(&mut body).await;
+        return Err(refused(&state, &id, op, ApiError::TooLarge(max)));
+    }
 
     let batch_id = {
         let mut b = [0u8; 16];
@@ -171,7 +189,7 @@ async fn start(
         .ok_or(ApiError::AuditUnavailable)?;
 
     let (tx, rx) = mpsc::channel::<Job>(IN_FLIGHT);
-    let reader = tokio::spawn(read_body(body, head, op, format, chain, max, tx));
+    let reader = tokio::spawn(read_body(body, head, read, op, format, chain, max, tx));
     let run = Run {
         state: state.clone(),
         receipt: Some(Receipt {
@@ -248,9 +266,11 @@ type Job = JoinHandle<(Vec<u8>, Counts)>;
 
 /// Reads the body, cuts it into chunks and queues one blocking job per chunk.
 /// Returns the number of body bytes read.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 async fn read_body(
     mut body: axum::body::BodyDataStream,
     head: Vec<u8>,
+    already_read: u64,
     op: Operation,
     format: Format,
     chain: Arc<KeyChain>,
@@ -259,7 +279,7 @@ async fn read_body(
 ) -> std::io::Result<u64> {
     let mut chunker = Chunker::new();
     let mut ready: Vec<Chunk> = Vec::new();
-    let mut bytes = head.len() as u64;
+    let mut bytes = already_read;
     chunker.push(&head, &mut |c| ready.push(c));
     drop(head);
     loop {
@@ -283,6 +303,25 @@ async fn read_body(
     chunker.finish(&mut |c| ready.push(c));
     queue(&mut ready, op, format, &chain, &tx).await?;
     Ok(bytes)
+}
+
+/// Reads and drops what is left of a refused body, up to [`DRAIN_LIMIT`], so
+/// that the client, still sending, reads the refusal instead of a reset
+/// connection. Most refusals come before the body is read at all, and a
+/// client sending `Expect: 100-continue` (ours does) then sends nothing.
+async fn drain(body: &mut axum::body::BodyDataStream) {
+    let mut drained = 0usize;
+    let deadline = tokio::time::sleep(std::time::Duration::from_secs(5));
+    tokio::pin!(deadline);
+    while drained < DRAIN_LIMIT {
+        tokio::select! {
+            next = futures_util::StreamExt::next(body) => match next {
+                Some(Ok(b)) => drained += b.len(),
+                _ => return,
+            },
+            () = &mut deadline => return,
+        }
+    }
 }
 
 /// Hands every ready chunk to the blocking pool, in order; waits when

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use cstatns::client::Endpoint;
 use cstatns::devenv::{self, DevEnv};
 use cstatns::seal::{Passphrase, Share};
-use http_body_util::{BodyExt, Full};
 use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
 use rustls::pki_types::ServerName;
 use sha2::Sha256;
 
@@ -129,14 +129,21 @@ impl TestEnv {
 
     /// Waits (up to 10 s) until the log holds a record satisfying `pred`:
     /// the server writes some records just after answering.
-    pub fn wait_for_audit(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_for_audit(
+        &self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         for _ in 0..200 {
             if let Some(r) = self.audit_records().into_iter().find(|r| pred(r)) {
                 return r;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("no {what} record in the traceability log:\n{}", self.audit_text());
+        panic!(
+            "no {what} record in the traceability log:\n{}",
+            self.audit_text()
+        );
     }
 
     /// Holder `i`'s share, decrypted from its real share file.
@@ -191,9 +198,12 @@ impl TestEnv {
 
     /// `GET /v1/status` as the operator.
     pub async fn status(&self, server: &ServerProcess) -> cstatns::server::Status {
-        let mut conn = timed("connect", self.endpoint(server, cstatns::pki::OPERATOR).connect())
-            .await
-            .expect("operator connects");
+        let mut conn = timed(
+            "connect",
+            self.endpoint(server, cstatns::pki::OPERATOR).connect(),
+        )
+        .await
+        .expect("operator connects");
         timed("status", conn.status()).await.expect("status")
     }
 
@@ -218,8 +228,15 @@ impl TestEnv {
 
     /// `POST /v1/cstatns` as the submitter, CSV.
     pub async fn derive_csv(&self, server: &ServerProcess, body: impl Into<Bytes>) -> Reply {
-        self.request(server, cstatns::pki::SUBMITTER, "POST", "/v1/cstatns", &[("content-type", "text/csv")], body)
-            .await
+        self.request(
+            server,
+            cstatns::pki::SUBMITTER,
+            "POST",
+            "/v1/cstatns",
+            &[("content-type", "text/csv")],
+            body,
+        )
+        .await
     }
 }
 
@@ -228,7 +245,8 @@ pub fn set_max_request_bytes(config: &Path, max: u64) {
     let text = std::fs::read_to_string(config).expect("server.toml");
     let mut doc: toml::Table = toml::from_str(&text).expect("server.toml is TOML");
     doc.insert("max_request_bytes".into(), toml::Value::Integer(max as i64));
-    std::fs::write(config, toml::to_string_pretty(&doc).expect("TOML")).expect("rewrite server.toml");
+    std::fs::write(config, toml::to_string_pretty(&doc).expect("TOML"))
+        .expect("rewrite server.toml");
 }
 
 /// Adds a `[[client]]` entry to a dev-env `server.toml` (before serving).
@@ -237,14 +255,21 @@ pub fn add_client(config: &Path, name: &str, fingerprint: &str, roles: &[&str], 
     let mut doc: toml::Table = toml::from_str(&text).expect("server.toml is TOML");
     let mut entry = toml::Table::new();
     entry.insert("name".into(), name.into());
-    entry.insert("roles".into(), toml::Value::Array(roles.iter().map(|r| (*r).into()).collect()));
+    entry.insert(
+        "roles".into(),
+        toml::Value::Array(roles.iter().map(|r| (*r).into()).collect()),
+    );
     entry.insert("fingerprint".into(), fingerprint.into());
-    entry.insert("purposes".into(), toml::Value::Array(purposes.iter().map(|p| (*p).into()).collect()));
+    entry.insert(
+        "purposes".into(),
+        toml::Value::Array(purposes.iter().map(|p| (*p).into()).collect()),
+    );
     doc.get_mut("client")
         .and_then(toml::Value::as_array_mut)
         .expect("server.toml has [[client]] entries")
         .push(toml::Value::Table(entry));
-    std::fs::write(config, toml::to_string_pretty(&doc).expect("TOML")).expect("rewrite server.toml");
+    std::fs::write(config, toml::to_string_pretty(&doc).expect("TOML"))
+        .expect("rewrite server.toml");
 }
 
 /// The real `cstatns serve` process; killed on drop. Its stderr goes to a
@@ -306,7 +331,10 @@ impl ServerProcess {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no port in {line:?}"));
-        assert!(line.ends_with("(sealed: key holders must unseal)"), "{line:?}");
+        assert!(
+            line.ends_with("(sealed: key holders must unseal)"),
+            "{line:?}"
+        );
         guard
     }
 
@@ -372,8 +400,12 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     /// For a refusal: `(status, error code, message)`.
@@ -408,8 +440,43 @@ pub async fn https(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Result<Reply, String> {
+    let body = Full::new(body.into()).boxed();
+    exchange(server, ca, identity, method, path, headers, body).await
+}
+
+/// Like [`https`], but the body is streamed in `parts` (one frame each)
+/// with no `Content-Length`, as `cstatns submit` sends a file.
+pub async fn https_streamed(
+    server: &ServerProcess,
+    ca: &Path,
+    identity: &ClientIdentity,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    parts: Vec<Bytes>,
+) -> Result<Reply, String> {
+    let frames = parts
+        .into_iter()
+        .map(|b| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b)));
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed();
+    exchange(server, ca, identity, method, path, headers, body).await
+}
+
+type RawBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+async fn exchange(
+    server: &ServerProcess,
+    ca: &Path,
+    identity: &ClientIdentity,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: RawBody,
+) -> Result<Reply, String> {
     let config = match identity {
-        ClientIdentity::Cert { cert, key } => cstatns::tls::client_config(ca, cert, key).map_err(|e| e.to_string())?,
+        ClientIdentity::Cert { cert, key } => {
+            cstatns::tls::client_config(ca, cert, key).map_err(|e| e.to_string())?
+        }
         ClientIdentity::None => {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let mut c = rustls::ClientConfig::builder_with_provider(provider)
@@ -421,7 +488,6 @@ pub async fn https(
             Arc::new(c)
         }
     };
-    let body: Bytes = body.into();
     let exchange = async {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
             .await
@@ -431,9 +497,10 @@ pub async fn https(
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS handshake: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("HTTP handshake: {e}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("HTTP handshake: {e}"))?;
         let conn = tokio::spawn(conn);
         let mut req = hyper::Request::builder()
             .method(method)
@@ -442,11 +509,18 @@ pub async fn https(
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e:?}"))?;
+        let req = req.body(body).map_err(|e| e.to_string())?;
+        let resp = match sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                // The connection task holds the real cause (a TLS alert, say).
+                let cause = match conn.await {
+                    Ok(Err(c)) => format!("{c:?}"),
+                    other => format!("{other:?}"),
+                };
+                return Err(format!("request: {e:?}; connection: {cause}"));
+            }
+        };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp
@@ -458,7 +532,11 @@ pub async fn https(
             .to_vec();
         drop(sender);
         conn.abort();
-        Ok(Reply { status, headers, body })
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     };
     timed("raw HTTPS request", exchange).await
 }
@@ -488,7 +566,9 @@ pub fn nir_full(seed: u64) -> String {
 
 /// True for exactly 64 lowercase hex digits.
 pub fn is_code(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Splits a CSV answer (header line first) into `[index, cstatns, status]`
@@ -496,10 +576,17 @@ pub fn is_code(s: &str) -> bool {
 pub fn csv_rows(text: &str, delimiter: char) -> Vec<[String; 3]> {
     let mut lines = text.split_terminator('\n');
     let d = delimiter;
-    assert_eq!(lines.next(), Some(format!("index{d}cstatns{d}status").as_str()), "answer header");
+    assert_eq!(
+        lines.next(),
+        Some(format!("index{d}cstatns{d}status").as_str()),
+        "answer header"
+    );
     lines
         .map(|l| {
-            assert!(!l.contains('"') && !l.ends_with('\r'), "answer line {l:?} is quoted or has CR");
+            assert!(
+                !l.contains('"') && !l.ends_with('\r'),
+                "answer line {l:?} is quoted or has CR"
+            );
             let f: Vec<&str> = l.split(d).collect();
             assert_eq!(f.len(), 3, "answer line {l:?}");
             [f[0].to_owned(), f[1].to_owned(), f[2].to_owned()]
