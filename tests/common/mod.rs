@@ -347,6 +347,11 @@ impl ServerProcess {
         String::from_utf8_lossy(&std::fs::read(&self.stderr_path).unwrap_or_default()).into_owned()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Stops the server with SIGTERM (a clean stop, logged) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -459,6 +464,29 @@ pub async fn https_streamed(
         .into_iter()
         .map(|b| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b)));
     let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed();
+    exchange(server, ca, identity, method, path, headers, body).await
+}
+
+/// Like [`https`], but the body is whatever `parts` yields, as it yields it:
+/// a batch still being sent while the test does something else.
+pub async fn https_channel(
+    server: &ServerProcess,
+    ca: &Path,
+    identity: &ClientIdentity,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    parts: tokio::sync::mpsc::Receiver<Bytes>,
+) -> Result<Reply, String> {
+    let frames = futures_util::stream::unfold(parts, |mut rx| async move {
+        rx.recv().await.map(|b| {
+            (
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b)),
+                rx,
+            )
+        })
+    });
+    let body = http_body_util::StreamBody::new(frames).boxed();
     exchange(server, ca, identity, method, path, headers, body).await
 }
 
