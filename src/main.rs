@@ -26,7 +26,8 @@ const EXIT_ERROR: u8 = 2;
     version,
     about = "Keyed-hash transcoding of the NIR into the CStatNS, over mutual TLS",
     after_help = "Exit status: 0 success; 1 refused (by the service, or bad lines found by \
-                  `validate`); 2 error (unreadable file, unreachable service, bad arguments)."
+                  `validate`); 2 error (unreadable file, unreachable service, bad arguments).\n\
+                  `audit`: 0 verified, 1 tampered, 2 unreadable (see `cstatns audit verify --help`)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -79,6 +80,9 @@ enum Command {
         #[command(flatten)]
         endpoint: EndpointArgs,
     },
+    /// The auditor's tools: verify the traceability log offline, report on it, verify a receipt, fetch a copy.
+    #[command(subcommand)]
+    Audit(cstatns::audit::cli::AuditCommand),
     /// Operator: seal the service now (signs a last checkpoint, drops every key).
     Seal {
         #[command(flatten)]
@@ -257,6 +261,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&status)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit(cmd) => cstatns::audit::cli::run(cmd).await,
         Command::Seal { endpoint } => {
             let status = Endpoint::from(endpoint).connect().await?.seal().await?;
             eprintln!(

@@ -48,9 +48,13 @@ pub struct Receipt {
     pub signature: String,
 }
 
-/// Now as RFC 3339 UTC.
+/// Now as RFC 3339 UTC with nanoseconds, always the same width
+/// (`2026-11-22T13:07:03.575961290Z`), so that times compare as strings.
 pub fn now_rfc3339() -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
+    );
     time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+        .format(FORMAT)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00.000000000Z"))
 }

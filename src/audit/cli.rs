@@ -151,7 +151,8 @@ pub struct FetchArgs {
     /// Your private key (PEM).
     #[arg(long)]
     pub key: PathBuf,
-    /// First seq to fetch (default: the whole log).
+    /// First seq to fetch (default: the whole log). A partial copy verifies only with
+    /// --since-checkpoint naming a checkpoint at this seq.
     #[arg(long, default_value_t = 0, value_name = "SEQ")]
     pub from: u64,
     /// The file to write (must not exist).
@@ -261,6 +262,9 @@ fn summary(v: &Verified) -> String {
             )
         }
         None => s += "no signed checkpoint\n",
+    }
+    if v.partial_last_line {
+        s += "the last line has no line end (a write in progress, or cut off by a crash): not verified, not counted\n";
     }
     if v.unsigned_records == 0 {
         s += "every record is covered by a signed checkpoint\n";

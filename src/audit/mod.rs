@@ -113,6 +113,9 @@ struct Tail {
     signer: Option<Arc<LogSigningKey>>,
     unsigned: u64,
     error: Option<(String, String)>,
+    /// `time` of the last record: a clock stepped back must not make the
+    /// log look tampered with (verifiers refuse times that go backwards).
+    last_time: String,
 }
 
 /// An open log.
@@ -221,6 +224,7 @@ impl AuditLog {
             signer: None,
             unsigned: 0,
             error: None,
+            last_time: String::new(),
         };
         if let Some(last) = last {
             let v: serde_json::Value =
@@ -232,6 +236,7 @@ impl AuditLog {
                     tail.seq = seq;
                     tail.prev = hash.to_owned();
                     tail.unsigned = u64::from(v["event"] != "checkpoint");
+                    tail.last_time = v["time"].as_str().unwrap_or_default().to_owned();
                 }
                 _ => return Err(AuditError::Corrupt { path: current }),
             }
@@ -308,7 +313,8 @@ impl AuditLog {
         actor: Option<&PeerIdentity>,
         details: &serde_json::Value,
     ) -> Result<u64, AuditError> {
-        let time = crate::receipt::now_rfc3339();
+        // Fixed-width RFC 3339 UTC timestamps compare as strings.
+        let time = crate::receipt::now_rfc3339().max(tail.last_time.clone());
         self.rotate_if_due(tail, &time)?;
         let path = self.dir.join(LOG_FILE);
         let seq = tail.seq + 1;
@@ -342,6 +348,7 @@ impl AuditLog {
         tail.file_len = before + line.len() as u64;
         tail.seq = seq;
         tail.prev = hash;
+        tail.last_time = time;
         tail.unsigned = if event == "checkpoint" {
             0
         } else {

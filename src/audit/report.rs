@@ -506,7 +506,8 @@ mod tests {
     fn csv_fields_are_quoted_and_never_formulas() {
         assert_eq!(csv_field("CN=a, O=b"), "\"CN=a, O=b\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
-        assert_eq!(csv_field("say \"x\""), "say \"x\"");
+        assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+        assert_eq!(csv_field("demo"), "demo");
         assert_eq!(csv_field("a\"b,c"), "\"a\"\"b,c\"");
         assert_eq!(csv_field("-"), "-");
         assert_eq!(csv_field("-12"), "-12");

@@ -40,7 +40,8 @@ use crate::tls::PeerIdentity;
 
 /// The members of a record, in the order the format requires.
 pub const RECORD_MEMBERS: [&str; 7] = ["seq", "time", "event", "actor", "details", "prev", "hash"];
-/// The members of a checkpoint's `details`, in order.
+/// The members of a checkpoint's `details` (in any order: the writer builds
+/// `details` as a JSON map, whose order the format does not fix).
 pub const CHECKPOINT_MEMBERS: [&str; 5] = [
     "reason",
     "covers_seq",
@@ -150,6 +151,11 @@ pub struct Verified {
     pub last_checkpoint: Option<SavedCheckpoint>,
     /// Records after the newest checkpoint: chained but not yet signed.
     pub unsigned_records: u64,
+    /// The newest file ends with a line without line end: a write in
+    /// progress, or one cut off by a crash (never acknowledged; the service
+    /// cuts it off and logs `audit_repaired` when it opens the log again).
+    /// It was not verified and is not counted.
+    pub partial_last_line: bool,
 }
 
 /// One record of a log, as read (and already checked) by the verifier.
@@ -295,6 +301,24 @@ struct Nested {
     details: Option<Ordered>,
 }
 
+/// Checks that an object has exactly the members `expected`, each once, in
+/// any order (nested objects: the format fixes only the record's own order).
+fn same_members(obj: &Ordered, expected: &[&str], what: &str) -> Result<(), String> {
+    let mut keys = obj.keys();
+    keys.sort_unstable();
+    let mut want = expected.to_vec();
+    want.sort_unstable();
+    if keys == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} has the members [{}], expected [{}] each once",
+            obj.keys().join(", "),
+            expected.join(", ")
+        ))
+    }
+}
+
 /// A line that failed: the `seq` when known, and what is wrong.
 type LineError = (Option<u64>, String);
 
@@ -321,6 +345,7 @@ struct Chain<'a> {
     unsigned: u64,
     last_file: PathBuf,
     last_file_lines: u64,
+    partial_last_line: bool,
 }
 
 impl<'a> Chain<'a> {
@@ -340,10 +365,16 @@ impl<'a> Chain<'a> {
             unsigned: 0,
             last_file: PathBuf::new(),
             last_file_lines: 0,
+            partial_last_line: false,
         }
     }
 
-    fn file(&mut self, path: &Path, visit: &mut dyn FnMut(&Record)) -> Result<(), VerifyError> {
+    fn file(
+        &mut self,
+        path: &Path,
+        is_last: bool,
+        visit: &mut dyn FnMut(&Record),
+    ) -> Result<(), VerifyError> {
         let f = std::fs::File::open(path).map_err(|e| unreadable(path, e))?;
         if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
             return Err(unreadable(path, "is a directory, not a log file"));
@@ -364,6 +395,14 @@ impl<'a> Chain<'a> {
             let complete = buf.last() == Some(&b'\n');
             if complete {
                 buf.pop();
+            } else if is_last && in_file > 0 {
+                // The end of the newest file without a line end: a write in
+                // progress (a live log) or cut off by a crash, which the
+                // service cuts off itself when it starts again. Such a
+                // record was never acknowledged: it is left out, and said.
+                self.partial_last_line = true;
+                line_no -= 1;
+                break;
             }
             match self.line(&buf, complete) {
                 Ok(rec) => {
@@ -399,7 +438,7 @@ impl<'a> Chain<'a> {
         if !complete {
             return Err((
                 None,
-                "the last line has no line end: a write was cut off or the file was cut".into(),
+                "the file ends in the middle of a line: it was cut (only the newest file may end with a write in progress)".into(),
             ));
         }
         let mut obj: Ordered = serde_json::from_str(text)
@@ -440,7 +479,7 @@ impl<'a> Chain<'a> {
                     .as_ref()
                     .and_then(|n| n.actor.as_ref())
                     .ok_or_else(|| err("actor is unreadable".into()))?;
-                members(a, &ACTOR_MEMBERS, "actor").map_err(err)?;
+                same_members(a, &ACTOR_MEMBERS, "actor").map_err(err)?;
                 let id: PeerIdentity = serde_json::from_value(obj.take(3))
                     .map_err(|_| err("actor's subject and fingerprint are not strings".into()))?;
                 if !is_lower_hex(&id.fingerprint, 64) {
@@ -498,7 +537,7 @@ impl<'a> Chain<'a> {
             Some(last) => {
                 let p = last.seq;
                 return Err(err(if seq == p + 2 {
-                    format!("seq {seq} follows seq {p}: a record is missing")
+                    format!("seq {seq} follows seq {p}: a record is missing (or out of order)")
                 } else if seq > p {
                     format!("seq {seq} follows seq {p}: {} records are missing", seq - p - 1)
                 } else if seq == p {
@@ -517,7 +556,7 @@ impl<'a> Chain<'a> {
         if !prev_ok {
             return Err(err(match &self.last {
                 None => format!(
-                    "prev is not the genesis value of ceremony {}: this log belongs to another deployment, or its first record was replaced",
+                    "prev is not the genesis value of ceremony {}: this log belongs to another deployment (or the ceremony record given is not its own), or its first record was replaced",
                     self.ceremony_id
                 ),
                 Some(last) => format!("prev does not match the hash of seq {}", last.seq),
@@ -604,7 +643,7 @@ impl<'a> Chain<'a> {
         details: &serde_json::Value,
     ) -> Result<(), String> {
         let d = order.ok_or("checkpoint details are unreadable")?;
-        members(d, &CHECKPOINT_MEMBERS, "the checkpoint's details")?;
+        same_members(d, &CHECKPOINT_MEMBERS, "the checkpoint's details")?;
         let covers_seq = details["covers_seq"]
             .as_u64()
             .ok_or("covers_seq is not a whole number")?;
@@ -674,6 +713,7 @@ impl<'a> Chain<'a> {
             checkpoints: self.checkpoints,
             last_checkpoint: self.last_checkpoint,
             unsigned_records: self.unsigned,
+            partial_last_line: self.partial_last_line,
         })
     }
 }
@@ -745,8 +785,8 @@ pub fn verify_files_with(
     }
     let mut chain = Chain::new(record, since);
     chain.last_file = first.clone();
-    for path in files {
-        chain.file(path, visit)?;
+    for (i, path) in files.iter().enumerate() {
+        chain.file(path, i + 1 == files.len(), visit)?;
     }
     chain.finish(files.len())
 }

@@ -1,0 +1,213 @@
+//! The traceability log fails closed: a full disk or a read-only log
+//! directory makes the real service refuse work and say why in its status,
+//! and it resumes by itself once the log is writable again; a `kill -9` in
+//! the middle of a batch leaves a log that verifies and shows the batch as
+//! started and never completed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::TestEnv;
+use cstatns::audit::verify::verify_dir;
+use cstatns::seal::CeremonyRecord;
+
+fn nir(i: u64) -> String {
+    String::from_utf8(cstatns::nir::synthetic(i).with_key().to_vec()).expect("ASCII")
+}
+
+fn batch(n: u64) -> String {
+    let mut s = String::from("index,nir\n");
+    for i in 0..n {
+        s.push_str(&format!("FC-{i},{}\n", nir(i)));
+    }
+    s
+}
+
+fn audit_dir(env: &TestEnv) -> PathBuf {
+    env.dir().join("audit")
+}
+
+fn record(env: &TestEnv) -> CeremonyRecord {
+    CeremonyRecord::from_json(&std::fs::read(env.dir().join("ceremony.json")).expect("record"))
+        .expect("valid record")
+}
+
+/// Polls the status until the log is `writable` (10 s at most).
+async fn wait_writable(
+    env: &TestEnv,
+    server: &common::ServerProcess,
+    writable: bool,
+) -> cstatns::server::Status {
+    for _ in 0..100 {
+        let s = env.status(server).await;
+        if s.audit.writable == writable {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the log never became writable={writable}");
+}
+
+/// Refused while the log cannot be written, answered again afterwards; the
+/// log verifies across the outage and records it.
+async fn outage(
+    env: &TestEnv,
+    server: &common::ServerProcess,
+    break_log: impl FnOnce(),
+    mend_log: impl FnOnce(),
+) {
+    let ok = env.derive_csv(server, batch(3)).await;
+    assert_eq!(ok.status, 200);
+    break_log();
+    let refused = env.derive_csv(server, batch(3)).await;
+    let (status, code, message) = refused.refusal();
+    assert_eq!(
+        (status, code.as_str()),
+        (503, "audit_unavailable"),
+        "{message}"
+    );
+    assert!(refused.header("retry-after").is_some());
+    let s = env.status(server).await;
+    assert!(!s.audit.writable);
+    assert!(s.audit.error.as_deref().is_some_and(|e| !e.is_empty()));
+    mend_log();
+    wait_writable(env, server, true).await;
+    let again = env.derive_csv(server, batch(3)).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    let verified = verify_dir(&audit_dir(env), &record(env), None)
+        .expect("the log verifies across the outage");
+    assert!(verified.records > 0);
+    assert!(env.audit_text().contains("\"event\":\"audit_resumed\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_makes_the_service_refuse_work_and_it_resumes_by_itself() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    let log = audit_dir(&env).join("log.jsonl");
+    let saved = env.tmp.path().join("log.saved");
+    outage(
+        &env,
+        &server,
+        || {
+            // Every write to /dev/full fails with ENOSPC: a full disk.
+            std::fs::rename(&log, &saved).expect("move the log aside");
+            std::os::unix::fs::symlink("/dev/full", &log).expect("symlink to /dev/full");
+        },
+        || {
+            std::fs::remove_file(&log).expect("remove the symlink");
+            std::fs::rename(&saved, &log).expect("put the log back");
+        },
+    )
+    .await;
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    let o = Command::new(cmd).args(args).output().expect("run");
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Unmounts on drop, so that a failing test leaves no mount behind.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn mount_read_only(dir: &Path) -> Mount {
+    let d = dir.to_str().expect("UTF-8 path");
+    run("mount", &["--bind", d, d]);
+    let m = Mount(dir.to_owned());
+    run("mount", &["-o", "remount,bind,ro", d]);
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_log_directory_makes_the_service_refuse_work_and_it_resumes_by_itself() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    let dir = audit_dir(&env);
+    let mount = std::cell::RefCell::new(None);
+    outage(
+        &env,
+        &server,
+        || *mount.borrow_mut() = Some(mount_read_only(&dir)),
+        || drop(mount.borrow_mut().take()),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_batch_leaves_a_log_that_verifies_with_the_batch_started_never_completed() {
+    let env = TestEnv::new();
+    let mut server = env.serve();
+    env.unseal(&server).await;
+    // A batch whose body is still being sent when the server dies.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let id = common::ClientIdentity::Cert {
+        cert: env.cert(cstatns::pki::SUBMITTER),
+        key: env.key(cstatns::pki::SUBMITTER),
+    };
+    let ca = env.ca();
+    let pid = server.pid().to_string();
+    let headers = [("content-type", "text/csv")];
+    let exchange = common::https_channel(&server, &ca, &id, "POST", "/v1/cstatns", &headers, rx);
+    let killer = async {
+        tx.send(Bytes::from(batch(1_000)))
+            .await
+            .expect("send the first part");
+        // Poll without blocking this task: the exchange runs beside it.
+        let mut started = None;
+        for _ in 0..200 {
+            started = env
+                .audit_records()
+                .into_iter()
+                .find(|r| r["event"] == "batch_start");
+            if started.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let started = started.expect("batch_start logged while the body is still coming");
+        run("kill", &["-9", &pid]);
+        drop(tx);
+        started
+    };
+    let (answer, started) = tokio::join!(exchange, killer);
+    assert!(
+        answer.is_err()
+            || answer
+                .as_ref()
+                .is_ok_and(|r| r.status != 200 || !r.text().contains("\n")),
+        "the batch cannot have been answered in full"
+    );
+    server.stop(); // reaps the killed process
+
+    let verified =
+        verify_dir(&audit_dir(&env), &record(&env), None).expect("the log verifies after kill -9");
+    assert!(verified.records >= 6);
+    let batch_id = started["details"]["batch"].as_str().expect("batch id");
+    let records = env.audit_records();
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["event"] == "batch_end" && r["details"]["batch"] == batch_id),
+        "a batch killed in flight must not look completed"
+    );
+    assert!(
+        !records.iter().any(|r| r["event"] == "service_stop"),
+        "kill -9 leaves no stop record"
+    );
+}
