@@ -82,6 +82,10 @@ pub struct Endpoint {
 pub struct Connection {
     sender: SendRequest<ReqBody>,
     authority: String,
+    /// The task driving the connection: holds the real cause when it ends
+    /// (with TLS 1.3 a refused client certificate shows only after the
+    /// handshake, as an alert on the first exchange).
+    driver: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
 
 impl Endpoint {
@@ -123,14 +127,17 @@ impl Endpoint {
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
                 .await
                 .map_err(|e| err(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
+        let driver = tokio::spawn(async move {
+            conn.await.map_err(|e| {
                 tracing::debug!(error = %e, "connection closed with an error");
-            }
+                // The TLS alert, when the service refused our certificate.
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
+            })
         });
         Ok(Connection {
             sender,
             authority: format!("{host}:{port}"),
+            driver: Some(driver),
         })
     }
 }
@@ -140,19 +147,36 @@ fn full(b: impl Into<Bytes>) -> ReqBody {
 }
 
 impl Connection {
+    /// Why the connection broke, from its driver task if it has ended.
+    async fn broken(&mut self, e: hyper::Error) -> ClientError {
+        let cause = match self.driver.take() {
+            Some(d) => match tokio::time::timeout(std::time::Duration::from_secs(2), d).await {
+                Ok(Ok(Err(cause))) => cause,
+                _ => e.to_string(),
+            },
+            None => e.to_string(),
+        };
+        if cause.contains("alert") {
+            ClientError::Protocol(format!(
+                "the service closed the connection ({cause}): is this certificate signed by the \
+                 service's client CA, current, and meant for client authentication?"
+            ))
+        } else {
+            ClientError::Protocol(cause)
+        }
+    }
+
     async fn send(
         &mut self,
         req: Request<ReqBody>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        self.sender
-            .ready()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let resp = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if let Err(e) = self.sender.ready().await {
+            return Err(self.broken(e).await);
+        }
+        let resp = match self.sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.broken(e).await),
+        };
         if resp.status().is_success() {
             Ok(resp)
         } else {
