@@ -425,23 +425,7 @@ fn run_verify_share(args: VerifyShareArgs) -> Result<(), Failure> {
         .with_context(|| format!("{} refused", args.record.display()))
         .map_err(Failure::refused)?;
 
-    let share_bytes = std::fs::read(&args.share)
-        .with_context(|| format!("cannot read {}", args.share.display()))?;
-    let passphrase = match &args.passphrase_file {
-        Some(path) => Passphrase::from_file(path).context("cannot read the passphrase")?,
-        None => Passphrase::prompt(&format!("Passphrase for {}: ", args.share.display()))
-            .context("cannot read the passphrase")?,
-    };
-    let share = seal::Share::decrypt_file_bytes(&share_bytes, &passphrase).map_err(|e| {
-        let refused = matches!(e, SealError::MalformedShare(_));
-        let e = anyhow::Error::new(e).context(format!("{}", args.share.display()));
-        if refused {
-            Failure::refused(e)
-        } else {
-            Failure::error(e)
-        }
-    })?;
-    drop(passphrase);
+    let share = open_share(&args.share, args.passphrase_file.as_deref())?;
 
     record
         .verify_share(&share)
@@ -455,18 +439,30 @@ fn run_verify_share(args: VerifyShareArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_unseal(args: UnsealArgs) -> Result<(), Failure> {
-    let share_bytes = std::fs::read(&args.share)
-        .with_context(|| format!("cannot read {}", args.share.display()))?;
-    let passphrase = match &args.passphrase_file {
-        Some(path) => Passphrase::from_file(path).context("cannot read the passphrase")?,
-        None => Passphrase::prompt(&format!("Passphrase for {}: ", args.share.display()))
+/// Reads and decrypts a holder's share file with their passphrase (from
+/// `passphrase_file`, or prompted). A share file whose content is not a
+/// share is refused (exit 1); unreadable or a wrong passphrase is exit 2.
+fn open_share(path: &Path, passphrase_file: Option<&Path>) -> Result<seal::Share, Failure> {
+    let share_bytes =
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let passphrase = match passphrase_file {
+        Some(file) => Passphrase::from_file(file).context("cannot read the passphrase")?,
+        None => Passphrase::prompt(&format!("Passphrase for {}: ", path.display()))
             .context("cannot read the passphrase")?,
     };
-    let share = seal::Share::decrypt_file_bytes(&share_bytes, &passphrase).map_err(|e| {
-        Failure::error(anyhow::Error::new(e).context(args.share.display().to_string()))
-    })?;
-    drop(passphrase);
+    seal::Share::decrypt_file_bytes(&share_bytes, &passphrase).map_err(|e| {
+        let refused = matches!(e, SealError::MalformedShare(_));
+        let e = anyhow::Error::new(e).context(path.display().to_string());
+        if refused {
+            Failure::refused(e)
+        } else {
+            Failure::error(e)
+        }
+    })
+}
+
+fn run_unseal(args: UnsealArgs) -> Result<(), Failure> {
+    let share = open_share(&args.share, args.passphrase_file.as_deref())?;
     let endpoint = cstatns::client::Endpoint {
         server: args.server,
         ca: args.ca,
