@@ -294,14 +294,33 @@ fn bytes(c: Cow<'_, str>) -> Cow<'_, [u8]> {
 /// One NDJSON line: an object with exactly the field names of §4, each a JSON
 /// string; anything else is `malformed_line` (first field not recoverable).
 fn json_fields(op: Operation, line: &[u8]) -> Fields<'_> {
-    match op {
-        Operation::Derive => serde_json::from_slice::<DeriveLine>(line)
-            .map(|l| [bytes(l.index), bytes(l.nir), Cow::Borrowed(&b""[..])])
-            .map_err(|_| None),
-        Operation::Renew => serde_json::from_slice::<RenewLine>(line)
-            .map(|l| [bytes(l.index), bytes(l.cstatns), bytes(l.generation)])
-            .map_err(|_| None),
+    // serde's derived structs also accept a JSON array (`["A1","…"]`) in
+    // field order: only an object is a record here.
+    if !line.trim_ascii_start().starts_with(b"{") {
+        return Err(None);
     }
+    let parsed = match op {
+        Operation::Derive => serde_json::from_slice::<DeriveLine>(line)
+            .map(|l| [bytes(l.index), bytes(l.nir), Cow::Borrowed(&b""[..])]),
+        Operation::Renew => serde_json::from_slice::<RenewLine>(line)
+            .map(|l| [bytes(l.index), bytes(l.cstatns), bytes(l.generation)]),
+    };
+    parsed.map_err(|_| json_index(line))
+}
+
+#[derive(serde::Deserialize)]
+struct IndexOnly<'a> {
+    #[serde(borrow)]
+    index: Cow<'a, str>,
+}
+
+/// The `index` member of a malformed NDJSON line that is still a JSON object
+/// with a string `index` (its "first field", echoed when clean, as for CSV).
+/// Only on the error path: it parses the line a second time.
+fn json_index(line: &[u8]) -> Option<Cow<'_, [u8]>> {
+    serde_json::from_slice::<IndexOnly>(line)
+        .ok()
+        .map(|l| bytes(l.index))
 }
 
 /// Writes one response line. `index` is empty or a clean index, so neither
@@ -425,7 +444,7 @@ mod tests {
         let out = run(
             Operation::Derive,
             Format::Ndjson,
-            "{\"index\":\"A1\",\"nir\":\"2951099126111\"}\n{\"index\":\"A2\",\"nir\":2951099126111}\n[1]\n{\"index\":\"A3\",\"nir\":\"2951099126111\",\"x\":\"y\"}\n",
+            "{\"index\":\"A1\",\"nir\":\"2951099126111\"}\n{\"index\":\"A2\",\"nir\":2951099126111}\n[\"A4\",\"2951099126111\"]\n{\"index\":\"A3\",\"nir\":\"2951099126111\",\"x\":\"y\"}\n",
         );
         let st: Vec<String> = out
             .lines()
