@@ -66,7 +66,7 @@ pub fn write_synthetic_csv(path: &std::path::Path, n: u64) -> std::io::Result<()
         if i % 10_000 == 9_999 {
             full[14] = if full[14] == b'0' { b'1' } else { b'0' };
         }
-        w.write_all(format!("R{i},").as_bytes())?;
+        write!(w, "R{i},")?;
         w.write_all(&full)?;
         w.write_all(b"\n")?;
     }

@@ -183,14 +183,25 @@ fn key_of(body: &[u8; BODY_LEN]) -> u32 {
 /// birth month over 20–42 ("fictitious" months reserved for unknown or
 /// unregistered births), so generated bodies fall outside real NIR ranges.
 pub fn synthetic(seed: u64) -> Nir {
-    let mut body = [0u8; BODY_LEN];
     let sex = 1 + (seed % 2);
     let year = (seed / 2) % 100;
     let month = 20 + (seed / 200) % 23;
     let dept = 1 + (seed / 4600) % 95;
     let rest = (seed / 437_000) % 1_000_000;
-    let digits = format!("{sex}{year:02}{month:02}{dept:02}{rest:06}");
-    body.copy_from_slice(digits.as_bytes());
+    // sex(1) year(2) month(2) department(2) rest(6), written without
+    // allocating: the demo makes millions of them.
+    let mut body = [b'0'; BODY_LEN];
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            body[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 1, sex);
+    put(1, 2, year);
+    put(3, 2, month);
+    put(5, 2, dept);
+    put(7, 6, rest);
     Nir { body }
 }
 
