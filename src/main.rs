@@ -318,11 +318,17 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: &Path, listen: Option<&str>) -> anyhow::Result<ExitCode> {
+    let hardening = cstatns::harden::harden();
+    if !(hardening.no_core_dump && hardening.not_dumpable) {
+        tracing::warn!(?hardening, "process hardening incomplete");
+    }
     let config = cstatns::config::Config::load(config)?;
     if config.insecure_dev_env {
         tracing::warn!("this is an INSECURE dev-env deployment: never put real data through it");
     }
-    let server = cstatns::server::Server::bind(config, listen).await?;
+    let server = cstatns::server::Server::bind(config, listen)
+        .await?
+        .with_hardening(hardening);
     let addr = server.local_addr()?;
     // Scripts and tests wait for this line.
     println!("cstatns: listening on https://{addr} (sealed: key holders must unseal)");

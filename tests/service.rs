@@ -1046,3 +1046,19 @@ async fn no_nir_code_or_index_in_server_log_or_traceability_log() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_disables_core_dumps_and_says_so_in_the_log() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    let start = env.wait_for_audit("service_start", |r| r["event"] == "service_start");
+    assert_eq!(start["details"]["hardening"]["no_core_dump"], true);
+    assert_eq!(start["details"]["hardening"]["not_dumpable"], true);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+    assert_eq!(core.split_whitespace().nth(5), Some("0"), "{core}");
+}

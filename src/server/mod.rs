@@ -252,6 +252,7 @@ pub struct Server {
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     state: Arc<AppState>,
+    hardening: Option<crate::harden::Hardening>,
 }
 
 impl Server {
@@ -272,7 +273,14 @@ impl Server {
             listener,
             acceptor: tokio_rustls::TlsAcceptor::from(tls),
             state,
+            hardening: None,
         })
+    }
+
+    /// Records in `service_start` what [`crate::harden::harden`] applied.
+    pub fn with_hardening(mut self, h: crate::harden::Hardening) -> Self {
+        self.hardening = Some(h);
+        self
     }
 
     /// The bound address.
@@ -298,6 +306,7 @@ impl Server {
                 serde_json::json!({
                     "ceremony_id": state.record.ceremony_id().to_string(),
                     "config_sha256": state.config.source_sha256,
+                    "hardening": self.hardening,
                     "insecure_dev_env": state.config.insecure_dev_env,
                 }),
             )
