@@ -7,6 +7,7 @@
 //! whatever the batch size, and both cores hash while the network moves bytes.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -189,7 +190,17 @@ async fn start(
         .ok_or(ApiError::AuditUnavailable)?;
 
     let (tx, rx) = mpsc::channel::<Job>(IN_FLIGHT);
-    let reader = tokio::spawn(read_body(body, head, read, op, format, chain, max, tx));
+    let bytes_read = Arc::new(AtomicU64::new(read));
+    let reader = tokio::spawn(read_body(
+        body,
+        head,
+        bytes_read.clone(),
+        op,
+        format,
+        chain,
+        max,
+        tx,
+    ));
     let run = Run {
         state: state.clone(),
         receipt: Some(Receipt {
@@ -214,6 +225,7 @@ async fn start(
         }),
         clock: Instant::now(),
         id: id.clone(),
+        bytes_read,
     };
     let header_line = format.response_header().map(Bytes::from);
     let stream = futures_util::stream::unfold(
@@ -235,7 +247,7 @@ async fn start(
                     )),
                 },
                 None => match reader.await {
-                    Ok(Ok(bytes)) => match run.complete(bytes) {
+                    Ok(Ok(())) => match run.complete() {
                         Ok(()) => None,
                         Err(e) => Some((Err(e), (rx, None, run, None))),
                     },
@@ -265,21 +277,22 @@ async fn start(
 type Job = JoinHandle<(Vec<u8>, Counts)>;
 
 /// Reads the body, cuts it into chunks and queues one blocking job per chunk.
-/// Returns the number of body bytes read.
+/// Counts the body bytes read in `bytes_read` (for the receipt, even of an
+/// aborted batch).
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 async fn read_body(
     mut body: axum::body::BodyDataStream,
     head: Vec<u8>,
-    already_read: u64,
+    bytes_read: Arc<AtomicU64>,
     op: Operation,
     format: Format,
     chain: Arc<KeyChain>,
     max: u64,
     tx: mpsc::Sender<Job>,
-) -> std::io::Result<u64> {
+) -> std::io::Result<()> {
     let mut chunker = Chunker::new();
     let mut ready: Vec<Chunk> = Vec::new();
-    let mut bytes = already_read;
+    let mut bytes = bytes_read.load(Ordering::Relaxed);
     chunker.push(&head, &mut |c| ready.push(c));
     drop(head);
     loop {
@@ -287,6 +300,7 @@ async fn read_body(
         match futures_util::StreamExt::next(&mut body).await {
             Some(Ok(data)) => {
                 bytes += data.len() as u64;
+                bytes_read.store(bytes, Ordering::Relaxed);
                 if bytes > max {
                     return Err(std::io::Error::other(
                         "request larger than the configured limit",
@@ -302,7 +316,7 @@ async fn read_body(
     }
     chunker.finish(&mut |c| ready.push(c));
     queue(&mut ready, op, format, &chain, &tx).await?;
-    Ok(bytes)
+    Ok(())
 }
 
 /// Reads and drops what is left of a refused body, up to [`DRAIN_LIMIT`], so
@@ -360,6 +374,7 @@ struct Run {
     receipt: Option<Receipt>,
     clock: Instant,
     id: PeerIdentity,
+    bytes_read: Arc<AtomicU64>,
 }
 
 impl Run {
@@ -369,13 +384,13 @@ impl Run {
         }
     }
 
-    fn finish(&mut self, outcome: &str, bytes: u64) -> Option<Receipt> {
+    fn finish(&mut self, outcome: &str) -> Option<Receipt> {
         let mut r = self.receipt.take()?;
         r.outcome = outcome.to_owned();
         r.records = r.counts.total();
         r.ok = r.counts.ok();
         r.rejected = r.counts.rejected();
-        r.bytes = bytes;
+        r.bytes = self.bytes_read.load(Ordering::Relaxed);
         r.ended = now_rfc3339();
         r.seconds = self.clock.elapsed().as_secs_f64();
         let seq = self.state.log(
@@ -402,8 +417,8 @@ impl Run {
 
     /// Logs the end and stores the receipt before the last byte leaves; if the
     /// log cannot be written, the response ends in error (no receipt).
-    fn complete(&mut self, bytes: u64) -> std::io::Result<()> {
-        match self.finish("completed", bytes) {
+    fn complete(&mut self) -> std::io::Result<()> {
+        match self.finish("completed") {
             Some(r) => {
                 self.state.store_receipt(r);
                 Ok(())
@@ -418,7 +433,7 @@ impl Run {
 impl Drop for Run {
     fn drop(&mut self) {
         if self.receipt.is_some() {
-            let _ = self.finish("aborted", 0);
+            let _ = self.finish("aborted");
         }
     }
 }
