@@ -20,11 +20,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zeroize::Zeroize;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Keys};
 use crate::batch::{
     parse_csv_header, process_chunk, Chunk, Chunker, Counts, Format, Operation, Scratch, MAX_LINE,
 };
-use crate::code::KeyChain;
 use crate::config::Role;
 use crate::receipt::{now_rfc3339, Receipt};
 use crate::tls::PeerIdentity;
@@ -75,7 +74,7 @@ async fn start(
     op: Operation,
 ) -> Result<Response, ApiError> {
     let entry = state.require(&id, Role::Submitter)?.clone();
-    let chain = state.chain().map_err(|e| refused(&state, &id, op, e))?;
+    let keys = state.keys().map_err(|e| refused(&state, &id, op, e))?;
     // Content type, then purpose, then size: the cheap checks before any byte of the body.
     let ctype = headers
         .get(header::CONTENT_TYPE)
@@ -175,7 +174,7 @@ async fn start(
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
         hex::encode(b)
     };
-    let generation = chain.generation();
+    let generation = keys.chain.generation();
     let started = now_rfc3339();
     // Fail closed: no code leaves before the start of the batch is logged.
     state
@@ -197,7 +196,7 @@ async fn start(
         bytes_read.clone(),
         op,
         format,
-        chain,
+        keys.clone(),
         max,
         tx,
     ));
@@ -226,6 +225,8 @@ async fn start(
         clock: Instant::now(),
         id: id.clone(),
         bytes_read,
+        reason: None,
+        keys: Some(keys),
     };
     let header_line = format.response_header().map(Bytes::from);
     let stream = futures_util::stream::unfold(
@@ -237,9 +238,13 @@ async fn start(
             let reader = reader?;
             match rx.recv().await {
                 Some(handle) => match handle.await {
-                    Ok((out, counts)) => {
+                    Ok(Some((out, counts))) => {
                         run.add(&counts);
                         Some((Ok(Bytes::from(out)), (rx, Some(reader), run, None)))
+                    }
+                    Ok(None) => {
+                        run.reason = Some(Abort::Sealed);
+                        Some((Err(Abort::Sealed.into_io()), (rx, None, run, None)))
                     }
                     Err(_) => Some((
                         Err(std::io::Error::other("a worker failed")),
@@ -251,7 +256,10 @@ async fn start(
                         Ok(()) => None,
                         Err(e) => Some((Err(e), (rx, None, run, None))),
                     },
-                    Ok(Err(e)) => Some((Err(e), (rx, None, run, None))),
+                    Ok(Err(abort)) => {
+                        run.reason = Some(abort);
+                        Some((Err(abort.into_io()), (rx, None, run, None)))
+                    }
                     Err(_) => Some((
                         Err(std::io::Error::other("the reader failed")),
                         (rx, None, run, None),
@@ -274,7 +282,8 @@ async fn start(
     Ok(resp)
 }
 
-type Job = JoinHandle<(Vec<u8>, Counts)>;
+/// A chunk's answer and counts; `None` when the keys were retired first.
+type Job = JoinHandle<Option<(Vec<u8>, Counts)>>;
 
 /// Reads the body, cuts it into chunks and queues one blocking job per chunk.
 /// Counts the body bytes read in `bytes_read` (for the receipt, even of an
@@ -286,36 +295,37 @@ async fn read_body(
     bytes_read: Arc<AtomicU64>,
     op: Operation,
     format: Format,
-    chain: Arc<KeyChain>,
+    keys: Keys,
     max: u64,
     tx: mpsc::Sender<Job>,
-) -> std::io::Result<()> {
+) -> Result<(), Abort> {
     let mut chunker = Chunker::new();
     let mut ready: Vec<Chunk> = Vec::new();
     let mut bytes = bytes_read.load(Ordering::Relaxed);
     chunker.push(&head, &mut |c| ready.push(c));
     drop(head);
     loop {
-        queue(&mut ready, op, format, &chain, &tx).await?;
-        match futures_util::StreamExt::next(&mut body).await {
+        queue(&mut ready, op, format, &keys, &tx).await?;
+        // A seal or a stop must not wait for a slow client's next bytes.
+        let next = tokio::select! {
+            next = futures_util::StreamExt::next(&mut body) => next,
+            () = keys.live.cancelled() => return Err(Abort::Sealed),
+        };
+        match next {
             Some(Ok(data)) => {
                 bytes += data.len() as u64;
                 bytes_read.store(bytes, Ordering::Relaxed);
                 if bytes > max {
-                    return Err(std::io::Error::other(
-                        "request larger than the configured limit",
-                    ));
+                    return Err(Abort::TooLarge);
                 }
                 chunker.push(&data, &mut |c| ready.push(c));
             }
-            Some(Err(_)) => {
-                return Err(std::io::Error::other("the request body could not be read"))
-            }
+            Some(Err(_)) => return Err(Abort::BadBody),
             None => break,
         }
     }
     chunker.finish(&mut |c| ready.push(c));
-    queue(&mut ready, op, format, &chain, &tx).await?;
+    queue(&mut ready, op, format, &keys, &tx).await?;
     Ok(())
 }
 
@@ -344,27 +354,69 @@ async fn queue(
     ready: &mut Vec<Chunk>,
     op: Operation,
     format: Format,
-    chain: &Arc<KeyChain>,
+    keys: &Keys,
     tx: &mpsc::Sender<Job>,
-) -> std::io::Result<()> {
+) -> Result<(), Abort> {
     for chunk in ready.drain(..) {
-        let chain = chain.clone();
+        if !keys.is_live() {
+            // The drain drops (and wipes) the chunks not yet queued.
+            return Err(Abort::Sealed);
+        }
+        let keys = keys.clone();
         let job = tokio::task::spawn_blocking(move || {
+            // Sealed or stopping since this chunk was queued: no more codes.
+            if !keys.is_live() {
+                return None;
+            }
+            let chain = &keys.chain;
             let mut out = Vec::with_capacity(match &chunk {
                 Chunk::Lines(v) => v.len() * 4,
                 Chunk::OversizedLine => 64,
             });
             let mut counts = Counts::default();
             SCRATCH.with_borrow_mut(|s| {
-                process_chunk(op, format, &chain, &chunk, s, &mut out, &mut counts)
+                process_chunk(op, format, chain, &chunk, s, &mut out, &mut counts)
             });
-            (out, counts)
+            Some((out, counts))
         });
         if tx.send(job).await.is_err() {
-            return Err(std::io::Error::other("the client went away"));
+            return Err(Abort::ClientGone);
         }
     }
     Ok(())
+}
+
+/// Why a batch ended before its last line: recorded in its `batch_end`.
+#[derive(Debug, Clone, Copy)]
+enum Abort {
+    /// The body passed `max_request_bytes` (sent without `Content-Length`).
+    TooLarge,
+    /// The service was sealed or stopped during the batch.
+    Sealed,
+    /// The client stopped reading the answer.
+    ClientGone,
+    /// The body could not be read (the client broke off, bad chunking).
+    BadBody,
+}
+
+impl Abort {
+    fn reason(self) -> &'static str {
+        match self {
+            Abort::TooLarge => "too_large",
+            Abort::Sealed => "sealed",
+            Abort::ClientGone => "client_gone",
+            Abort::BadBody => "body_unreadable",
+        }
+    }
+
+    fn into_io(self) -> std::io::Error {
+        std::io::Error::other(match self {
+            Abort::TooLarge => "the request is larger than the configured limit",
+            Abort::Sealed => "the service was sealed or stopped during the batch",
+            Abort::ClientGone => "the client went away",
+            Abort::BadBody => "the request body could not be read",
+        })
+    }
 }
 
 /// A batch in progress: its counts, and its receipt once complete. Dropped
@@ -375,6 +427,11 @@ struct Run {
     clock: Instant,
     id: PeerIdentity,
     bytes_read: Arc<AtomicU64>,
+    /// Why the batch is ending early, when known.
+    reason: Option<Abort>,
+    /// Held until the batch is logged, so that a seal or a stop, which waits
+    /// for every copy of the keys to go, logs after the batch's end.
+    keys: Option<Keys>,
 }
 
 impl Run {
@@ -400,6 +457,7 @@ impl Run {
                 "batch": r.batch, "operation": r.operation, "purpose": r.purpose,
                 "outcome": r.outcome, "generation": r.generation, "records": r.records,
                 "counts": r.counts, "bytes": r.bytes, "seconds": r.seconds,
+                "reason": self.reason.map(Abort::reason),
                 "inputs_erased": true,
             }),
         );
@@ -412,6 +470,8 @@ impl Run {
             .audit
             .sign(&crate::audit::receipt_message(&unsigned))
             .unwrap_or_default();
+        // Logged and signed: a seal or stop waiting on the keys may go on.
+        self.keys = None;
         Some(r)
     }
 
@@ -433,7 +493,10 @@ impl Run {
 impl Drop for Run {
     fn drop(&mut self) {
         if self.receipt.is_some() {
-            let _ = self.finish("aborted");
+            // An aborted batch has a receipt too (§4: every batch does).
+            if let Some(r) = self.finish("aborted") {
+                self.state.store_receipt(r);
+            }
         }
     }
 }

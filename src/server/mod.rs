@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 pub use unseal::UnsealReply;
@@ -32,15 +33,40 @@ use crate::receipt::Receipt;
 use crate::seal::{CeremonyRecord, SealedKeyring, Share};
 use crate::tls::PeerIdentity;
 
+/// How long a seal or a stop waits for running batches to let go of the keys.
+const KEY_RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How many receipts the service keeps for `GET /v1/receipts/{id}`; older ones
 /// remain in the traceability log.
 const RECEIPTS_KEPT: usize = 10_000;
 
 /// Sealed: the shares received so far (verified). Unsealed: the key chain
-/// (the log-signing key lives in the [`AuditLog`] while unsealed).
+/// and the flag that batches check before each chunk (the log-signing key
+/// lives in the [`AuditLog`] while unsealed).
 enum KeyState {
-    Sealed { shares: Vec<Share> },
-    Unsealed { chain: Arc<KeyChain> },
+    Sealed {
+        shares: Vec<Share>,
+    },
+    Unsealed {
+        chain: Arc<KeyChain>,
+        live: CancellationToken,
+    },
+}
+
+/// What a batch holds while it runs: the key chain, and the flag that turns
+/// false when the service is sealed or stopped (the batch then ends at its
+/// next chunk, as `aborted`).
+#[derive(Clone)]
+pub(crate) struct Keys {
+    chain: Arc<KeyChain>,
+    /// Cancelled when the keys are retired.
+    live: CancellationToken,
+}
+
+impl Keys {
+    fn is_live(&self) -> bool {
+        !self.live.is_cancelled()
+    }
 }
 
 /// Everything the handlers share.
@@ -107,12 +133,40 @@ impl AppState {
         })
     }
 
-    /// The key chain, or 503 while sealed.
-    fn chain(&self) -> Result<Arc<KeyChain>, ApiError> {
+    /// The keys for a batch, or 503 while sealed.
+    fn keys(&self) -> Result<Keys, ApiError> {
         match &*self.keys.read().unwrap_or_else(|p| p.into_inner()) {
-            KeyState::Unsealed { chain } => Ok(chain.clone()),
+            KeyState::Unsealed { chain, live } => Ok(Keys {
+                chain: chain.clone(),
+                live: live.clone(),
+            }),
             KeyState::Sealed { .. } => Err(ApiError::Sealed),
         }
+    }
+
+    /// Seals: takes the keys out of the state, tells running batches to stop,
+    /// and waits (up to `KEY_RETIRE_WAIT`) until the last of them has dropped
+    /// its reference to the key chain. Returns `None` if already sealed, else
+    /// whether every copy of the keys is gone (`keys_wiped`).
+    async fn retire_keys(&self) -> Option<bool> {
+        let weak = {
+            let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            if matches!(&*keys, KeyState::Sealed { .. }) {
+                return None; // and the shares received so far stay
+            }
+            let KeyState::Unsealed { chain, live } =
+                std::mem::replace(&mut *keys, KeyState::Sealed { shares: Vec::new() })
+            else {
+                unreachable!("checked just above, under the same lock")
+            };
+            live.cancel();
+            Arc::downgrade(&chain)
+        };
+        let deadline = tokio::time::Instant::now() + KEY_RETIRE_WAIT;
+        while weak.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Some(weak.strong_count() == 0)
     }
 
     /// The configuration entry granting `role` to the peer, or 403.
@@ -187,7 +241,7 @@ fn status_of(state: &AppState) -> Status {
                 .map(|s| s.holder().to_owned())
                 .collect::<Vec<_>>(),
         ),
-        KeyState::Unsealed { chain } => (false, Some(chain.generation()), Vec::new()),
+        KeyState::Unsealed { chain, .. } => (false, Some(chain.generation()), Vec::new()),
     };
     let t = state.record.threshold();
     Status {
@@ -368,7 +422,14 @@ impl Server {
             });
         }
         housekeeping.abort();
-        state.log("service_stop", None, serde_json::json!({}));
+        // Running batches end first (each logs its end), then the stop, then
+        // the last checkpoint covers them all.
+        let keys_wiped = state.retire_keys().await;
+        state.log(
+            "service_stop",
+            None,
+            serde_json::json!({"keys_wiped": keys_wiped.unwrap_or(true)}),
+        );
         if let Err(e) = state.audit.checkpoint("stop") {
             tracing::error!(error = %e, "cannot write the final checkpoint");
         }

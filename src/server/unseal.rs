@@ -146,17 +146,26 @@ pub(super) async fn unseal(
     let crate::seal::Keyring { log_signing, .. } = keyring;
     let generation = chain.generation();
     let holders: Vec<String> = shares.iter().map(|s| s.holder().to_owned()).collect();
+    // Logged before the keys are usable, under the lock: no batch can start
+    // before this record, and if it cannot be written the service stays
+    // sealed (the shares are kept; the holders need not send them again).
+    if state
+        .log(
+            "unseal",
+            Some(&id),
+            serde_json::json!({"holders": holders, "generation": generation, "secret_and_shares_wiped": true}),
+        )
+        .is_none()
+    {
+        return Err(ApiError::AuditUnavailable);
+    }
     // Dropping the sealed state drops (and zeroizes) every share; the master
     // secret was dropped with the closure above.
     *keys = KeyState::Unsealed {
         chain: Arc::new(chain),
+        live: tokio_util::sync::CancellationToken::new(),
     };
     drop(keys);
-    state.log(
-        "unseal",
-        Some(&id),
-        serde_json::json!({"holders": holders, "generation": generation, "secret_and_shares_wiped": true}),
-    );
     // The first checkpoint covers everything logged while sealed.
     state.audit.set_signer(Some(Arc::new(log_signing)));
     if let Err(e) = state.audit.checkpoint("unseal") {
@@ -171,26 +180,50 @@ pub(super) async fn unseal(
     }))
 }
 
-/// `POST /v1/seal` (operator): signs a last checkpoint, then drops every key.
-/// Holders must unseal again. For an emergency or before maintenance.
+/// `POST /v1/seal` (operator): tells running batches to stop, waits until
+/// they have let go of the keys, logs the seal, signs a last checkpoint and
+/// drops the log key. Holders must unseal again. While sealed, it discards
+/// the shares received so far (an unseal abandoned half-way).
 pub(super) async fn seal(
     State(state): State<Arc<AppState>>,
     Extension(id): Extension<PeerIdentity>,
 ) -> Result<Json<super::Status>, ApiError> {
     state.require(&id, Role::Operator)?;
-    {
-        let mut keys = state.keys.write().unwrap_or_else(|p| p.into_inner());
-        if matches!(&*keys, KeyState::Sealed { .. }) {
-            return Err(ApiError::Conflict("the service is already sealed".into()));
-        }
-        state.log("seal", Some(&id), serde_json::json!({"keys_wiped": true}));
-        if let Err(e) = state.audit.checkpoint("seal") {
-            tracing::error!(error = %e, "cannot write the seal checkpoint");
-        }
-        state.audit.set_signer(None);
-        // Batches in flight keep their Arc of the chain until they end.
-        *keys = KeyState::Sealed { shares: Vec::new() };
+    let Some(keys_wiped) = state.retire_keys().await else {
+        let discarded: Vec<String> = {
+            let mut keys = state.keys.write().unwrap_or_else(|p| p.into_inner());
+            match &mut *keys {
+                KeyState::Sealed { shares } => {
+                    shares.drain(..).map(|s| s.holder().to_owned()).collect()
+                }
+                KeyState::Unsealed { .. } => Vec::new(),
+            }
+        };
+        state
+            .log(
+                "shares_discarded",
+                Some(&id),
+                serde_json::json!({"holders": discarded}),
+            )
+            .ok_or(ApiError::AuditUnavailable)?;
+        return Ok(Json(super::status_of(&state)));
+    };
+    // Sealing happens whatever the log says (it is the safe direction), but
+    // an unlogged seal is reported as such.
+    let logged = state
+        .log(
+            "seal",
+            Some(&id),
+            serde_json::json!({"keys_wiped": keys_wiped}),
+        )
+        .is_some();
+    if let Err(e) = state.audit.checkpoint("seal") {
+        tracing::error!(error = %e, "cannot write the seal checkpoint");
     }
-    tracing::info!("service sealed by the operator");
+    state.audit.set_signer(None);
+    tracing::info!(keys_wiped, "service sealed by the operator");
+    if !logged {
+        return Err(ApiError::AuditUnavailable);
+    }
     Ok(Json(super::status_of(&state)))
 }
