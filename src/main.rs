@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use cstatns::batch::{check_chunk, Chunker, Format, Operation, Scratch, Status};
+use cstatns::batch::{check_chunk, Chunker, Operation, Scratch, Status};
 use cstatns::client::{self, ClientError, Endpoint, InputType, Submission};
 
 #[global_allocator]
@@ -377,22 +377,19 @@ fn validate(
         std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut pending = Vec::new();
-    let format = match input_type.unwrap_or_else(|| InputType::guess(input)) {
-        InputType::Ndjson => Format::Ndjson,
-        InputType::Csv => loop {
-            if let Some(p) = memchr::memchr(b'\n', &pending) {
-                let d = cstatns::batch::parse_csv_header(op, &pending[..p])?;
-                pending.drain(..=p);
-                break Format::Csv { delimiter: d };
+    let csv = input_type.unwrap_or_else(|| InputType::guess(input)) == InputType::Csv;
+    let format = loop {
+        let n = file.read(&mut buf)?;
+        pending.extend_from_slice(&buf[..n]);
+        match cstatns::batch::take_body_start(op, csv, &mut pending, n == 0) {
+            Ok(Some(format)) => break format,
+            Ok(None) => continue,
+            // The service would refuse the whole file (400): exit 1.
+            Err(e) => {
+                eprintln!("error: {}: {e}", input.display());
+                return Ok(ExitCode::from(EXIT_REFUSED));
             }
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                let d = cstatns::batch::parse_csv_header(op, &pending)?;
-                pending.clear();
-                break Format::Csv { delimiter: d };
-            }
-            pending.extend_from_slice(&buf[..n]);
-        },
+        }
     };
     // Indexes are kept as 128-bit keyed hashes (two independent SipHash keys):
     // 16 bytes an index, and a false duplicate is out of reach (~1e-22 for

@@ -463,10 +463,11 @@ async fn every_line_status_of_the_wire_format_through_the_real_server() {
             "invalid_index",
             None,
         ),
-        // Longer than any record: answered once, in place, never echoed.
+        // Longer than any record: answered once, in place; its first field,
+        // a clean index, is echoed as for any malformed line.
         (
             format!("L18,{}", "7".repeat(20_000)),
-            "",
+            "L18",
             "malformed_line",
             None,
         ),

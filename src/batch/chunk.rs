@@ -10,19 +10,23 @@ pub const CHUNK_SIZE: usize = 256 * 1024;
 /// (no valid record comes near it) and is skipped without being buffered.
 pub const MAX_LINE: usize = 16 * 1024;
 
+/// How much of an oversized line is kept: enough for its first field, so
+/// that a clean index can still be echoed (§4).
+pub const OVERSIZED_HEAD: usize = 80;
+
 /// A unit of work for [`super::process_chunk`].
 pub enum Chunk {
     /// Whole lines (each ending in `\n`, but perhaps the last line of the body).
     Lines(Vec<u8>),
-    /// One line longer than [`MAX_LINE`], already discarded: answered
-    /// `malformed_line`.
-    OversizedLine,
+    /// One non-blank line longer than [`MAX_LINE`], already discarded but for
+    /// its first [`OVERSIZED_HEAD`] bytes: answered `malformed_line`.
+    OversizedLine(Vec<u8>),
 }
 
 impl Drop for Chunk {
     fn drop(&mut self) {
-        if let Chunk::Lines(v) = self {
-            v.zeroize();
+        match self {
+            Chunk::Lines(v) | Chunk::OversizedLine(v) => v.zeroize(),
         }
     }
 }
@@ -31,13 +35,20 @@ impl Drop for Chunk {
 #[derive(Default)]
 pub struct Chunker {
     pending: Vec<u8>,
-    /// Inside an oversized line: discard up to the next `\n`.
-    skipping: bool,
+    /// Inside an oversized line: its head, while the rest up to the next
+    /// `\n` is discarded.
+    skipping: Option<Vec<u8>>,
+    /// Whether the oversized line has been blank (ASCII whitespace) so far:
+    /// a blank line is skipped whatever its length.
+    skipping_blank: bool,
 }
 
 impl Drop for Chunker {
     fn drop(&mut self) {
         self.pending.zeroize();
+        if let Some(head) = &mut self.skipping {
+            head.zeroize();
+        }
     }
 }
 
@@ -50,11 +61,13 @@ impl Chunker {
     /// Feeds bytes; calls `emit` for each chunk that became complete.
     pub fn push(&mut self, mut data: &[u8], emit: &mut impl FnMut(Chunk)) {
         while !data.is_empty() {
-            if self.skipping {
-                match memchr::memchr(b'\n', data) {
+            if self.skipping.is_some() {
+                let end = memchr::memchr(b'\n', data);
+                let part = &data[..end.unwrap_or(data.len())];
+                self.skipping_blank &= part.iter().all(u8::is_ascii_whitespace);
+                match end {
                     Some(p) => {
-                        self.skipping = false;
-                        emit(Chunk::OversizedLine);
+                        self.end_oversized(emit);
                         data = &data[p + 1..];
                     }
                     None => return,
@@ -86,16 +99,28 @@ impl Chunker {
             self.pending.reserve(CHUNK_SIZE);
         }
         if self.pending.len() > MAX_LINE {
+            self.skipping_blank = self.pending.iter().all(u8::is_ascii_whitespace);
+            self.skipping = Some(self.pending[..OVERSIZED_HEAD].to_vec());
             self.pending.zeroize();
             self.pending.clear();
-            self.skipping = true;
+        }
+    }
+
+    /// The oversized line ended: one answer, unless it was blank.
+    fn end_oversized(&mut self, emit: &mut impl FnMut(Chunk)) {
+        if let Some(head) = self.skipping.take() {
+            if self.skipping_blank {
+                drop(Chunk::OversizedLine(head)); // wiped, not answered
+            } else {
+                emit(Chunk::OversizedLine(head));
+            }
         }
     }
 
     /// Ends the body: emits whatever is left.
     pub fn finish(mut self, emit: &mut impl FnMut(Chunk)) {
-        if self.skipping {
-            emit(Chunk::OversizedLine);
+        if self.skipping.is_some() {
+            self.end_oversized(emit);
         } else if !self.pending.is_empty() {
             emit(Chunk::Lines(std::mem::take(&mut self.pending)));
         }
@@ -112,7 +137,7 @@ mod tests {
         let mut emit = |ch: Chunk| {
             out.push(match &ch {
                 Chunk::Lines(v) => Some(v.clone()),
-                Chunk::OversizedLine => None,
+                Chunk::OversizedLine(_) => None,
             })
         };
         for p in parts {
@@ -149,6 +174,15 @@ mod tests {
         let chunks = collect(&body.chunks(1000).collect::<Vec<_>>());
         let shapes: Vec<_> = chunks.iter().map(|c| c.as_deref()).collect();
         assert_eq!(shapes, vec![Some(&b"a,1\n"[..]), None, Some(&b"b,2\n"[..])]);
+    }
+
+    #[test]
+    fn an_oversized_blank_line_is_skipped_like_any_blank_line() {
+        let mut body = b"a,1\n".to_vec();
+        body.extend(std::iter::repeat_n(b' ', CHUNK_SIZE * 2));
+        body.extend_from_slice(b"\r\nb,2\n");
+        let chunks = collect(&body.chunks(4096).collect::<Vec<_>>());
+        assert!(chunks.iter().all(Option::is_some), "no oversized answer");
     }
 
     #[test]

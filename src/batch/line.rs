@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use zeroize::Zeroize;
 
-use super::{index_status, Chunk, Counts, Format, Operation, Status, MAX_LINE};
+use super::{index_status, Chunk, Counts, Format, Operation, Status, MAX_LINE, OVERSIZED_HEAD};
 use crate::code::{parse_hex, write_hex, KeyChain, RawCode, CODE_HEX_LEN};
 use crate::nir::{parse_into, BODY_LEN};
 
@@ -61,10 +61,14 @@ pub fn process_chunk(
     out: &mut Vec<u8>,
     counts: &mut Counts,
 ) {
-    let Chunk::Lines(lines) = chunk else {
-        counts.add(Status::MalformedLine);
-        write_line(format, b"", None, Status::MalformedLine, out);
-        return;
+    let lines = match chunk {
+        Chunk::Lines(lines) => lines,
+        Chunk::OversizedLine(head) => {
+            counts.add(Status::MalformedLine);
+            let index = oversized_index(format, head).unwrap_or_default();
+            write_line(format, index, None, Status::MalformedLine, out);
+            return;
+        }
     };
     parse_lines(op, format, chain.generation(), lines, scratch);
     // Pass 2: hash every `ok` candidate as one slice.
@@ -116,9 +120,15 @@ pub fn check_chunk(
     scratch: &mut Scratch,
     mut visit: impl FnMut(Status, &[u8]),
 ) {
-    let Chunk::Lines(lines) = chunk else {
-        visit(Status::MalformedLine, b"");
-        return;
+    let lines = match chunk {
+        Chunk::Lines(lines) => lines,
+        Chunk::OversizedLine(head) => {
+            visit(
+                Status::MalformedLine,
+                oversized_index(format, head).unwrap_or_default(),
+            );
+            return;
+        }
     };
     parse_lines(op, format, u32::MAX, lines, scratch);
     for rec in &scratch.recs {
@@ -137,6 +147,10 @@ fn parse_line(op: Operation, format: Format, g: u32, line: &[u8], s: &mut Scratc
         slot: 0,
     };
     if line.len() > MAX_LINE {
+        // Same answer whether the line fell inside a chunk or across chunks.
+        if let Some(index) = oversized_index(format, &line[..OVERSIZED_HEAD]) {
+            echo_index(index, &mut rec, s);
+        }
         return rec;
     }
     let want = op.request_columns().len();
@@ -190,6 +204,23 @@ fn parse_line(op: Operation, format: Format, g: u32, line: &[u8], s: &mut Scratc
     rec
 }
 
+/// The clean index to echo for a line longer than [`MAX_LINE`], from its
+/// first [`OVERSIZED_HEAD`] bytes: the CSV first field when it ends there
+/// and is a clean index; nothing for NDJSON (an object cut short cannot be
+/// read).
+fn oversized_index(format: Format, head: &[u8]) -> Option<&[u8]> {
+    let Format::Csv { delimiter } = format else {
+        return None;
+    };
+    let end = memchr::memchr(delimiter, head)?;
+    let field = &head[..end];
+    let field = match field.strip_prefix(b"\"") {
+        Some(quoted) => quoted.strip_suffix(b"\"")?,
+        None => field,
+    };
+    index_status(field).is_none().then_some(field)
+}
+
 fn echo_index(index: &[u8], rec: &mut Rec, s: &mut Scratch) {
     rec.index = (s.indexes.len() as u32, index.len() as u8);
     s.indexes.extend_from_slice(index);
@@ -239,6 +270,11 @@ pub(super) fn csv_fields(line: &[u8], d: u8, want: usize) -> Fields<'_> {
             }
             (field, end)
         };
+        // A field must end at the delimiter or the line end (`"A1"x` is
+        // no field, and its text is not echoed).
+        if next < line.len() && line[next] != d {
+            return malformed(first);
+        }
         if n == 0 {
             first = Some(field);
         }
@@ -248,9 +284,6 @@ pub(super) fn csv_fields(line: &[u8], d: u8, want: usize) -> Fields<'_> {
         n += 1;
         if next == line.len() {
             break;
-        }
-        if line[next] != d {
-            return malformed(first);
         }
         pos = next + 1;
         if pos == line.len() {
@@ -489,6 +522,99 @@ mod tests {
     }
 
     #[test]
+    fn body_start_skips_a_bom_and_blank_lines_and_takes_the_header() {
+        use super::super::take_body_start;
+        let mut b = b"\xEF\xBB\xBF\r\n  \nindex;nir\r\nA1;x\n".to_vec();
+        let f = take_body_start(Operation::Derive, true, &mut b, false).unwrap();
+        assert_eq!(f, Some(Format::Csv { delimiter: b';' }));
+        assert_eq!(b, b"A1;x\n");
+        let mut b = b"\xEF\xBB".to_vec();
+        assert_eq!(
+            take_body_start(Operation::Derive, false, &mut b, false).unwrap(),
+            None
+        );
+        b.extend_from_slice(b"\xBF{}");
+        assert_eq!(
+            take_body_start(Operation::Derive, false, &mut b, false).unwrap(),
+            Some(Format::Ndjson)
+        );
+        assert_eq!(b, b"{}");
+        let mut b = b"index,ni".to_vec();
+        assert_eq!(
+            take_body_start(Operation::Derive, true, &mut b, false).unwrap(),
+            None
+        );
+        assert!(take_body_start(Operation::Derive, true, &mut b, true).is_err());
+        let mut b = b"index,nir".to_vec();
+        assert!(take_body_start(Operation::Derive, true, &mut b, true)
+            .unwrap()
+            .is_some());
+        assert!(take_body_start(Operation::Derive, true, &mut Vec::new(), true).is_err());
+    }
+
+    #[test]
+    fn a_quoted_first_field_followed_by_text_is_not_echoed() {
+        let out = run(
+            Operation::Derive,
+            CSV,
+            "\"A1\"2951099126111,x\n\"A2\",x,y\n",
+        );
+        assert_eq!(out, ",,malformed_line\nA2,,malformed_line\n");
+    }
+
+    #[test]
+    fn an_oversized_line_gets_the_same_answer_inside_a_chunk_or_across_chunks() {
+        use crate::batch::{Chunker, CHUNK_SIZE};
+        let long = format!("A1,{}2951099126111", " ".repeat(3 * CHUNK_SIZE));
+        let blank = " ".repeat(3 * CHUNK_SIZE);
+        let unclean = format!("bad index,{}", "x".repeat(3 * CHUNK_SIZE));
+        // Inside one chunk.
+        let inside = run(
+            Operation::Derive,
+            CSV,
+            &format!("{long}\n{blank}\n{unclean}\nA2,2951099126111\n"),
+        );
+        // Across chunks: the long lines straddle chunk cuts.
+        let mut body = "P,2951099126111\n".repeat((CHUNK_SIZE - 1000) / 16);
+        let prefix_lines = body.lines().count();
+        body.push_str(&format!("{long}\n{blank}\n{unclean}\nA2,2951099126111\n"));
+        let mut chunks = Vec::new();
+        let mut chunker = Chunker::new();
+        for part in body.as_bytes().chunks(3000) {
+            chunker.push(part, &mut |c| chunks.push(c));
+        }
+        chunker.finish(&mut |c| chunks.push(c));
+        assert!(
+            chunks.iter().any(|c| matches!(c, Chunk::OversizedLine(_))),
+            "the test must straddle"
+        );
+        let mut out = Vec::new();
+        let mut counts = Counts::default();
+        for c in &chunks {
+            process_chunk(
+                Operation::Derive,
+                CSV,
+                &chain(2),
+                c,
+                &mut Scratch::default(),
+                &mut out,
+                &mut counts,
+            );
+        }
+        let across: String = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .skip(prefix_lines)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(across, inside);
+        assert!(
+            inside.starts_with("A1,,malformed_line\n,,malformed_line\nA2,"),
+            "{inside}"
+        );
+    }
+
+    #[test]
     fn csv_header_takes_its_delimiter_and_tolerates_quotes() {
         use super::super::parse_csv_header;
         assert_eq!(parse_csv_header(Operation::Derive, b"index,nir"), Ok(b','));
@@ -518,7 +644,7 @@ mod tests {
             Operation::Derive,
             Format::Ndjson,
             &chain(1),
-            &Chunk::OversizedLine,
+            &Chunk::OversizedLine(b"{\"index\":\"A1\",\"nir\":\"   ".to_vec()),
             &mut Scratch::default(),
             &mut out,
             &mut counts,

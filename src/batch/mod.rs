@@ -18,7 +18,7 @@ mod chunk;
 mod line;
 mod status;
 
-pub use chunk::{Chunk, Chunker, CHUNK_SIZE, MAX_LINE};
+pub use chunk::{Chunk, Chunker, CHUNK_SIZE, MAX_LINE, OVERSIZED_HEAD};
 pub use line::{check_chunk, process_chunk, Scratch};
 pub use status::{Counts, Status};
 
@@ -111,6 +111,50 @@ pub fn parse_csv_header(op: Operation, line: &[u8]) -> Result<u8, HeaderError> {
     Err(HeaderError {
         expected: cols.join(","),
     })
+}
+
+/// The UTF-8 byte order mark, tolerated at the start of a body.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Takes the start of a body off `buf`: a byte order mark, blank lines (§4
+/// skips them, before the header too) and, for CSV, the header line.
+/// `Ok(None)` means more bytes are needed (pass `at_end` once the body has
+/// ended); `Ok(Some(format))` leaves `buf` holding the first record's bytes.
+/// A header line longer than [`MAX_LINE`] is as bad as a wrong one.
+pub fn take_body_start(
+    op: Operation,
+    csv: bool,
+    buf: &mut Vec<u8>,
+    at_end: bool,
+) -> Result<Option<Format>, HeaderError> {
+    if buf.len() < BOM.len() && !at_end && BOM.starts_with(buf) {
+        return Ok(None);
+    }
+    if buf.starts_with(BOM) {
+        buf.drain(..BOM.len());
+    }
+    if !csv {
+        return Ok(Some(Format::Ndjson));
+    }
+    loop {
+        let line_end = memchr::memchr(b'\n', buf);
+        let line = match line_end {
+            Some(p) => &buf[..p],
+            None if at_end => &buf[..],
+            None if buf.len() > MAX_LINE => &buf[..MAX_LINE],
+            None => return Ok(None),
+        };
+        if line_end.is_some() && line.iter().all(u8::is_ascii_whitespace) {
+            buf.drain(..=line_end.unwrap_or_default());
+            continue;
+        }
+        let delimiter = parse_csv_header(op, line)?;
+        match line_end {
+            Some(p) => drop(buf.drain(..=p)),
+            None => buf.clear(),
+        }
+        return Ok(Some(Format::Csv { delimiter }));
+    }
 }
 
 /// Index rule of §4: 1–64 characters of `[A-Za-z0-9._-]`.

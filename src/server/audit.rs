@@ -5,7 +5,7 @@ use std::io::BufRead;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -13,12 +13,6 @@ use axum::Extension;
 use super::{ApiError, AppState};
 use crate::config::Role;
 use crate::tls::PeerIdentity;
-
-#[derive(serde::Deserialize)]
-pub(super) struct From {
-    #[serde(default)]
-    from: u64,
-}
 
 /// The `seq` of a record line, read from its prefix `{"seq":N,`.
 fn seq_of(line: &str) -> Option<u64> {
@@ -30,19 +24,30 @@ fn seq_of(line: &str) -> Option<u64> {
 pub(super) async fn stream(
     State(state): State<Arc<AppState>>,
     Extension(id): Extension<PeerIdentity>,
-    Query(q): Query<From>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    // The role first: nothing about the request is answered to a stranger.
     state.require(&id, Role::Auditor)?;
+    let from = match query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("from="))
+    {
+        None => 0,
+        Some(n) => n
+            .parse::<u64>()
+            .map_err(|_| ApiError::BadRequest("`from` must be a sequence number".into()))?,
+    };
     state
         .log(
             "audit_read",
             Some(&id),
-            serde_json::json!({"from_seq": q.from}),
+            serde_json::json!({"from_seq": from}),
         )
         .ok_or(ApiError::AuditUnavailable)?;
     let files = crate::audit::log_files(state.audit.dir()).map_err(|_| ApiError::Internal)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
-    let from = q.from;
     tokio::task::spawn_blocking(move || {
         let mut buf = Vec::with_capacity(64 * 1024);
         for path in files {

@@ -22,7 +22,7 @@ use zeroize::Zeroize;
 
 use super::{ApiError, AppState, Keys};
 use crate::batch::{
-    parse_csv_header, process_chunk, Chunk, Chunker, Counts, Format, Operation, Scratch, MAX_LINE,
+    process_chunk, take_body_start, Chunk, Chunker, Counts, Format, Operation, Scratch,
 };
 use crate::config::Role;
 use crate::receipt::{now_rfc3339, Receipt};
@@ -91,6 +91,14 @@ async fn start(
         Some("application/x-ndjson") => false,
         _ => return Err(refused(&state, &id, op, ApiError::UnsupportedType)),
     };
+    if headers.get_all("cstatns-purpose").iter().count() > 1 {
+        return Err(refused(
+            &state,
+            &id,
+            op,
+            ApiError::BadRequest("CStatNS-Purpose must be given once".into()),
+        ));
+    }
     let purpose = match headers.get("cstatns-purpose") {
         Some(v) => match v.to_str() {
             Ok(p) if entry.purposes.iter().any(|q| q == p) => p.to_owned(),
@@ -121,47 +129,36 @@ async fn start(
     // Bytes of the body read so far, the header line included: the size
     // limit counts them all.
     let mut read = 0u64;
-    let format = if is_csv {
-        // Read up to the header line's end; a refusal here comes after the
-        // client started sending, so drain what it sends (bounded) first.
-        let header = loop {
-            if let Some(p) = memchr::memchr(b'\n', &head) {
-                let d = parse_csv_header(op, &head[..p]);
-                head.drain(..=p);
-                break d.map_err(|e| ApiError::BadRequest(e.to_string()));
+    let start = loop {
+        let at_end = match futures_util::StreamExt::next(&mut body).await {
+            Some(Ok(b)) => {
+                read += b.len() as u64;
+                head.extend_from_slice(&b);
+                false
             }
-            if head.len() > MAX_LINE {
-                break Err(ApiError::BadRequest(
-                    "the CSV header line is missing".into(),
-                ));
+            Some(Err(_)) => {
+                return Err(ApiError::BadRequest(
+                    "the request body could not be read".into(),
+                ))
             }
-            match futures_util::StreamExt::next(&mut body).await {
-                Some(Ok(b)) => {
-                    read += b.len() as u64;
-                    head.extend_from_slice(&b);
-                }
-                Some(Err(_)) => {
-                    return Err(ApiError::BadRequest(
-                        "the request body could not be read".into(),
-                    ))
-                }
-                None => {
-                    let d = parse_csv_header(op, &head);
-                    head.clear();
-                    break d.map_err(|e| ApiError::BadRequest(e.to_string()));
-                }
-            }
+            None => true,
         };
-        match header {
-            Ok(d) => Format::Csv { delimiter: d },
-            Err(e) => {
-                head.zeroize();
-                drain(&mut body).await;
-                return Err(refused(&state, &id, op, e));
-            }
+        match take_body_start(op, is_csv, &mut head, at_end) {
+            Ok(None) if !at_end => continue,
+            Ok(None) => unreachable!("at the end the start is complete or refused"),
+            Ok(Some(format)) => break Ok(format),
+            Err(e) => break Err(ApiError::BadRequest(e.to_string())),
         }
-    } else {
-        Format::Ndjson
+    };
+    let format = match start {
+        Ok(format) => format,
+        Err(e) => {
+            // The client started sending: drain what it sends (bounded) so
+            // that it reads the refusal rather than a reset.
+            head.zeroize();
+            drain(&mut body).await;
+            return Err(refused(&state, &id, op, e));
+        }
     };
     if read > max {
         head.zeroize();
@@ -371,7 +368,7 @@ async fn queue(
             let chain = &keys.chain;
             let mut out = Vec::with_capacity(match &chunk {
                 Chunk::Lines(v) => v.len() * 4,
-                Chunk::OversizedLine => 64,
+                Chunk::OversizedLine(_) => 128,
             });
             let mut counts = Counts::default();
             SCRATCH.with_borrow_mut(|s| {
