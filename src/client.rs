@@ -343,6 +343,14 @@ pub struct Submission<'a> {
     pub progress: Option<Box<dyn Fn(u64) + Send + Sync>>,
 }
 
+/// Where [`submit`] writes an answer until it is whole: `OUTPUT.partial`.
+/// A caller interrupted (a signal) should remove it.
+pub fn partial_path(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
 /// Creates a file for personal data: mode 0600, never over an existing file.
 pub fn create_private(path: &Path) -> Result<std::fs::File, ClientError> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -435,7 +443,9 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .ok_or_else(|| ClientError::Protocol("no CStatNS-Batch header".into()))?;
-    let out = create_private(sub.output)?;
+    // The answer goes to OUTPUT.partial and takes its name only once whole.
+    let partial = partial_path(sub.output);
+    let out = create_private(&partial)?;
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(out));
     let written = async {
         let mut body = resp.into_body();
@@ -443,21 +453,20 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
             let frame =
                 frame.map_err(|e| ClientError::Protocol(format!("the answer broke off: {e}")))?;
             if let Some(data) = frame.data_ref() {
-                out.write_all(data).await.map_err(file_err(sub.output))?;
+                out.write_all(data).await.map_err(file_err(&partial))?;
             }
         }
-        out.flush().await.map_err(file_err(sub.output))?;
-        out.get_ref()
-            .sync_all()
-            .await
-            .map_err(file_err(sub.output))?;
-        conn.receipt(&batch).await
+        out.flush().await.map_err(file_err(&partial))?;
+        out.get_ref().sync_all().await.map_err(file_err(&partial))?;
+        let receipt = conn.receipt(&batch).await?;
+        // A hard link never replaces an existing file, unlike a rename.
+        std::fs::hard_link(&partial, sub.output).map_err(file_err(sub.output))?;
+        Ok(receipt)
     }
     .await;
-    if written.is_err() {
-        // A partial answer is of no use and holds codes: do not leave it.
-        drop(out);
-        let _ = std::fs::remove_file(sub.output);
-    }
+    drop(out);
+    // Whole or not, the partial file goes: a partial answer is of no use and
+    // holds codes.
+    let _ = std::fs::remove_file(&partial);
     written
 }

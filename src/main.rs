@@ -3,7 +3,8 @@
 //!
 //! Exit status (every subcommand): 0 success; 1 refused (the service refused
 //! the batch or the share, or `validate` found bad lines); 2 error (a file
-//! could not be read or written, the service could not be reached).
+//! could not be read or written, the service could not be reached); 130
+//! interrupted (`submit` then leaves no answer file).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ static ALLOC: cstatns::alloc::ZeroizingAlloc = cstatns::alloc::ZeroizingAlloc;
 
 const EXIT_REFUSED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
+/// Stopped by SIGINT or SIGTERM (128 + 2, as a shell reports ^C).
+const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -218,8 +221,9 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let bar = std::io::stderr()
                 .is_terminal()
                 .then(|| cstatns::demo::progress_bar(len));
-            let receipt = client::submit(
-                &endpoint.into(),
+            let endpoint: Endpoint = endpoint.into();
+            let submitted = client::submit(
+                &endpoint,
                 Submission {
                     operation: if renewal {
                         Operation::Renew
@@ -234,8 +238,16 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                         Box::new(move |n| b.set_position(n)) as Box<dyn Fn(u64) + Send + Sync>
                     }),
                 },
-            )
-            .await?;
+            );
+            // Interrupted, the client leaves no partial answer behind.
+            let receipt = tokio::select! {
+                r = submitted => r?,
+                () = shutdown_signal() => {
+                    let _ = std::fs::remove_file(client::partial_path(&output));
+                    eprintln!("interrupted: no answer written");
+                    return Ok(ExitCode::from(EXIT_INTERRUPTED));
+                }
+            };
             if let Some(b) = bar {
                 b.finish_and_clear();
             }

@@ -438,3 +438,42 @@ async fn submit_to_an_unreachable_service_exits_2_and_leaves_no_answer_file() {
         "an empty answer file was left after a failed connection"
     );
 }
+
+/// Regression guard: a `cstatns submit` stopped by a signal in the middle of
+/// the answer leaves no file of codes behind (it used to leave the partial
+/// answer under the output's name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_interrupted_mid_answer_exits_130_and_leaves_no_answer() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    let input = env.tmp.path().join("big.csv");
+    cstatns::demo::write_synthetic_csv(&input, 3_000_000).unwrap();
+    let output = env.tmp.path().join("out.csv");
+    let partial = cstatns::client::partial_path(&output);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cstatns"))
+        .args(submit_args(&env, &server, &input, &output))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the answer is being written.
+    let mut writing = false;
+    for _ in 0..1_000 {
+        if std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0) {
+            writing = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(writing, "the answer never started");
+    assert_eq!(status.code(), Some(130));
+    assert!(!output.exists(), "no answer under the output's name");
+    assert!(!partial.exists(), "no partial answer left");
+}
