@@ -122,12 +122,12 @@ pub enum TlsError {
 /// for the traceability log (§6 `actor`) and access decisions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PeerIdentity {
-    /// The certificate's subject as rendered by `x509-parser`: attributes in
-    /// the order they appear in the certificate, `ABBREV=value`, separated by
-    /// `", "` (multi-valued RDNs joined by `" + "`), e.g.
-    /// `CN=submitter, O=cstatns dev-env (INSECURE)`. Close to RFC 4514 but
-    /// not escaped and not reversed; use it for display and logs, and
-    /// [`fingerprint`](Self::fingerprint) to identify.
+    /// The certificate's subject: attributes in the order they appear in the
+    /// certificate, `SHORTNAME=value` with values escaped as in RFC 4514,
+    /// separated by `", "` (multi-valued RDNs joined by `" + "`), e.g.
+    /// `CN=submitter, O=cstatns dev-env (INSECURE)`. Not reversed as RFC 4514
+    /// would; two different subjects never render alike (see
+    /// `subject_string`). Prefer [`fingerprint`](Self::fingerprint) to bind.
     pub subject: String,
     /// Lowercase hex SHA-256 of the certificate's DER (64 characters, no
     /// separators).
@@ -153,14 +153,86 @@ impl PeerIdentity {
                 x509_parser::error::X509Error::InvalidCertificate,
             ));
         }
-        let subject = parsed
-            .subject()
-            .to_string_with_registry(x509_parser::objects::oid_registry())
-            .map_err(TlsError::Certificate)?;
+        let subject = subject_string(parsed.subject());
         Ok(PeerIdentity {
             subject,
             fingerprint: fingerprint(cert),
         })
+    }
+}
+
+/// A subject as text that two different subjects cannot share: attributes in
+/// certificate order, `SHORTNAME=value`, RDNs joined by `", "` and the
+/// attributes of one RDN by `" + "`, with values escaped as in RFC 4514
+/// (`\,` `\+` `\"` `\\` `\<` `\>` `\;`, a leading `#` or space, a trailing
+/// space, control characters as `\XX`); a value that is not a string is `#`
+/// and the hex of its DER content. Written by hand because x509-parser's
+/// rendering does not escape, so a CN holding `", O=…"` could pass for
+/// another subject.
+fn subject_string(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let mut out = String::new();
+    for (i, rdn) in name.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        for (j, attr) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push_str(" + ");
+            }
+            let oid = attr.attr_type().to_id_string();
+            // RFC 4514's short names, then the registry's, then the OID.
+            let short = match oid.as_str() {
+                "2.5.4.3" => Some("CN"),
+                "2.5.4.6" => Some("C"),
+                "2.5.4.7" => Some("L"),
+                "2.5.4.8" => Some("ST"),
+                "2.5.4.9" => Some("STREET"),
+                "2.5.4.10" => Some("O"),
+                "2.5.4.11" => Some("OU"),
+                "0.9.2342.19200300.100.1.25" => Some("DC"),
+                "0.9.2342.19200300.100.1.1" => Some("UID"),
+                _ => None,
+            };
+            match (short, registry.get(attr.attr_type())) {
+                (Some(sn), _) => out.push_str(sn),
+                (None, Some(entry)) => out.push_str(entry.sn()),
+                (None, None) => out.push_str(&oid),
+            }
+            out.push('=');
+            match attr.as_str() {
+                Ok(v) => escape_rfc4514(v, &mut out),
+                Err(_) => {
+                    out.push('#');
+                    out.push_str(&hex::encode(attr.as_slice()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn escape_rfc4514(value: &str, out: &mut String) {
+    let last = value.chars().count().saturating_sub(1);
+    for (k, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | ' ' if k == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' if k == last => out.push_str("\\ "),
+            c if c.is_control() => {
+                let mut b = [0u8; 4];
+                for byte in c.encode_utf8(&mut b).bytes() {
+                    out.push_str(&format!("\\{byte:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
     }
 }
 
@@ -687,5 +759,37 @@ mod tests {
         let mut der = load_certs(&pki.cert(pki::SUBMITTER)).unwrap()[0].to_vec();
         der.push(0);
         assert!(PeerIdentity::from_der(&CertificateDer::from(der)).is_err());
+    }
+
+    /// Regression guard: a CN holding `", O=…"` must not render as another
+    /// subject (x509-parser's own rendering does not escape).
+    #[test]
+    fn a_common_name_cannot_pass_for_another_subject() {
+        let render = |cn: &str| {
+            let mut params = rcgen::CertificateParams::default();
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
+            params.distinguished_name.push(
+                rcgen::DnType::OrganizationName,
+                "cstatns dev-env (INSECURE)",
+            );
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            PeerIdentity::from_der(cert.der()).unwrap().subject
+        };
+        let real = render("submitter");
+        let forged = render("submitter, O=cstatns dev-env (INSECURE)");
+        assert_eq!(real, "CN=submitter, O=cstatns dev-env (INSECURE)");
+        assert_ne!(forged, real);
+        assert_eq!(
+            forged,
+            "CN=submitter\\, O=cstatns dev-env (INSECURE), O=cstatns dev-env (INSECURE)"
+        );
+        assert_eq!(
+            render(" #a+b<c>;\"\\ "),
+            "CN=\\ #a\\+b\\<c\\>\\;\\\"\\\\\\ , O=cstatns dev-env (INSECURE)"
+        );
     }
 }
