@@ -162,7 +162,11 @@ impl Connection {
                  service's client CA, current, and meant for client authentication?"
             ))
         } else {
-            ClientError::Protocol(cause)
+            // The alert can be lost when the service closes first.
+            ClientError::Protocol(format!(
+                "the service closed the connection before answering ({cause}); a refused client \
+                 certificate can show this way too"
+            ))
         }
     }
 

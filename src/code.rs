@@ -91,7 +91,11 @@ pub type RawCode = [u8; CODE_LEN];
 
 /// One HMAC-SHA-256 key turned into its keyed state (inner and outer pads
 /// absorbed). Cloned per message: the primitive of §3, tested on RFC 4231.
-#[derive(Clone)]
+///
+/// The state is key-equivalent. It lives on the heap inside a [`KeyChain`],
+/// which the service drops when sealed; the binaries' zeroizing allocator
+/// wipes it then (the `hmac` and `sha2` crates offer no zeroize of their
+/// state). Neither type is `Clone`: the service shares one chain by `Arc`.
 pub struct KeyedMac(HmacSha256);
 
 impl KeyedMac {
@@ -113,7 +117,6 @@ impl KeyedMac {
 }
 
 /// The keyed states of generations `1..=G`, built once per key.
-#[derive(Clone)]
 pub struct KeyChain {
     states: Vec<KeyedMac>,
 }

@@ -81,7 +81,7 @@ pub enum DevEnvError {
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
     /// The ceremony failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Seal(#[from] seal::SealError),
 }
 
@@ -107,6 +107,19 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DevEnvError> {
 
 /// Creates the deployment.
 pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
+    // Refuse bad numbers before writing anything, so that a retry with the
+    // right ones finds the directory still empty.
+    if opts.holders == 0 || opts.holders > seal::MAX_HOLDERS {
+        return Err(DevEnvError::Seal(seal::SealError::InvalidHolderCount(
+            opts.holders,
+        )));
+    }
+    if opts.threshold == 0 || opts.threshold > opts.holders {
+        return Err(DevEnvError::Seal(seal::SealError::InvalidThreshold {
+            threshold: opts.threshold,
+            holders: opts.holders,
+        }));
+    }
     let dir = &opts.dir;
     if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
         return Err(DevEnvError::NotEmpty(dir.clone()));

@@ -20,3 +20,19 @@ pub mod receipt;
 pub mod seal;
 pub mod server;
 pub mod tls;
+
+/// An error and its causes on one line, `a: b: c`, leaving out a cause whose
+/// text its parent's message already holds (many messages quote their source).
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}

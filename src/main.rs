@@ -198,7 +198,7 @@ fn main() -> ExitCode {
                     Some(ClientError::Refused { .. })
                 )
             });
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cstatns::describe(e.as_ref()));
             ExitCode::from(if refused { EXIT_REFUSED } else { EXIT_ERROR })
         }
     }

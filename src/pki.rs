@@ -507,7 +507,11 @@ mod tests {
         );
         assert_eq!(
             pki.ca_identity().subject,
-            format!("CN={DEV_CA_COMMON_NAME}, O={DEV_ORGANIZATION}")
+            // The comma in the CN is escaped (RFC 4514).
+            format!(
+                "CN={}, O={DEV_ORGANIZATION}",
+                DEV_CA_COMMON_NAME.replace(',', "\\,")
+            )
         );
         assert_eq!(
             pki.stranger_ca_identity().fingerprint,

@@ -234,7 +234,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(failure) => {
-            eprintln!("keyceremony: {:#}", failure.error);
+            eprintln!("keyceremony: {}", cstatns::describe(failure.error.as_ref()));
             ExitCode::from(failure.status)
         }
     }
@@ -347,6 +347,7 @@ fn collect_passphrases(
             Some(dir) => {
                 let path = dir.join(format!("{}.pass", spec.name));
                 Passphrase::from_file(&path)
+                    .and_then(Passphrase::check_new)
                     .with_context(|| format!("passphrase of {}", spec.name))?
             }
             None => {

@@ -39,7 +39,7 @@ pub use ceremony::{
 };
 pub use keyring::{Keyring, LogSigningKey, SealedKeyring, KEYRING_FORMAT};
 pub use master::MasterSecret;
-pub use passphrase::{Passphrase, ShareKdf};
+pub use passphrase::{Passphrase, ShareKdf, MIN_NEW_PASSPHRASE_CHARS};
 pub use record::{CeremonyId, CeremonyRecord, HolderRecord, CEREMONY_FORMAT, SIGNING_CONTEXT};
 pub use share::{Share, ShareError, SHARE_FORMAT};
 
@@ -167,6 +167,12 @@ pub enum SealError {
     /// A passphrase was empty.
     #[error("the passphrase is empty")]
     EmptyPassphrase,
+    /// A new passphrase is too short to protect a share.
+    #[error("a share's passphrase needs at least {min} characters")]
+    WeakPassphrase {
+        /// The minimum.
+        min: usize,
+    },
     /// The two passphrases typed did not match.
     #[error("the two passphrases do not match")]
     PassphraseMismatch,
@@ -174,7 +180,7 @@ pub enum SealError {
     #[error("the passphrase file {0} is not UTF-8 text")]
     PassphraseNotUtf8(PathBuf),
     /// Reading a passphrase from the terminal failed.
-    #[error("cannot read the passphrase from the terminal: {0}")]
+    #[error("cannot read the passphrase from the terminal")]
     Prompt(#[source] std::io::Error),
     /// No passphrase was given for a holder in [`write_ceremony`].
     #[error("no passphrase given for holder {0}")]

@@ -55,6 +55,10 @@ impl ShareKdf {
     }
 }
 
+/// The shortest passphrase accepted for a new share. The share file is
+/// scrypt-stretched; this keeps a guessed word or date out.
+pub const MIN_NEW_PASSPHRASE_CHARS: usize = 12;
+
 /// A passphrase protecting one holder's share file: zeroized on drop, never
 /// printed, read from a prompt or a file but never from the command line.
 pub struct Passphrase(Zeroizing<String>);
@@ -115,11 +119,23 @@ impl Passphrase {
         Self::new(text)
     }
 
-    /// Asks for a new passphrase twice, without echo; refuses an empty one
+    /// Refuses a passphrase too short to protect a new share (fewer than
+    /// [`MIN_NEW_PASSPHRASE_CHARS`] characters). Existing shares open
+    /// whatever their passphrase.
+    pub fn check_new(self) -> Result<Self, SealError> {
+        if self.0.chars().count() < MIN_NEW_PASSPHRASE_CHARS {
+            return Err(SealError::WeakPassphrase {
+                min: MIN_NEW_PASSPHRASE_CHARS,
+            });
+        }
+        Ok(self)
+    }
+
+    /// Asks for a new passphrase twice, without echo; refuses a short one
     /// and two that differ (a typo here would lock the holder out of their
     /// share for good).
     pub fn prompt_new() -> Result<Self, SealError> {
-        let first = Self::prompt("New passphrase for the share: ")?;
+        let first = Self::prompt("New passphrase for the share: ")?.check_new()?;
         let second = Self::prompt("Type the same passphrase again: ")?;
         if bool::from(first.0.as_bytes().ct_eq(second.0.as_bytes())) {
             Ok(first)

@@ -33,6 +33,16 @@ use crate::receipt::Receipt;
 use crate::seal::{CeremonyRecord, SealedKeyring, Share};
 use crate::tls::PeerIdentity;
 
+/// Connections open at once; past that a new one is closed at once (each
+/// batch holds a few MiB, so this also bounds memory).
+const MAX_CONNECTIONS: usize = 256;
+
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long a seal or a stop waits for running batches to let go of the keys.
 const KEY_RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -87,7 +97,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The ceremony record or keyring is unusable.
-    #[error("{0}")]
+    #[error(transparent)]
     Seal(#[from] crate::seal::SealError),
     /// TLS files are unusable.
     #[error(transparent)]
@@ -373,6 +383,7 @@ impl Server {
         }
         let router = app(state.clone());
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -382,22 +393,34 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "connection refused: {MAX_CONNECTIONS} already open");
+                state.log(
+                    "connection_refused",
+                    None,
+                    serde_json::json!({"reason": "too many connections"}),
+                );
+                continue;
+            };
             let acceptor = self.acceptor.clone();
             let router = router.clone();
             let state = state.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let _ = tcp.set_nodelay(true);
-                let tls = match acceptor.accept(tcp).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::info!(%peer, error = %e, "TLS handshake refused");
-                        state.log(
-                            "connection_refused",
-                            None,
-                            serde_json::json!({"reason": e.to_string()}),
-                        );
-                        return;
-                    }
+                let refused = |reason: String| {
+                    tracing::info!(%peer, reason, "TLS handshake refused");
+                    state.log(
+                        "connection_refused",
+                        None,
+                        serde_json::json!({"reason": reason}),
+                    );
+                };
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return refused(e.to_string()),
+                    Err(_) => return refused("handshake timed out".into()),
                 };
                 let Some(id) = crate::tls::peer_identity(tls.get_ref().1) else {
                     return; // unreachable: the verifier requires a certificate
@@ -414,6 +437,8 @@ impl Server {
                 );
                 let io = hyper_util::rt::TokioIo::new(tls);
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(io, svc)
                     .await
                 {
