@@ -1063,3 +1063,29 @@ async fn serve_disables_core_dumps_and_says_so_in_the_log() {
     assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
     assert_eq!(core.split_whitespace().nth(5), Some("0"), "{core}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_outlive_a_restart_of_the_service() {
+    let env = TestEnv::new();
+    let mut server = env.serve();
+    env.unseal(&server).await;
+    let r = env
+        .derive_csv(&server, format!("index,nir\nRS-1,{}\n", nir_full(1)))
+        .await;
+    assert_eq!(r.status, 200);
+    let batch = r.header("cstatns-batch").unwrap().to_owned();
+    let mut sub = env.endpoint(&server, SUBMITTER).connect().await.unwrap();
+    let before = sub.receipt(&batch).await.unwrap();
+    server.stop();
+
+    let server = env.serve(); // sealed: receipts are still served
+    let mut sub = env.endpoint(&server, SUBMITTER).connect().await.unwrap();
+    let after = sub
+        .receipt(&batch)
+        .await
+        .expect("the receipt after a restart");
+    assert_eq!(after, before);
+    let mut sub = env.endpoint(&server, SUBMITTER).connect().await.unwrap();
+    let refused = sub.receipt("../../ceremony").await;
+    assert!(refused.is_err());
+}

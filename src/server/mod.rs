@@ -46,8 +46,11 @@ const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// How long a seal or a stop waits for running batches to let go of the keys.
 const KEY_RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// How many receipts the service keeps for `GET /v1/receipts/{id}`; older ones
-/// remain in the traceability log.
+/// Where receipts are kept, inside the audit directory.
+pub const RECEIPTS_DIR: &str = "receipts";
+
+/// How many receipts the service keeps in memory for `GET /v1/receipts/{id}`;
+/// all are on disk too.
 const RECEIPTS_KEPT: usize = 10_000;
 
 /// Sealed: the shares received so far (verified). Unsealed: the key chain
@@ -208,12 +211,53 @@ impl AppState {
         }
     }
 
+    /// Keeps a receipt in memory (the newest [`RECEIPTS_KEPT`]) and on disk
+    /// in `AUDIT_DIR/receipts/BATCH.json`, so that it outlives a restart. A
+    /// receipt holds counts and names, never data; the log stays the
+    /// authority (a receipt file that is lost or altered fails
+    /// `cstatns audit verify-receipt`).
     fn store_receipt(&self, r: Receipt) {
+        let dir = self.config.audit_dir.join(RECEIPTS_DIR);
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            let json = serde_json::to_vec(&r).map_err(std::io::Error::other)?;
+            std::fs::write(dir.join(format!("{}.json", r.batch)), json)
+        });
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot keep a receipt on disk");
+        }
         let mut q = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() == RECEIPTS_KEPT {
             q.pop_front();
         }
         q.push_back(r);
+    }
+
+    /// A receipt of this client's, from memory or from disk.
+    fn find_receipt(&self, batch: &str, fingerprint: &str) -> Option<Receipt> {
+        let recent = {
+            let q = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
+            q.iter().rev().find(|r| r.batch == batch).cloned()
+        };
+        // Batch ids are 32 lowercase hex digits: nothing else names a file.
+        let well_formed = batch.len() == 32
+            && batch
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let found = recent.or_else(|| {
+            well_formed
+                .then(|| {
+                    std::fs::read(
+                        self.config
+                            .audit_dir
+                            .join(RECEIPTS_DIR)
+                            .join(format!("{batch}.json")),
+                    )
+                    .ok()
+                })
+                .flatten()
+                .and_then(|bytes| serde_json::from_slice::<Receipt>(&bytes).ok())
+        })?;
+        (found.client_fingerprint == fingerprint && found.batch == batch).then_some(found)
     }
 }
 
@@ -289,11 +333,8 @@ async fn receipt(
     UrlPath(batch): UrlPath<String>,
 ) -> Result<Json<Receipt>, ApiError> {
     state.require(&id, Role::Submitter)?;
-    let q = state.receipts.lock().unwrap_or_else(|p| p.into_inner());
-    q.iter()
-        .rev()
-        .find(|r| r.batch == batch && r.client_fingerprint == id.fingerprint)
-        .cloned()
+    state
+        .find_receipt(&batch, &id.fingerprint)
         .map(Json)
         .ok_or(ApiError::NotFound)
 }
