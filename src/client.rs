@@ -462,7 +462,9 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
         }
         out.flush().await.map_err(file_err(&partial))?;
         out.get_ref().sync_all().await.map_err(file_err(&partial))?;
-        let receipt = conn.receipt(&batch).await?;
+        // The service closes a batch's connection after its answer.
+        drop(conn);
+        let receipt = endpoint.connect().await?.receipt(&batch).await?;
         // A hard link never replaces an existing file, unlike a rename.
         std::fs::hard_link(&partial, sub.output).map_err(file_err(sub.output))?;
         Ok(receipt)

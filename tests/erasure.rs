@@ -54,6 +54,8 @@ async fn no_nir_index_or_code_stays_in_the_service_memory_after_a_batch() {
     }
     let reply = env.derive_csv(&server, body).await;
     assert_eq!(reply.status, 200);
+    // One batch a connection: its buffers go (wiped) with it.
+    assert_eq!(reply.header("connection"), Some("close"));
     let answer = reply.text();
     let codes: Vec<&str> = answer
         .lines()

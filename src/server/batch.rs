@@ -272,6 +272,10 @@ async fn start(
         HeaderValue::from_static(format.content_type()),
     );
     h.insert("cstatns-generation", HeaderValue::from(generation));
+    // One batch a connection: closing it frees (and so wipes, through the
+    // zeroizing allocator) hyper's and rustls's buffers, which would
+    // otherwise keep the batch's last bytes until the next request.
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     h.insert(
         "cstatns-batch",
         HeaderValue::from_str(&batch_id).map_err(|_| ApiError::Internal)?,
