@@ -91,6 +91,11 @@ pub struct Config {
     /// Seconds between signed checkpoints of the log (when records were added).
     #[serde(default = "default_checkpoint")]
     pub audit_checkpoint_seconds: u64,
+    /// Seconds that shares received while sealed are kept before the
+    /// unseal must start over (an unseal abandoned half-way leaves no share
+    /// in memory for long).
+    #[serde(default = "default_unseal_window")]
+    pub unseal_window_seconds: u64,
     /// SHA-256 of the configuration file as read, for the log.
     #[serde(skip)]
     pub source_sha256: String,
@@ -107,6 +112,10 @@ fn default_max() -> u64 {
 
 fn default_log_file() -> u64 {
     crate::audit::DEFAULT_MAX_FILE_BYTES
+}
+
+fn default_unseal_window() -> u64 {
+    3600
 }
 
 fn default_checkpoint() -> u64 {

@@ -193,3 +193,19 @@ async fn seal_while_sealed_discards_the_shares_received() {
         serde_json::json!(["holder-1", "holder-2"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_of_an_abandoned_unseal_are_discarded_when_the_window_expires() {
+    let env = TestEnv::new();
+    common::set_number(&env.env.config, "unseal_window_seconds", 1);
+    let server = env.serve();
+    env.unseal_with(&server, &[2]).await;
+    assert_eq!(env.status(&server).await.holders_received, ["holder-2"]);
+    let r = logged(&env, |r| r["event"] == "shares_discarded").await;
+    assert_eq!(r["details"]["reason"], "unseal_window_expired");
+    assert_eq!(r["details"]["holders"], serde_json::json!(["holder-2"]));
+    let status = env.status(&server).await;
+    assert!(status.sealed && status.holders_received.is_empty());
+    // The unseal starts over and still works.
+    env.unseal(&server).await;
+}

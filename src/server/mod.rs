@@ -59,6 +59,9 @@ const RECEIPTS_KEPT: usize = 10_000;
 enum KeyState {
     Sealed {
         shares: Vec<Share>,
+        /// When the first of them arrived: shares are not kept past
+        /// `unseal_window_seconds` (an unseal abandoned half-way).
+        since: Option<tokio::time::Instant>,
     },
     Unsealed {
         chain: Arc<KeyChain>,
@@ -140,7 +143,10 @@ impl AppState {
             config,
             record,
             keyring,
-            keys: RwLock::new(KeyState::Sealed { shares: Vec::new() }),
+            keys: RwLock::new(KeyState::Sealed {
+                shares: Vec::new(),
+                since: None,
+            }),
             receipts: Mutex::new(Default::default()),
             audit,
         })
@@ -167,9 +173,13 @@ impl AppState {
             if matches!(&*keys, KeyState::Sealed { .. }) {
                 return None; // and the shares received so far stay
             }
-            let KeyState::Unsealed { chain, live } =
-                std::mem::replace(&mut *keys, KeyState::Sealed { shares: Vec::new() })
-            else {
+            let KeyState::Unsealed { chain, live } = std::mem::replace(
+                &mut *keys,
+                KeyState::Sealed {
+                    shares: Vec::new(),
+                    since: None,
+                },
+            ) else {
                 unreachable!("checked just above, under the same lock")
             };
             live.cancel();
@@ -232,6 +242,41 @@ impl AppState {
         q.push_back(r);
     }
 
+    /// Drops the shares received while sealed (zeroized on drop) and logs
+    /// it; `older_than` limits it to shares held longer than that.
+    fn discard_shares(
+        &self,
+        actor: Option<&PeerIdentity>,
+        reason: &str,
+        older_than: Option<std::time::Duration>,
+    ) -> Result<Vec<String>, ApiError> {
+        let holders: Vec<String> = {
+            let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            match &mut *keys {
+                KeyState::Sealed { shares, since } => {
+                    let due = match (older_than, *since) {
+                        (None, _) => true,
+                        (Some(limit), Some(t)) => t.elapsed() > limit,
+                        (Some(_), None) => false,
+                    };
+                    if !due || shares.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    *since = None;
+                    shares.drain(..).map(|s| s.holder().to_owned()).collect()
+                }
+                KeyState::Unsealed { .. } => return Ok(Vec::new()),
+            }
+        };
+        self.log(
+            "shares_discarded",
+            actor,
+            serde_json::json!({"holders": holders, "reason": reason}),
+        )
+        .ok_or(ApiError::AuditUnavailable)?;
+        Ok(holders)
+    }
+
     /// A receipt of this client's, from memory or from disk.
     fn find_receipt(&self, batch: &str, fingerprint: &str) -> Option<Receipt> {
         let recent = {
@@ -287,7 +332,7 @@ pub struct Status {
 fn status_of(state: &AppState) -> Status {
     let keys = state.keys.read().unwrap_or_else(|p| p.into_inner());
     let (sealed, generation, received) = match &*keys {
-        KeyState::Sealed { shares } => (
+        KeyState::Sealed { shares, .. } => (
             true,
             None,
             shares
@@ -526,6 +571,12 @@ async fn housekeeping(state: Arc<AppState>) {
                 tracing::info!("traceability log writable again");
             }
             continue;
+        }
+        let window = std::time::Duration::from_secs(state.config.unseal_window_seconds);
+        if let Ok(dropped) = state.discard_shares(None, "unseal_window_expired", Some(window)) {
+            if !dropped.is_empty() {
+                tracing::warn!(?dropped, "shares discarded: the unseal window expired");
+            }
         }
         if tokio::time::Instant::now() >= next_checkpoint {
             next_checkpoint += every;

@@ -97,7 +97,10 @@ pub(super) async fn unseal(
                 ApiError::Conflict("the service is already unsealed".into()),
             ));
         }
-        KeyState::Sealed { shares } => shares,
+        KeyState::Sealed { shares, since } => {
+            since.get_or_insert_with(tokio::time::Instant::now);
+            shares
+        }
     };
     if shares.iter().any(|s| s.holder() == holder) {
         return Err(refuse(
@@ -190,22 +193,7 @@ pub(super) async fn seal(
 ) -> Result<Json<super::Status>, ApiError> {
     state.require(&id, Role::Operator)?;
     let Some(keys_wiped) = state.retire_keys().await else {
-        let discarded: Vec<String> = {
-            let mut keys = state.keys.write().unwrap_or_else(|p| p.into_inner());
-            match &mut *keys {
-                KeyState::Sealed { shares } => {
-                    shares.drain(..).map(|s| s.holder().to_owned()).collect()
-                }
-                KeyState::Unsealed { .. } => Vec::new(),
-            }
-        };
-        state
-            .log(
-                "shares_discarded",
-                Some(&id),
-                serde_json::json!({"holders": discarded}),
-            )
-            .ok_or(ApiError::AuditUnavailable)?;
+        state.discard_shares(Some(&id), "operator", None)?;
         return Ok(Json(super::status_of(&state)));
     };
     // Sealing happens whatever the log says (it is the safe direction), but

@@ -242,9 +242,14 @@ impl TestEnv {
 
 /// Rewrites `max_request_bytes` in a dev-env `server.toml` (before serving).
 pub fn set_max_request_bytes(config: &Path, max: u64) {
+    set_number(config, "max_request_bytes", max);
+}
+
+/// Rewrites a top-level number in a dev-env `server.toml` (before serving).
+pub fn set_number(config: &Path, key: &str, value: u64) {
     let text = std::fs::read_to_string(config).expect("server.toml");
     let mut doc: toml::Table = toml::from_str(&text).expect("server.toml is TOML");
-    doc.insert("max_request_bytes".into(), toml::Value::Integer(max as i64));
+    doc.insert(key.into(), toml::Value::Integer(value as i64));
     std::fs::write(config, toml::to_string_pretty(&doc).expect("TOML"))
         .expect("rewrite server.toml");
 }
