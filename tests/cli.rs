@@ -336,6 +336,51 @@ fn demo_prints_a_json_summary_last() {
     assert!(v["seconds"].as_f64().unwrap() > 0.0);
 }
 
+#[test]
+fn demo_submits_a_given_file_under_an_imported_key_and_keeps_its_deployment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = write(tmp.path(), "k1.hex", common::TEST_K1_HEX);
+    let input = write(
+        tmp.path(),
+        "in.ndjson",
+        &format!(
+            "{{\"index\":\"D1\",\"nir\":\"{}\"}}\n{{\"index\":\"D2\",\"nir\":\"12\"}}\n",
+            nir_full(5)
+        ),
+    );
+    let output = tmp.path().join("out.ndjson");
+    let dir = tmp.path().join("kept");
+    let out = cstatns()
+        .args(["demo", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .arg("--import-key")
+        .arg(&key)
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (summary["records"].as_u64(), summary["ok"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let answer: Vec<serde_json::Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        answer[0]["cstatns"],
+        common::expected_c1(&common::test_k1(), nir_body(5).as_bytes())
+    );
+    assert_eq!(answer[1]["status"], "invalid_length");
+    assert!(dir.join("server.toml").exists() && dir.join("audit/log.jsonl").exists());
+}
+
 /// Regression guard: a file over `max_request_bytes` must be refused by the
 /// service (413, exit 1) and leave no answer file. A small file used to be
 /// answered in full (the bytes read with the CSV header line were not
