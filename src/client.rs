@@ -357,16 +357,10 @@ pub fn partial_path(output: &Path) -> PathBuf {
 
 /// Creates a file for personal data: mode 0600, never over an existing file.
 pub fn create_private(path: &Path) -> Result<std::fs::File, ClientError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| ClientError::File {
-            path: path.to_owned(),
-            source,
-        })
+    crate::files::create_new(path, 0o600).map_err(|source| ClientError::File {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Streams a batch to the service, streams the answer to `output`, and

@@ -8,7 +8,6 @@
 //! `shares/holder-i.pass`, `ceremony.json`, `keyring.json`, `audit/`,
 //! `server.toml`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::{ClientEntry, Config, Role, TlsFiles, DEFAULT_MAX_REQUEST_BYTES};
@@ -94,15 +93,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DevEnvError + '_ {
 
 /// Writes a file that must not exist yet, with `mode`.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DevEnvError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io(path))?;
-    f.write_all(bytes).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
+    crate::files::write_new(path, bytes, mode).map_err(io(path))
 }
 
 /// Creates the deployment.

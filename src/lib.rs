@@ -13,6 +13,7 @@ pub mod code;
 pub mod config;
 pub mod demo;
 pub mod devenv;
+pub mod files;
 pub mod harden;
 pub mod nir;
 pub mod pki;

@@ -24,9 +24,9 @@
 //! first, and each file is then created with `create_new`.
 
 use std::collections::BTreeMap;
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::DirBuilder;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -328,29 +328,18 @@ fn write_new(path: &Path, contents: &[u8], secrecy: Secrecy) -> Result<(), PkiEr
         Secrecy::Public => 0o644,
         Secrecy::Secret => 0o600,
     };
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|source| {
-            if source.kind() == io::ErrorKind::AlreadyExists {
-                PkiError::AlreadyExists {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                PkiError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                }
+    crate::files::write_new(path, contents, mode).map_err(|source| {
+        if source.kind() == io::ErrorKind::AlreadyExists {
+            PkiError::AlreadyExists {
+                path: path.to_path_buf(),
             }
-        })?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|source| PkiError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        } else {
+            PkiError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
 }
 
 fn identity(role: &str, cert: &Certificate) -> Result<PeerIdentity, PkiError> {

@@ -10,8 +10,8 @@
 //! DIR/shares/NAME.share    one armored age file per holder (mode 0600, directory 0700)
 //! ```
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use p256::Scalar;
@@ -364,27 +364,15 @@ fn create_private_dir(path: &Path) -> Result<(), SealError> {
 }
 
 /// Creates `path` (refusing an existing file, atomically), writes `bytes`
-/// and syncs. `mode` applies on Unix.
+/// and syncs.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SealError> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options.open(path).map_err(|e| {
+    crate::files::write_new(path, bytes, mode).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             SealError::AlreadyExists(path.to_path_buf())
         } else {
             SealError::io(path, e)
         }
-    })?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| SealError::io(path, e))
+    })
 }
 
 /// Largest key file read by [`read_import_key`] (a key is 32 raw bytes or
