@@ -150,6 +150,13 @@ async fn start(
             Err(e) => break Err(ApiError::BadRequest(e.to_string())),
         }
     };
+    let start = start.and_then(|f| {
+        if read > max {
+            Err(ApiError::TooLarge(max))
+        } else {
+            Ok(f)
+        }
+    });
     let format = match start {
         Ok(format) => format,
         Err(e) => {
@@ -160,11 +167,6 @@ async fn start(
             return Err(refused(&state, &id, op, e));
         }
     };
-    if read > max {
-        head.zeroize();
-        drain(&mut body).await;
-        return Err(refused(&state, &id, op, ApiError::TooLarge(max)));
-    }
 
     let batch_id = {
         let mut b = [0u8; 16];
