@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use crate::batch::Operation;
 use crate::receipt::Receipt;
 use crate::seal::Share;
-use crate::server::Status;
+use crate::wire::{ErrorBody, Status, UnsealReply};
 
 /// Boxed request body.
 type ReqBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
@@ -257,10 +257,7 @@ impl Connection {
     }
 
     /// `POST /v1/unseal` with one share.
-    pub async fn unseal(
-        &mut self,
-        share: &Share,
-    ) -> Result<crate::server::UnsealReply, ClientError> {
+    pub async fn unseal(&mut self, share: &Share) -> Result<UnsealReply, ClientError> {
         let wire = share.to_wire_json();
         let req = self
             .request("POST", "/v1/unseal")
@@ -294,14 +291,15 @@ async fn refusal(resp: hyper::Response<hyper::body::Incoming>) -> ClientError {
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let parsed = serde_json::from_slice::<ErrorBody>(&body).ok();
+    let fallback = status.canonical_reason().unwrap_or("error");
     ClientError::Refused {
         status: status.as_u16(),
-        code: v["error"]
-            .as_str()
-            .unwrap_or(status.canonical_reason().unwrap_or("error"))
+        code: parsed
+            .as_ref()
+            .map_or(fallback, |b| b.error.as_str())
             .to_owned(),
-        message: v["message"].as_str().unwrap_or("no details").to_owned(),
+        message: parsed.map_or_else(|| "no details".to_owned(), |b| b.message),
     }
 }
 
@@ -469,4 +467,16 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
     // holds codes.
     let _ = std::fs::remove_file(&partial);
     written
+}
+
+/// A byte-progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} sent  {bytes_per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }

@@ -169,6 +169,16 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        // A production build (without the `dev-kit` feature) serves no
+        // deployment whose secrets were made to be thrown away.
+        if c.insecure_dev_env && !cfg!(feature = "dev-kit") {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: "insecure_dev_env = true: this is a throw-away development deployment, \
+                          which a production build refuses to serve"
+                    .to_owned(),
+            });
+        }
         for e in &c.clients {
             if e.fingerprint.is_none() && e.subject.is_none() {
                 return Err(ConfigError::Invalid {

@@ -147,9 +147,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         .output
         .clone()
         .unwrap_or_else(|| env.dir.join("demo-output.csv"));
-    let bar = opts
-        .progress
-        .then(|| progress_bar(std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0)));
+    let bar = opts.progress.then(|| {
+        crate::client::progress_bar(std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0))
+    });
     let clock = Instant::now();
     let receipt = client::submit(
         &endpoint(crate::pki::SUBMITTER),
@@ -180,16 +180,4 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         seconds,
         records_per_second: receipt.records as f64 / seconds.max(1e-9),
     })
-}
-
-/// A byte-progress bar on stderr (hidden when stderr is not a terminal).
-pub fn progress_bar(len: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {bytes}/{total_bytes} sent  {bytes_per_sec}  eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
 }

@@ -3,7 +3,11 @@
 //!
 //! The contract parts of the design live in one module each: [`nir`] (§2),
 //! [`code`] (§3) and [`batch`] (§4). [`seal`] holds the key ceremony, shares
-//! and keyring; [`server`] and [`client`] the two ends of the wire.
+//! and keyring; `server` (feature `service`) and [`client`] the two ends of
+//! the wire, which share only [`wire`]. The throw-away PKI, `dev-env` and
+//! `demo` are behind the `dev-kit` feature (on by default), so a production
+//! build (`--no-default-features --features service`) has none of them. See
+//! `docs/architecture.md`.
 
 pub mod alloc;
 pub mod audit;
@@ -11,16 +15,21 @@ pub mod batch;
 pub mod client;
 pub mod code;
 pub mod config;
+#[cfg(feature = "dev-kit")]
 pub mod demo;
+#[cfg(feature = "dev-kit")]
 pub mod devenv;
 pub mod files;
 pub mod harden;
 pub mod nir;
+#[cfg(feature = "dev-kit")]
 pub mod pki;
 pub mod receipt;
 pub mod seal;
+#[cfg(feature = "service")]
 pub mod server;
 pub mod tls;
+pub mod wire;
 
 /// An error and its causes on one line, `a: b: c`, leaving out a cause whose
 /// text its parent's message already holds (many messages quote their source).

@@ -92,8 +92,10 @@ enum Command {
         endpoint: EndpointArgs,
     },
     /// Write a throw-away local deployment (INSECURE: for tests and demos only).
+    #[cfg(feature = "dev-kit")]
     DevEnv(DevEnvArgs),
     /// Run everything once: dev-env, serve, unseal, submit a synthetic batch; print a JSON summary.
+    #[cfg(feature = "dev-kit")]
     Demo {
         /// Keep the deployment in this directory (default: a temporary one, removed afterwards).
         #[arg(long)]
@@ -146,6 +148,7 @@ impl From<EndpointArgs> for Endpoint {
     }
 }
 
+#[cfg(feature = "dev-kit")]
 #[derive(Args)]
 struct DevEnvArgs {
     /// Directory to create (must be new or empty).
@@ -220,7 +223,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 .len();
             let bar = std::io::stderr()
                 .is_terminal()
-                .then(|| cstatns::demo::progress_bar(len));
+                .then(|| cstatns::client::progress_bar(len));
             let endpoint: Endpoint = endpoint.into();
             let submitted = client::submit(
                 &endpoint,
@@ -282,6 +285,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "dev-kit")]
         Command::DevEnv(a) => {
             let env = cstatns::devenv::create(&cstatns::devenv::Options {
                 dir: a.dir,
@@ -303,6 +307,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "dev-kit")]
         Command::Demo {
             dir,
             records,

@@ -410,6 +410,7 @@ fn root_store(ca_pem: &Path) -> Result<RootCertStore, TlsError> {
 }
 
 #[cfg(test)]
+#[cfg(feature = "dev-kit")]
 mod tests {
     use super::*;
     use crate::pki::{self, DevPki};

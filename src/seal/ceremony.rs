@@ -19,16 +19,18 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::error::SealError;
+use super::id::CeremonyId;
+use super::id::{is_lower_hex, is_valid_holder_name};
 use super::keyring::{Keyring, LogSigningKey, SealedKeyring};
 use super::master::MasterSecret;
 use super::passphrase::{Passphrase, ShareKdf};
-use super::record::{CeremonyId, CeremonyRecord, HolderRecord};
+use super::record::{CeremonyRecord, HolderRecord};
 use super::share::Share;
-use super::{is_lower_hex, is_valid_holder_name, vss, SealError};
+use super::vss;
 use crate::code::GenerationKey;
 
-/// Most holders a ceremony can have (share identifiers are one byte).
-pub const MAX_HOLDERS: usize = 255;
+pub use super::id::MAX_HOLDERS;
 
 /// File name of the ceremony record in a ceremony directory.
 pub const RECORD_FILE: &str = "ceremony.json";
@@ -184,7 +186,7 @@ pub fn init(opts: &InitOptions) -> Result<CeremonyOutput, SealError> {
         record.verify_share(share)?;
     }
     let rebuilt = combine(&record, &shares[..opts.threshold])?;
-    sealed.open_for(&record, &rebuilt)?;
+    record.open_keyring(&sealed, &rebuilt)?;
 
     Ok(CeremonyOutput {
         record,
@@ -469,8 +471,8 @@ pub(crate) mod tests {
                     let s = combine(&out.record, &subset).expect("3 shares rebuild S");
                     assert_eq!(s.key_check_value(), out.record.key_check_value());
                     let keyring = out
-                        .keyring
-                        .open_for(&out.record, &s)
+                        .record
+                        .open_keyring(&out.keyring, &s)
                         .expect("keyring opens");
                     assert_eq!(keyring.generation(), 2);
                 }
@@ -613,7 +615,7 @@ pub(crate) mod tests {
             shares.push(share);
         }
         let s = combine(&record, &shares).expect("combine");
-        sealed.open_for(&record, &s).expect("open");
+        record.open_keyring(&sealed, &s).expect("open");
 
         #[cfg(unix)]
         {

@@ -38,9 +38,10 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::error::SealError;
+use super::id::is_lower_hex;
+use super::id::CeremonyId;
 use super::master::MasterSecret;
-use super::record::{CeremonyId, CeremonyRecord};
-use super::{is_lower_hex, SealError};
 use crate::code::{GenerationKey, KEY_LEN};
 
 /// The `format` member of `keyring.json`.
@@ -302,25 +303,6 @@ impl SealedKeyring {
             .map_err(|_| SealError::KeyringDoesNotOpen)?;
         Keyring::decode(&buf)
     }
-
-    /// [`open`](Self::open), after checking the keyring belongs to the
-    /// record's ceremony, and checking afterwards that its log-signing key
-    /// is the one the record names. What an unseal should call.
-    pub fn open_for(
-        &self,
-        record: &CeremonyRecord,
-        master: &MasterSecret,
-    ) -> Result<Keyring, SealError> {
-        if self.ceremony_id != record.ceremony_id() {
-            return Err(SealError::KeyringCeremonyMismatch {
-                expected: record.ceremony_id(),
-                found: self.ceremony_id,
-            });
-        }
-        let keyring = self.open(master)?;
-        record.check_keyring(&keyring)?;
-        Ok(keyring)
-    }
 }
 
 #[cfg(test)]
@@ -370,7 +352,7 @@ mod tests {
             Err(SealError::KeyringDoesNotOpen)
         ));
         assert!(matches!(
-            relabelled.open_for(&out.record, &s),
+            out.record.open_keyring(&relabelled, &s),
             Err(SealError::KeyringCeremonyMismatch { .. })
         ));
 

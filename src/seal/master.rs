@@ -7,7 +7,7 @@ use p256::{NonZeroScalar, ProjectivePoint, Scalar};
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::record::CeremonyId;
+use super::id::CeremonyId;
 
 /// HKDF `info` for the keyring's key-encryption key: a distinct label per
 /// purpose and version, so that `S` can later feed other derivations

@@ -9,7 +9,7 @@ use rand::distributions::{Alphanumeric, Distribution};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::SealError;
+use super::error::SealError;
 
 /// scrypt work factor (`log2 N`) of [`ShareKdf::InsecureFastForDevEnv`]:
 /// about a millisecond, so that test suites and throw-away deployments that

@@ -52,9 +52,14 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
+use super::error::SealError;
+use super::error::ShareError;
+use super::id::{is_lower_hex, is_valid_holder_name, CeremonyId};
+use super::keyring::SealedKeyring;
 use super::keyring::{Keyring, LogSigningKey};
-use super::share::{Share, ShareError};
-use super::{is_lower_hex, is_valid_holder_name, vss, SealError};
+use super::master::MasterSecret;
+use super::share::Share;
+use super::vss;
 
 /// The `format` member of `ceremony.json`.
 pub const CEREMONY_FORMAT: &str = "cstatns-ceremony-v1";
@@ -62,49 +67,6 @@ pub const CEREMONY_FORMAT: &str = "cstatns-ceremony-v1";
 /// Prefix of the message signed over a ceremony record (domain separation:
 /// the same Ed25519 key signs the log's checkpoints).
 pub const SIGNING_CONTEXT: &[u8] = b"cstatns ceremony record v1\n";
-
-/// Identifier of one ceremony: 16 random bytes, written as 32 lowercase hex
-/// digits. It ties shares and keyring to the record they belong to, so a
-/// share of an earlier ceremony is recognised as such rather than failing a
-/// check mysteriously.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CeremonyId([u8; 16]);
-
-impl CeremonyId {
-    /// A fresh random identifier.
-    pub fn random() -> Self {
-        let mut b = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
-        Self(b)
-    }
-
-    /// The 16 bytes (HKDF salt and AEAD associated data of the keyring).
-    pub fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
-    }
-
-    /// Parses exactly 32 lowercase hex digits.
-    pub fn parse(text: &str) -> Option<Self> {
-        if !is_lower_hex(text, 32) {
-            return None;
-        }
-        let mut b = [0u8; 16];
-        hex::decode_to_slice(text, &mut b).ok()?;
-        Some(Self(b))
-    }
-}
-
-impl std::fmt::Display for CeremonyId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl std::fmt::Debug for CeremonyId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CeremonyId({self})")
-    }
-}
 
 /// One holder as listed in the record (all public).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,7 +176,7 @@ impl CeremonyRecord {
             return Err(bad("created is not in UTC (…Z)"));
         }
         let n = json.holders.len();
-        if n == 0 || n > super::MAX_HOLDERS {
+        if n == 0 || n > super::id::MAX_HOLDERS {
             return Err(bad("the number of holders is not between 1 and 255"));
         }
         if json.threshold == 0 || json.threshold > n {
@@ -297,6 +259,25 @@ impl CeremonyRecord {
         self.log_key
             .verify_strict(&message, &signature)
             .map_err(|_| SealError::BadRecordSignature)
+    }
+
+    /// Opens `sealed` with `master`, after checking that it belongs to this
+    /// record's ceremony, then checks that its log-signing key is the one
+    /// this record names. What an unseal should call.
+    pub fn open_keyring(
+        &self,
+        sealed: &SealedKeyring,
+        master: &MasterSecret,
+    ) -> Result<Keyring, SealError> {
+        if sealed.ceremony_id() != self.ceremony_id() {
+            return Err(SealError::KeyringCeremonyMismatch {
+                expected: self.ceremony_id(),
+                found: sealed.ceremony_id(),
+            });
+        }
+        let keyring = sealed.open(master)?;
+        self.check_keyring(&keyring)?;
+        Ok(keyring)
     }
 
     /// Checks that an unsealed keyring is the one this record was signed

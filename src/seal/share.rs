@@ -25,9 +25,10 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::error::SealError;
+use super::id::CeremonyId;
+use super::id::{is_lower_hex, is_valid_holder_name};
 use super::passphrase::{Passphrase, ShareKdf, MAX_DECRYPT_LOG_N};
-use super::record::CeremonyId;
-use super::{is_lower_hex, is_valid_holder_name, SealError};
 
 /// The `format` member of a share payload.
 pub const SHARE_FORMAT: &str = "cstatns-share-v1";
@@ -35,61 +36,6 @@ pub const SHARE_FORMAT: &str = "cstatns-share-v1";
 /// Room for the largest valid payload (about 220 bytes) with margin; a
 /// decrypted file larger than this is not a share.
 const MAX_PAYLOAD: usize = 1024;
-
-/// A share refused by the checks against a ceremony record. Each variant
-/// names the holder the share claims to be from (a validated name, safe to
-/// log) and never the share value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ShareError {
-    /// The share belongs to another ceremony (an earlier one, typically).
-    #[error(
-        "the share of {holder} belongs to ceremony {share_ceremony}, not to {record_ceremony}"
-    )]
-    OtherCeremony {
-        /// The holder named in the share.
-        holder: String,
-        /// The ceremony named in the share.
-        share_ceremony: CeremonyId,
-        /// The ceremony of the record it was checked against.
-        record_ceremony: CeremonyId,
-    },
-    /// The holder named in the share is not in the record.
-    #[error("{holder} is not a holder of this ceremony")]
-    UnknownHolder {
-        /// The holder named in the share.
-        holder: String,
-    },
-    /// The share's identifier is not the one the record gives this holder.
-    #[error("the share of {holder} has identifier {found}, but the record gives {holder} identifier {expected}")]
-    IdentifierMismatch {
-        /// The holder named in the share.
-        holder: String,
-        /// The identifier in the record.
-        expected: u8,
-        /// The identifier in the share.
-        found: u8,
-    },
-    /// Feldman's check against the record's commitments failed: the share
-    /// value is wrong (altered, corrupted, or forged).
-    #[error("the share of {holder} fails the Feldman check against the ceremony's commitments")]
-    FeldmanCheckFailed {
-        /// The holder named in the share.
-        holder: String,
-    },
-}
-
-impl ShareError {
-    /// The holder the refused share claims to be from.
-    pub fn holder(&self) -> &str {
-        match self {
-            Self::OtherCeremony { holder, .. }
-            | Self::UnknownHolder { holder }
-            | Self::IdentifierMismatch { holder, .. }
-            | Self::FeldmanCheckFailed { holder } => holder,
-        }
-    }
-}
 
 /// One holder's share: the point `(id, f(id))` of the sharing polynomial,
 /// tagged with the ceremony and holder it belongs to.
@@ -371,6 +317,7 @@ impl std::fmt::Debug for Share {
 mod tests {
     use super::*;
     use crate::seal::ceremony::tests::{ceremony, copy};
+    use crate::seal::ShareError;
 
     /// The wire JSON of `share` with one member replaced.
     fn edited(share: &Share, member: &str, value: serde_json::Value) -> Vec<u8> {

@@ -17,8 +17,8 @@ use vsss_rs::{
 };
 use zeroize::Zeroize;
 
+use super::error::SealError;
 use super::master::MasterSecret;
-use super::SealError;
 
 type P256Share = DefaultShare<IdentifierPrimeField<Scalar>, IdentifierPrimeField<Scalar>>;
 type P256Verifier = ShareVerifierGroup<ProjectivePoint>;

@@ -80,7 +80,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": self.code(), "message": self.to_string()});
+        let body = crate::wire::ErrorBody {
+            error: self.code().to_owned(),
+            message: self.to_string(),
+        };
         let mut r = (self.status(), axum::Json(body)).into_response();
         if matches!(self, ApiError::Sealed | ApiError::AuditUnavailable) {
             r.headers_mut()

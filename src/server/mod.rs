@@ -19,12 +19,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::wire::{Status, UnsealReply};
 pub use error::ApiError;
-pub use unseal::UnsealReply;
 
 use crate::audit::AuditLog;
 use crate::code::KeyChain;
@@ -304,29 +303,6 @@ impl AppState {
         })?;
         (found.client_fingerprint == fingerprint && found.batch == batch).then_some(found)
     }
-}
-
-/// `GET /v1/status`: public facts only.
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub struct Status {
-    /// True until `t` valid shares have been received.
-    pub sealed: bool,
-    /// The current generation `G` (absent while sealed).
-    pub generation: Option<u32>,
-    /// The ceremony this service belongs to.
-    pub ceremony_id: String,
-    /// The key check value `C0`.
-    pub key_check_value: String,
-    /// The threshold `t`.
-    pub threshold: usize,
-    /// Holders whose share has been accepted, while sealed.
-    pub holders_received: Vec<String>,
-    /// Valid shares still needed to unseal.
-    pub holders_needed: usize,
-    /// Set on a throw-away development deployment.
-    pub insecure_dev_env: bool,
-    /// The traceability log: while it cannot be written, work is refused.
-    pub audit: crate::audit::Health,
 }
 
 fn status_of(state: &AppState) -> Status {

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, KeyState};
+use super::{ApiError, AppState, KeyState, UnsealReply};
 use crate::code::KeyChain;
 use crate::config::Role;
 use crate::seal::{combine, Share};
@@ -18,19 +17,6 @@ use crate::tls::PeerIdentity;
 
 /// Largest accepted share message.
 const MAX_SHARE_MESSAGE: usize = 4096;
-
-/// The answer to an accepted share.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct UnsealReply {
-    /// The holder whose share was accepted.
-    pub holder: String,
-    /// Still sealed after this share?
-    pub sealed: bool,
-    /// Valid shares still needed.
-    pub holders_needed: usize,
-    /// Current generation once unsealed.
-    pub generation: Option<u32>,
-}
 
 pub(super) async fn unseal(
     State(state): State<Arc<AppState>>,
@@ -130,7 +116,7 @@ pub(super) async fn unseal(
         }));
     }
     let opened = combine(&state.record, shares)
-        .and_then(|master| state.keyring.open_for(&state.record, &master));
+        .and_then(|master| state.record.open_keyring(&state.keyring, &master));
     let keyring = match opened {
         Ok(k) => k,
         Err(e) => {

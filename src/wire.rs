@@ -1,0 +1,57 @@
+//! What crosses the wire, shared by both ends: the JSON bodies of the
+//! service's answers and the error codes it puts in them. The client, the
+//! holders' tool and the auditors' commands use these types and never the
+//! service itself (which is behind the `service` feature).
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::receipt::Receipt;
+
+/// `GET /v1/status`: public facts only.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// True until `t` valid shares have been received.
+    pub sealed: bool,
+    /// The current generation `G` (absent while sealed).
+    pub generation: Option<u32>,
+    /// The ceremony this service belongs to.
+    pub ceremony_id: String,
+    /// The key check value `C0`.
+    pub key_check_value: String,
+    /// The threshold `t`.
+    pub threshold: usize,
+    /// Holders whose share has been accepted, while sealed.
+    pub holders_received: Vec<String>,
+    /// Valid shares still needed to unseal.
+    pub holders_needed: usize,
+    /// Set on a throw-away development deployment.
+    pub insecure_dev_env: bool,
+    /// The traceability log: while it cannot be written, work is refused.
+    pub audit: crate::audit::Health,
+}
+
+/// The answer to an accepted share.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UnsealReply {
+    /// The holder whose share was accepted.
+    pub holder: String,
+    /// Still sealed after this share?
+    pub sealed: bool,
+    /// Valid shares still needed.
+    pub holders_needed: usize,
+    /// Current generation once unsealed.
+    pub generation: Option<u32>,
+}
+
+/// The body of every refusal: a stable machine code (`forbidden`, `sealed`,
+/// `unsupported_media_type`, `bad_request`, `too_large`, `not_found`,
+/// `share_refused`, `wrong_holder_certificate`, `conflict`,
+/// `audit_unavailable`, `internal`) and a message for people. The message
+/// names holders, roles and limits, never a NIR, an index, a code or a share.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The machine code.
+    pub error: String,
+    /// What happened, for people.
+    pub message: String,
+}
