@@ -20,8 +20,7 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::error::SealError;
-use super::id::CeremonyId;
-use super::id::{is_lower_hex, is_valid_holder_name};
+use super::id::{is_lower_hex, is_valid_holder_name, CeremonyId, MAX_HOLDERS};
 use super::keyring::{Keyring, LogSigningKey, SealedKeyring};
 use super::master::MasterSecret;
 use super::passphrase::{Passphrase, ShareKdf};
@@ -29,8 +28,6 @@ use super::record::{CeremonyRecord, HolderRecord};
 use super::share::Share;
 use super::vss;
 use crate::code::GenerationKey;
-
-pub use super::id::MAX_HOLDERS;
 
 /// File name of the ceremony record in a ceremony directory.
 pub const RECORD_FILE: &str = "ceremony.json";

@@ -39,8 +39,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::error::SealError;
-use super::id::is_lower_hex;
-use super::id::CeremonyId;
+use super::id::{is_lower_hex, CeremonyId};
 use super::master::MasterSecret;
 use crate::code::{GenerationKey, KEY_LEN};
 

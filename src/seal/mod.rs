@@ -38,12 +38,10 @@ mod vss;
 
 pub use ceremony::{
     combine, holder_fingerprint_from_pem, init, read_import_key, share_file_name, write_ceremony,
-    CeremonyFiles, CeremonyOutput, HolderSpec, InitOptions, KEYRING_FILE, MAX_HOLDERS, RECORD_FILE,
-    SHARES_DIR,
+    CeremonyFiles, CeremonyOutput, HolderSpec, InitOptions, KEYRING_FILE, RECORD_FILE, SHARES_DIR,
 };
-pub use error::SealError;
-pub use error::ShareError;
-pub use id::{is_valid_holder_name, CeremonyId};
+pub use error::{SealError, ShareError};
+pub use id::{is_valid_holder_name, CeremonyId, MAX_HOLDERS};
 pub use keyring::{Keyring, LogSigningKey, SealedKeyring, KEYRING_FORMAT};
 pub use master::MasterSecret;
 pub use passphrase::{Passphrase, ShareKdf, MIN_NEW_PASSPHRASE_CHARS};

@@ -52,11 +52,9 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-use super::error::SealError;
-use super::error::ShareError;
+use super::error::{SealError, ShareError};
 use super::id::{is_lower_hex, is_valid_holder_name, CeremonyId};
-use super::keyring::SealedKeyring;
-use super::keyring::{Keyring, LogSigningKey};
+use super::keyring::{Keyring, LogSigningKey, SealedKeyring};
 use super::master::MasterSecret;
 use super::share::Share;
 use super::vss;

@@ -26,8 +26,7 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::error::SealError;
-use super::id::CeremonyId;
-use super::id::{is_lower_hex, is_valid_holder_name};
+use super::id::{is_lower_hex, is_valid_holder_name, CeremonyId};
 use super::passphrase::{Passphrase, ShareKdf, MAX_DECRYPT_LOG_N};
 
 /// The `format` member of a share payload.
