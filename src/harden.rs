@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 /// What could be applied (each step is attempted even if another fails).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Hardening {
     /// `RLIMIT_CORE` set to 0.
     pub no_core_dump: bool,

@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 #[cfg(feature = "dev-kit")]
 pub mod devenv;
+pub mod event;
 pub mod files;
 pub mod harden;
 pub mod nir;

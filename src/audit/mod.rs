@@ -5,8 +5,10 @@
 //!
 //! A record is written and fsynced before the operation it records is
 //! acknowledged; if it cannot be, [`AuditLog::append`] fails and the caller
-//! refuses the operation. Callers pass counts, names and certificate
-//! identities only: never a NIR, a code, an index or anything computed from one.
+//! refuses the operation. What is written is an [`Event`], whose fields can
+//! only be counts, names, certificate identities and words of the log's
+//! vocabulary: never a NIR, a code, an index or anything computed from one
+//! (see [`crate::event`]).
 
 pub mod cli;
 pub mod report;
@@ -20,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::event::{Event, PublicHex, Term, Timestamp};
 use crate::seal::LogSigningKey;
 use crate::tls::PeerIdentity;
 
@@ -249,9 +252,10 @@ impl AuditLog {
         };
         if dropped > 0 {
             log.append(
-                "audit_repaired",
+                &Event::AuditRepaired {
+                    dropped_partial_line_bytes: dropped,
+                },
                 None,
-                serde_json::json!({"dropped_partial_line_bytes": dropped}),
             )?;
         }
         Ok(log)
@@ -265,14 +269,9 @@ impl AuditLog {
     /// failure nothing of the record stays in the file, the log is marked
     /// unwritable (see [`AuditLog::health`]) and the caller must refuse the
     /// operation.
-    pub fn append(
-        &self,
-        event: &str,
-        actor: Option<&PeerIdentity>,
-        details: serde_json::Value,
-    ) -> Result<u64, AuditError> {
+    pub fn append(&self, event: &Event, actor: Option<&PeerIdentity>) -> Result<u64, AuditError> {
         let mut tail = self.lock();
-        self.record(&mut tail, event, actor, &details)
+        self.record(&mut tail, event, actor)
     }
 
     /// [`Self::write`] with the bookkeeping of failures: the first success
@@ -280,17 +279,18 @@ impl AuditLog {
     fn record(
         &self,
         tail: &mut Tail,
-        event: &str,
+        event: &Event,
         actor: Option<&PeerIdentity>,
-        details: &serde_json::Value,
     ) -> Result<u64, AuditError> {
-        let r = self.write(tail, event, actor, details);
+        let r = self.write(tail, event, actor);
         match &r {
             Ok(_) => {
                 if let Some((since, _)) = tail.error.take() {
                     // Say in the log itself that it was unwritable for a while.
-                    let d = serde_json::json!({"failed_since": since});
-                    if let Err(e) = self.write(tail, "audit_resumed", None, &d) {
+                    let resumed = Event::AuditResumed {
+                        failed_since: Timestamp::of(&since),
+                    };
+                    if let Err(e) = self.write(tail, &resumed, None) {
                         tail.error = Some((since, e.to_string()));
                     }
                 }
@@ -309,10 +309,10 @@ impl AuditLog {
     fn write(
         &self,
         tail: &mut Tail,
-        event: &str,
+        event: &Event,
         actor: Option<&PeerIdentity>,
-        details: &serde_json::Value,
     ) -> Result<u64, AuditError> {
+        let (event, details) = event.to_parts();
         // Fixed-width RFC 3339 UTC timestamps compare as strings.
         let time = crate::receipt::now_rfc3339().max(tail.last_time.clone());
         self.rotate_if_due(tail, &time)?;
@@ -323,7 +323,7 @@ impl AuditLog {
             time: &time,
             event,
             actor,
-            details,
+            details: &details,
             prev: &tail.prev,
         };
         let mut line = serde_json::to_vec(&rec).map_err(|e| io_err(&path, e))?;
@@ -399,7 +399,7 @@ impl AuditLog {
 
     /// Signs the chain so far with a `checkpoint` record. `Ok(None)` when there
     /// is no key (sealed) or nothing new to cover.
-    pub fn checkpoint(&self, reason: &str) -> Result<Option<u64>, AuditError> {
+    pub fn checkpoint(&self, reason: &'static str) -> Result<Option<u64>, AuditError> {
         let mut tail = self.lock();
         let Some(signer) = tail.signer.clone() else {
             return Ok(None);
@@ -408,15 +408,14 @@ impl AuditLog {
             return Ok(None);
         }
         let sig = signer.sign(&checkpoint_message(&self.ceremony_id, tail.seq, &tail.prev));
-        let details = serde_json::json!({
-            "reason": reason,
-            "covers_seq": tail.seq,
-            "covers_hash": tail.prev,
-            "public_key": signer.public_key_hex(),
-            "signature": hex::encode(sig),
-        });
-        self.record(&mut tail, "checkpoint", None, &details)
-            .map(Some)
+        let checkpoint = Event::Checkpoint {
+            reason: Term::from(reason),
+            covers_seq: tail.seq,
+            covers_hash: PublicHex::of_hex(&tail.prev),
+            public_key: PublicHex::of_hex(&signer.public_key_hex()),
+            signature: PublicHex::of(sig),
+        };
+        self.record(&mut tail, &checkpoint, None).map(Some)
     }
 
     /// Signs a receipt (the message of [`receipt_message`]); `None` while sealed.
@@ -471,17 +470,11 @@ mod tests {
     fn records_chain_from_the_ceremony_genesis_and_resume_after_reopening() {
         let tmp = tempfile::tempdir().unwrap();
         let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
-        log.append("service_start", None, serde_json::json!({}))
-            .unwrap();
-        log.append("service_stop", None, serde_json::json!({}))
-            .unwrap();
+        log.append(&Event::AuditProbe {}, None).unwrap();
+        log.append(&Event::AuditProbe {}, None).unwrap();
         drop(log);
         let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
-        assert_eq!(
-            log.append("service_start", None, serde_json::json!({}))
-                .unwrap(),
-            3
-        );
+        assert_eq!(log.append(&Event::AuditProbe {}, None).unwrap(), 3);
         let mut prev = genesis(CEREMONY);
         for (i, l) in lines(tmp.path()).iter().enumerate() {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
@@ -499,9 +492,12 @@ mod tests {
         let log = AuditLog::open(tmp.path(), CEREMONY, 600).unwrap();
         for _ in 0..10 {
             log.append(
-                "request_refused",
+                &Event::RequestRefused {
+                    operation: None,
+                    reason: "forbidden".into(),
+                    role: None,
+                },
                 None,
-                serde_json::json!({"reason": "forbidden"}),
             )
             .unwrap();
         }
@@ -521,8 +517,7 @@ mod tests {
     fn a_half_written_record_is_cut_off_and_the_repair_logged() {
         let tmp = tempfile::tempdir().unwrap();
         let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
-        log.append("service_start", None, serde_json::json!({}))
-            .unwrap();
+        log.append(&Event::AuditProbe {}, None).unwrap();
         drop(log);
         let path = tmp.path().join(LOG_FILE);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -539,24 +534,17 @@ mod tests {
     fn an_unwritable_log_fails_the_append_then_resumes_and_says_so() {
         let tmp = tempfile::tempdir().unwrap();
         let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
-        log.append("service_start", None, serde_json::json!({}))
-            .unwrap();
+        log.append(&Event::AuditProbe {}, None).unwrap();
         let path = tmp.path().join(LOG_FILE);
         let saved = tmp.path().join("saved");
         std::fs::rename(&path, &saved).unwrap();
         std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-        assert!(log
-            .append("batch_start", None, serde_json::json!({}))
-            .is_err());
+        assert!(log.append(&Event::AuditProbe {}, None).is_err());
         let h = log.health();
         assert!(!h.writable && h.error.is_some() && h.seq == 1);
         std::fs::remove_file(&path).unwrap();
         std::fs::rename(&saved, &path).unwrap();
-        assert_eq!(
-            log.append("batch_start", None, serde_json::json!({}))
-                .unwrap(),
-            2
-        );
+        assert_eq!(log.append(&Event::AuditProbe {}, None).unwrap(), 2);
         assert!(log.health().writable);
         let all = lines(tmp.path());
         assert_eq!(all.len(), 3);
@@ -567,8 +555,7 @@ mod tests {
     fn checkpoints_sign_the_chain_only_with_a_key_and_only_when_needed() {
         let tmp = tempfile::tempdir().unwrap();
         let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
-        log.append("service_start", None, serde_json::json!({}))
-            .unwrap();
+        log.append(&Event::AuditProbe {}, None).unwrap();
         assert_eq!(log.checkpoint("interval").unwrap(), None); // sealed: no key
         let key = Arc::new(LogSigningKey::generate());
         log.set_signer(Some(key.clone()));

@@ -34,6 +34,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 use super::{checkpoint_message, genesis, line_hash, log_files, receipt_message};
 use crate::batch::Counts;
+use crate::event::{Event, EventError};
 use crate::receipt::Receipt;
 use crate::seal::CeremonyRecord;
 use crate::tls::PeerIdentity;
@@ -173,6 +174,14 @@ pub struct Record {
     pub details: serde_json::Value,
     /// Its `hash`.
     pub hash: String,
+}
+
+impl Record {
+    /// The record as a typed event: `None` for an event this version does
+    /// not know, an error if its details do not read as its event.
+    pub fn parsed(&self) -> Result<Option<Event>, EventError> {
+        Event::from_parts(&self.event, &self.details)
+    }
 }
 
 /// Why a log did not verify.
@@ -644,33 +653,38 @@ impl<'a> Chain<'a> {
     ) -> Result<(), String> {
         let d = order.ok_or("checkpoint details are unreadable")?;
         same_members(d, &CHECKPOINT_MEMBERS, "the checkpoint's details")?;
-        let covers_seq = details["covers_seq"]
-            .as_u64()
-            .ok_or("covers_seq is not a whole number")?;
+        let Ok(Some(Event::Checkpoint {
+            covers_seq,
+            covers_hash,
+            public_key,
+            signature,
+            ..
+        })) = Event::from_parts("checkpoint", details)
+        else {
+            return Err(
+                "the checkpoint's details do not read as one (covers_seq a whole number, \
+                 covers_hash, public_key and signature strings)"
+                    .into(),
+            );
+        };
         if covers_seq + 1 != seq {
             return Err(format!(
                 "covers_seq {covers_seq} is not the seq of the record before the checkpoint ({})",
                 seq - 1
             ));
         }
-        let covers_hash = details["covers_hash"]
-            .as_str()
-            .ok_or("covers_hash is not a string")?;
+        let covers_hash = covers_hash.as_str();
         if !same(covers_hash, prev) {
             return Err(format!("covers_hash is not the hash of seq {covers_seq}"));
         }
-        let public_key = details["public_key"]
-            .as_str()
-            .ok_or("public_key is not a string")?;
-        if !same(public_key, self.record.log_public_key_hex()) {
+        if !same(public_key.as_str(), self.record.log_public_key_hex()) {
             return Err(
                 "public_key is not the log key of the ceremony record: the checkpoint was signed by someone else"
                     .into(),
             );
         }
         let mut sig = [0u8; 64];
-        details["signature"]
-            .as_str()
+        Some(signature.as_str())
             .filter(|s| is_lower_hex(s, 128))
             .and_then(|s| hex::decode_to_slice(s, &mut sig).ok())
             .ok_or("the checkpoint signature is not 128 lowercase hex digits")?;

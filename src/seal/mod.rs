@@ -22,6 +22,10 @@
 //! - [`SealedKeyring`] / [`Keyring`] (`keyring.rs`, `keyring.json`).
 //! - [`init`], [`combine`] and [`write_ceremony`] (`ceremony.rs`): the
 //!   ceremony itself and the rebuilding of `S`.
+//! - [`Vault`] (`vault.rs`, at the top): the running service's key
+//!   lifecycle — sealed, collecting shares, unsealed, retiring — as one
+//!   state machine under one lock, and the entry point for an operation
+//!   approved by `t` holders.
 //!
 //! Nothing in this module ever puts a secret (share value, `S`, key,
 //! passphrase) into an error message or a `Debug` output.
@@ -34,6 +38,7 @@ mod master;
 mod passphrase;
 mod record;
 mod share;
+mod vault;
 mod vss;
 
 pub use ceremony::{
@@ -47,6 +52,10 @@ pub use master::MasterSecret;
 pub use passphrase::{Passphrase, ShareKdf, MIN_NEW_PASSPHRASE_CHARS};
 pub use record::{CeremonyRecord, HolderRecord, CEREMONY_FORMAT, SIGNING_CONTEXT};
 pub use share::{Share, SHARE_FORMAT};
+pub use vault::{
+    Accepted, Journal, Keys, SealCause, Sealing, ShareRefusal, Vault, VaultView, KEY_RETIRE_WAIT,
+    MAX_SHARE_MESSAGE,
+};
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ use axum::Extension;
 
 use super::{ApiError, AppState};
 use crate::config::Role;
+use crate::event::Event;
 use crate::tls::PeerIdentity;
 
 /// The `seq` of a record line, read from its prefix `{"seq":N,`.
@@ -40,11 +41,7 @@ pub(super) async fn stream(
             .map_err(|_| ApiError::BadRequest("`from` must be a sequence number".into()))?,
     };
     state
-        .log(
-            "audit_read",
-            Some(&id),
-            serde_json::json!({"from_seq": from}),
-        )
+        .log(Event::AuditRead { from_seq: from }, Some(&id))
         .ok_or(ApiError::AuditUnavailable)?;
     let files = crate::audit::log_files(state.audit.dir()).map_err(|_| ApiError::Internal)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);

@@ -20,12 +20,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zeroize::Zeroize;
 
-use super::{ApiError, AppState, Keys};
+use super::{ApiError, AppState};
 use crate::batch::{
     process_chunk, take_body_start, Chunk, Chunker, Counts, Format, Operation, Scratch,
 };
-use crate::config::Role;
+use crate::config::{ClientEntry, Role};
+use crate::event::{BatchId, ClientName, Event, Purpose, Term};
 use crate::receipt::{now_rfc3339, Receipt};
+use crate::seal::Keys;
 use crate::tls::PeerIdentity;
 
 /// Chunks answered or being answered, beyond the one the reader is filling.
@@ -59,23 +61,35 @@ pub(super) async fn renew(
 
 fn refused(state: &AppState, id: &PeerIdentity, op: Operation, e: ApiError) -> ApiError {
     state.log(
-        "request_refused",
+        Event::RequestRefused {
+            operation: Some(Term::from(op.name())),
+            reason: Term::from(e.code()),
+            role: None,
+        },
         Some(id),
-        serde_json::json!({"operation": op.name(), "reason": e.code()}),
     );
     e
 }
 
-async fn start(
-    State(state): State<Arc<AppState>>,
-    Extension(id): Extension<PeerIdentity>,
-    headers: HeaderMap,
-    body: Body,
+/// What the headers of a batch request establish before any byte of the body.
+struct Admitted {
+    entry: ClientEntry,
+    keys: Keys,
+    is_csv: bool,
+    purpose: String,
+    max: u64,
+}
+
+/// Content type, then purpose, then size: the cheap checks before any byte
+/// of the body. Each refusal is logged.
+fn admit(
+    state: &AppState,
+    id: &PeerIdentity,
+    headers: &HeaderMap,
     op: Operation,
-) -> Result<Response, ApiError> {
-    let entry = state.require(&id, Role::Submitter)?.clone();
-    let keys = state.keys().map_err(|e| refused(&state, &id, op, e))?;
-    // Content type, then purpose, then size: the cheap checks before any byte of the body.
+) -> Result<Admitted, ApiError> {
+    let entry = state.require(id, Role::Submitter)?.clone();
+    let keys = state.keys().map_err(|e| refused(state, id, op, e))?;
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -89,48 +103,68 @@ async fn start(
     let is_csv = match ctype.as_deref() {
         Some("text/csv") => true,
         Some("application/x-ndjson") => false,
-        _ => return Err(refused(&state, &id, op, ApiError::UnsupportedType)),
+        _ => return Err(refused(state, id, op, ApiError::UnsupportedType)),
     };
-    if headers.get_all("cstatns-purpose").iter().count() > 1 {
-        return Err(refused(
-            &state,
-            &id,
-            op,
-            ApiError::BadRequest("CStatNS-Purpose must be given once".into()),
-        ));
-    }
-    let purpose = match headers.get("cstatns-purpose") {
-        Some(v) => match v.to_str() {
-            Ok(p) if entry.purposes.iter().any(|q| q == p) => p.to_owned(),
-            _ => {
-                return Err(refused(&state, &id, op, ApiError::BadRequest(
-                    "CStatNS-Purpose is not one of the purposes configured for this certificate".into(),
-                )))
-            }
-        },
-        None if entry.purposes.len() == 1 => entry.purposes[0].clone(),
-        None => {
-            return Err(refused(&state, &id, op, ApiError::BadRequest(
-                "CStatNS-Purpose is required: this certificate has several purposes (or none configured)".into(),
-            )))
-        }
-    };
+    let purpose = purpose_of(&entry, headers).map_err(|e| refused(state, id, op, e))?;
     let max = state.config.max_request_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
-        return Err(refused(&state, &id, op, ApiError::TooLarge(max)));
+        return Err(refused(state, id, op, ApiError::TooLarge(max)));
     }
+    Ok(Admitted {
+        entry,
+        keys,
+        is_csv,
+        purpose,
+        max,
+    })
+}
 
-    let mut body = body.into_data_stream();
+/// The batch's purpose: the `CStatNS-Purpose` header, once, naming one of the
+/// client's purposes; or the client's only purpose when the header is absent.
+fn purpose_of(entry: &ClientEntry, headers: &HeaderMap) -> Result<String, ApiError> {
+    let mut given = headers.get_all("cstatns-purpose").iter();
+    let (first, second) = (given.next(), given.next());
+    if second.is_some() {
+        return Err(ApiError::BadRequest(
+            "CStatNS-Purpose must be given once".into(),
+        ));
+    }
+    match first {
+        Some(v) => match v.to_str() {
+            Ok(p) if entry.purposes.iter().any(|q| q == p) => Ok(p.to_owned()),
+            _ => Err(ApiError::BadRequest(
+                "CStatNS-Purpose is not one of the purposes configured for this certificate"
+                    .into(),
+            )),
+        },
+        None if entry.purposes.len() == 1 => Ok(entry.purposes[0].clone()),
+        None => Err(ApiError::BadRequest(
+            "CStatNS-Purpose is required: this certificate has several purposes (or none configured)"
+                .into(),
+        )),
+    }
+}
+
+/// Reads the body until its start (byte-order mark, header line) is complete
+/// and returns what was read with the format it names, and the bytes read.
+/// On a refusal, drains what the client is still sending (bounded) so that
+/// it reads the refusal rather than a reset.
+async fn read_start(
+    body: &mut axum::body::BodyDataStream,
+    op: Operation,
+    is_csv: bool,
+    max: u64,
+) -> Result<(Vec<u8>, Format, u64), ApiError> {
     let mut head = Vec::new();
     // Bytes of the body read so far, the header line included: the size
     // limit counts them all.
     let mut read = 0u64;
     let start = loop {
-        let at_end = match futures_util::StreamExt::next(&mut body).await {
+        let at_end = match futures_util::StreamExt::next(body).await {
             Some(Ok(b)) => {
                 read += b.len() as u64;
                 head.extend_from_slice(&b);
@@ -150,91 +184,85 @@ async fn start(
             Err(e) => break Err(ApiError::BadRequest(e.to_string())),
         }
     };
-    let start = start.and_then(|f| {
-        if read > max {
-            Err(ApiError::TooLarge(max))
-        } else {
-            Ok(f)
-        }
-    });
-    let format = match start {
-        Ok(format) => format,
-        Err(e) => {
-            // The client started sending: drain what it sends (bounded) so
-            // that it reads the refusal rather than a reset.
+    match start {
+        Ok(format) if read <= max => Ok((head, format, read)),
+        refusal => {
             head.zeroize();
-            drain(&mut body).await;
-            return Err(refused(&state, &id, op, e));
+            drain(body).await;
+            Err(refusal.err().unwrap_or(ApiError::TooLarge(max)))
         }
-    };
+    }
+}
 
-    let batch_id = {
-        let mut b = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
-        hex::encode(b)
-    };
-    let generation = keys.chain.generation();
-    let started = now_rfc3339();
-    // Fail closed: no code leaves before the start of the batch is logged.
-    state
-        .log(
-            "batch_start",
-            Some(&id),
-            serde_json::json!({
-                "batch": batch_id, "operation": op.name(), "client": entry.name,
-                "purpose": purpose, "generation": generation,
-            }),
-        )
-        .ok_or(ApiError::AuditUnavailable)?;
-
+async fn start(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<PeerIdentity>,
+    headers: HeaderMap,
+    body: Body,
+    op: Operation,
+) -> Result<Response, ApiError> {
+    let admitted = admit(&state, &id, &headers, op)?;
+    let mut body = body.into_data_stream();
+    let (head, format, read) = read_start(&mut body, op, admitted.is_csv, admitted.max)
+        .await
+        .map_err(|e| refused(&state, &id, op, e))?;
+    let batch = BatchId::random();
+    let run = Run::begin(&state, &id, &admitted, op, &batch)?;
     let (tx, rx) = mpsc::channel::<Job>(IN_FLIGHT);
-    let bytes_read = Arc::new(AtomicU64::new(read));
     let reader = tokio::spawn(read_body(
         body,
         head,
-        bytes_read.clone(),
+        run.bytes_read.clone(),
         op,
         format,
-        keys.clone(),
-        max,
+        admitted.keys.clone(),
+        admitted.max,
         tx,
     ));
-    let run = Run {
-        state: state.clone(),
-        receipt: Some(Receipt {
-            batch: batch_id.clone(),
-            operation: op.name().to_owned(),
-            client: id.subject.clone(),
-            client_fingerprint: id.fingerprint.clone(),
-            purpose,
-            generation,
-            outcome: "aborted".into(),
-            records: 0,
-            ok: 0,
-            rejected: 0,
-            counts: Counts::default(),
-            bytes: 0,
-            started,
-            ended: String::new(),
-            seconds: 0.0,
-            log_seq: 0,
-            ceremony_id: String::new(),
-            signature: String::new(),
-        }),
-        clock: Instant::now(),
-        id: id.clone(),
-        bytes_read,
-        reason: None,
-        keys: Some(keys),
-    };
+    run.bytes_read.store(read, Ordering::Relaxed);
+    let mut resp = (
+        StatusCode::OK,
+        Body::from_stream(answer(rx, reader, run, format)),
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    h.insert(
+        "cstatns-generation",
+        HeaderValue::from(admitted.keys.chain().generation()),
+    );
+    // One batch a connection: closing it frees (and so wipes, through the
+    // zeroizing allocator) hyper's and rustls's buffers, which would
+    // otherwise keep the batch's last bytes until the next request.
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    h.insert(
+        "cstatns-batch",
+        HeaderValue::from_str(batch.as_str()).map_err(|_| ApiError::Internal)?,
+    );
+    Ok(resp)
+}
+
+/// The response body: the header line, then each chunk's answer in order;
+/// the batch is logged as completed after the last, or as aborted (and the
+/// stream ends in error) when the reader or a worker stops early.
+fn answer(
+    rx: mpsc::Receiver<Job>,
+    reader: JoinHandle<Result<(), Abort>>,
+    run: Run,
+    format: Format,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
     let header_line = format.response_header().map(Bytes::from);
-    let stream = futures_util::stream::unfold(
+    futures_util::stream::unfold(
         (rx, Some(reader), run, header_line),
         |(mut rx, reader, mut run, header_line)| async move {
             if let Some(h) = header_line {
                 return Some((Ok(h), (rx, reader, run, None)));
             }
             let reader = reader?;
+            let end = |run, e| Some((Err(e), (rx_none(), None, run, None)));
             match rx.recv().await {
                 Some(handle) => match handle.await {
                     Ok(Some((out, counts))) => {
@@ -243,46 +271,29 @@ async fn start(
                     }
                     Ok(None) => {
                         run.reason = Some(Abort::Sealed);
-                        Some((Err(Abort::Sealed.into_io()), (rx, None, run, None)))
+                        end(run, Abort::Sealed.into_io())
                     }
-                    Err(_) => Some((
-                        Err(std::io::Error::other("a worker failed")),
-                        (rx, None, run, None),
-                    )),
+                    Err(_) => end(run, std::io::Error::other("a worker failed")),
                 },
                 None => match reader.await {
                     Ok(Ok(())) => match run.complete() {
                         Ok(()) => None,
-                        Err(e) => Some((Err(e), (rx, None, run, None))),
+                        Err(e) => end(run, e),
                     },
                     Ok(Err(abort)) => {
                         run.reason = Some(abort);
-                        Some((Err(abort.into_io()), (rx, None, run, None)))
+                        end(run, abort.into_io())
                     }
-                    Err(_) => Some((
-                        Err(std::io::Error::other("the reader failed")),
-                        (rx, None, run, None),
-                    )),
+                    Err(_) => end(run, std::io::Error::other("the reader failed")),
                 },
             }
         },
-    );
-    let mut resp = (StatusCode::OK, Body::from_stream(stream)).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    h.insert("cstatns-generation", HeaderValue::from(generation));
-    // One batch a connection: closing it frees (and so wipes, through the
-    // zeroizing allocator) hyper's and rustls's buffers, which would
-    // otherwise keep the batch's last bytes until the next request.
-    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    h.insert(
-        "cstatns-batch",
-        HeaderValue::from_str(&batch_id).map_err(|_| ApiError::Internal)?,
-    );
-    Ok(resp)
+    )
+}
+
+/// A closed receiver, for the state after the stream's last item.
+fn rx_none() -> mpsc::Receiver<Job> {
+    mpsc::channel(1).1
 }
 
 /// A chunk's answer and counts; `None` when the keys were retired first.
@@ -312,7 +323,7 @@ async fn read_body(
         // A seal or a stop must not wait for a slow client's next bytes.
         let next = tokio::select! {
             next = futures_util::StreamExt::next(&mut body) => next,
-            () = keys.live.cancelled() => return Err(Abort::Sealed),
+            () = keys.retired() => return Err(Abort::Sealed),
         };
         match next {
             Some(Ok(data)) => {
@@ -371,7 +382,7 @@ async fn queue(
             if !keys.is_live() {
                 return None;
             }
-            let chain = &keys.chain;
+            let chain = keys.chain();
             let mut out = Vec::with_capacity(match &chunk {
                 Chunk::Lines(v) => v.len() * 4,
                 Chunk::OversizedLine(_) => 128,
@@ -426,6 +437,9 @@ impl Abort {
 /// before completion (client gone, error), it logs the batch as aborted.
 struct Run {
     state: Arc<AppState>,
+    batch: BatchId,
+    op: Operation,
+    purpose: Purpose,
     receipt: Option<Receipt>,
     clock: Instant,
     id: PeerIdentity,
@@ -438,13 +452,70 @@ struct Run {
 }
 
 impl Run {
+    /// Logs the start of the batch (fail closed: no code leaves before it is
+    /// logged) and prepares its receipt.
+    fn begin(
+        state: &Arc<AppState>,
+        id: &PeerIdentity,
+        admitted: &Admitted,
+        op: Operation,
+        batch: &BatchId,
+    ) -> Result<Self, ApiError> {
+        let generation = admitted.keys.chain().generation();
+        let purpose = Purpose::allowed(&admitted.purpose);
+        let started = now_rfc3339();
+        state
+            .log(
+                Event::BatchStart {
+                    batch: batch.clone(),
+                    operation: Term::from(op.name()),
+                    client: ClientName::of_client(&admitted.entry),
+                    purpose: purpose.clone(),
+                    generation,
+                },
+                Some(id),
+            )
+            .ok_or(ApiError::AuditUnavailable)?;
+        Ok(Self {
+            state: state.clone(),
+            batch: batch.clone(),
+            op,
+            purpose,
+            receipt: Some(Receipt {
+                batch: batch.as_str().to_owned(),
+                operation: op.name().to_owned(),
+                client: id.subject.clone(),
+                client_fingerprint: id.fingerprint.clone(),
+                purpose: admitted.purpose.clone(),
+                generation,
+                outcome: "aborted".into(),
+                records: 0,
+                ok: 0,
+                rejected: 0,
+                counts: Counts::default(),
+                bytes: 0,
+                started,
+                ended: String::new(),
+                seconds: 0.0,
+                log_seq: 0,
+                ceremony_id: String::new(),
+                signature: String::new(),
+            }),
+            clock: Instant::now(),
+            id: id.clone(),
+            bytes_read: Arc::new(AtomicU64::new(0)),
+            reason: None,
+            keys: Some(admitted.keys.clone()),
+        })
+    }
+
     fn add(&mut self, c: &Counts) {
         if let Some(r) = &mut self.receipt {
             r.counts.merge(c);
         }
     }
 
-    fn finish(&mut self, outcome: &str) -> Option<Receipt> {
+    fn finish(&mut self, outcome: &'static str) -> Option<Receipt> {
         let mut r = self.receipt.take()?;
         r.outcome = outcome.to_owned();
         r.records = r.counts.total();
@@ -454,18 +525,23 @@ impl Run {
         r.ended = now_rfc3339();
         r.seconds = self.clock.elapsed().as_secs_f64();
         let seq = self.state.log(
-            "batch_end",
+            Event::BatchEnd {
+                batch: self.batch.clone(),
+                operation: Term::from(self.op.name()),
+                purpose: self.purpose.clone(),
+                outcome: Term::from(outcome),
+                generation: r.generation,
+                records: r.records,
+                counts: r.counts,
+                bytes: r.bytes,
+                seconds: r.seconds,
+                reason: self.reason.map(|a| Term::from(a.reason())),
+                inputs_erased: true,
+            },
             Some(&self.id),
-            serde_json::json!({
-                "batch": r.batch, "operation": r.operation, "purpose": r.purpose,
-                "outcome": r.outcome, "generation": r.generation, "records": r.records,
-                "counts": r.counts, "bytes": r.bytes, "seconds": r.seconds,
-                "reason": self.reason.map(Abort::reason),
-                "inputs_erased": true,
-            }),
         );
         r.log_seq = seq?;
-        r.ceremony_id = self.state.record.ceremony_id().to_string();
+        r.ceremony_id = self.state.record().ceremony_id().to_string();
         r.signature = String::new();
         let unsigned = serde_json::to_vec(&r).ok()?;
         r.signature = self

@@ -14,22 +14,23 @@ mod unseal;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 pub use crate::wire::{Status, UnsealReply};
 pub use error::ApiError;
 
 use crate::audit::AuditLog;
-use crate::code::KeyChain;
 use crate::config::{ClientEntry, Config, Role};
+use crate::event::{Event, PublicHex, Term};
 use crate::receipt::Receipt;
-use crate::seal::{CeremonyRecord, SealedKeyring, Share};
+use crate::seal::{
+    CeremonyRecord, Journal, Keys, LogSigningKey, SealCause, SealedKeyring, Sealing, Vault,
+};
 use crate::tls::PeerIdentity;
 
 /// Connections open at once; past that a new one is closed at once (each
@@ -42,9 +43,6 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// How long a seal or a stop waits for running batches to let go of the keys.
-const KEY_RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Where receipts are kept, inside the audit directory.
 pub const RECEIPTS_DIR: &str = "receipts";
 
@@ -52,44 +50,10 @@ pub const RECEIPTS_DIR: &str = "receipts";
 /// all are on disk too.
 const RECEIPTS_KEPT: usize = 10_000;
 
-/// Sealed: the shares received so far (verified). Unsealed: the key chain
-/// and the flag that batches check before each chunk (the log-signing key
-/// lives in the [`AuditLog`] while unsealed).
-enum KeyState {
-    Sealed {
-        shares: Vec<Share>,
-        /// When the first of them arrived: shares are not kept past
-        /// `unseal_window_seconds` (an unseal abandoned half-way).
-        since: Option<tokio::time::Instant>,
-    },
-    Unsealed {
-        chain: Arc<KeyChain>,
-        live: CancellationToken,
-    },
-}
-
-/// What a batch holds while it runs: the key chain, and the flag that turns
-/// false when the service is sealed or stopped (the batch then ends at its
-/// next chunk, as `aborted`).
-#[derive(Clone)]
-pub(crate) struct Keys {
-    chain: Arc<KeyChain>,
-    /// Cancelled when the keys are retired.
-    live: CancellationToken,
-}
-
-impl Keys {
-    fn is_live(&self) -> bool {
-        !self.live.is_cancelled()
-    }
-}
-
 /// Everything the handlers share.
 pub struct AppState {
     config: Config,
-    record: CeremonyRecord,
-    keyring: SealedKeyring,
-    keys: RwLock<KeyState>,
+    vault: Vault,
     receipts: Mutex<std::collections::VecDeque<Receipt>>,
     audit: AuditLog,
 }
@@ -140,12 +104,7 @@ impl AppState {
         )?;
         Ok(Self {
             config,
-            record,
-            keyring,
-            keys: RwLock::new(KeyState::Sealed {
-                shares: Vec::new(),
-                since: None,
-            }),
+            vault: Vault::new(record, keyring),
             receipts: Mutex::new(Default::default()),
             audit,
         })
@@ -153,51 +112,29 @@ impl AppState {
 
     /// The keys for a batch, or 503 while sealed.
     fn keys(&self) -> Result<Keys, ApiError> {
-        match &*self.keys.read().unwrap_or_else(|p| p.into_inner()) {
-            KeyState::Unsealed { chain, live } => Ok(Keys {
-                chain: chain.clone(),
-                live: live.clone(),
-            }),
-            KeyState::Sealed { .. } => Err(ApiError::Sealed),
-        }
+        self.vault.keys().ok_or(ApiError::Sealed)
     }
 
-    /// Seals: takes the keys out of the state, tells running batches to stop,
-    /// and waits (up to `KEY_RETIRE_WAIT`) until the last of them has dropped
-    /// its reference to the key chain. Returns `None` if already sealed, else
-    /// whether every copy of the keys is gone (`keys_wiped`).
-    async fn retire_keys(&self) -> Option<bool> {
-        let weak = {
-            let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-            if matches!(&*keys, KeyState::Sealed { .. }) {
-                return None; // and the shares received so far stay
-            }
-            let KeyState::Unsealed { chain, live } = std::mem::replace(
-                &mut *keys,
-                KeyState::Sealed {
-                    shares: Vec::new(),
-                    since: None,
-                },
-            ) else {
-                unreachable!("checked just above, under the same lock")
-            };
-            live.cancel();
-            Arc::downgrade(&chain)
-        };
-        let deadline = tokio::time::Instant::now() + KEY_RETIRE_WAIT;
-        while weak.strong_count() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        Some(weak.strong_count() == 0)
+    /// The ceremony record.
+    fn record(&self) -> &CeremonyRecord {
+        self.vault.record()
+    }
+
+    /// The log, as the vault records through it, for `actor`'s request.
+    fn journal<'a>(&'a self, actor: Option<&'a PeerIdentity>) -> Logbook<'a> {
+        Logbook { state: self, actor }
     }
 
     /// The configuration entry granting `role` to the peer, or 403.
     fn require(&self, id: &PeerIdentity, role: Role) -> Result<&ClientEntry, ApiError> {
         self.config.entry_with_role(id, role).ok_or_else(|| {
             self.log(
-                "request_refused",
+                Event::RequestRefused {
+                    operation: None,
+                    reason: Term::from("missing_role"),
+                    role: Some(role),
+                },
                 Some(id),
-                serde_json::json!({"reason": "missing_role", "role": role}),
             );
             ApiError::Forbidden(role)
         })
@@ -205,16 +142,11 @@ impl AppState {
 
     /// Appends to the log; a failure is reported to the server log and the
     /// caller decides whether the operation must be refused.
-    fn log(
-        &self,
-        event: &str,
-        actor: Option<&PeerIdentity>,
-        details: serde_json::Value,
-    ) -> Option<u64> {
-        match self.audit.append(event, actor, details) {
+    fn log(&self, event: Event, actor: Option<&PeerIdentity>) -> Option<u64> {
+        match self.audit.append(&event, actor) {
             Ok(seq) => Some(seq),
             Err(e) => {
-                tracing::error!(error = %e, event, "traceability log write failed");
+                tracing::error!(error = %e, event = event.name(), "traceability log write failed");
                 None
             }
         }
@@ -239,41 +171,6 @@ impl AppState {
             q.pop_front();
         }
         q.push_back(r);
-    }
-
-    /// Drops the shares received while sealed (zeroized on drop) and logs
-    /// it; `older_than` limits it to shares held longer than that.
-    fn discard_shares(
-        &self,
-        actor: Option<&PeerIdentity>,
-        reason: &str,
-        older_than: Option<std::time::Duration>,
-    ) -> Result<Vec<String>, ApiError> {
-        let holders: Vec<String> = {
-            let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-            match &mut *keys {
-                KeyState::Sealed { shares, since } => {
-                    let due = match (older_than, *since) {
-                        (None, _) => true,
-                        (Some(limit), Some(t)) => t.elapsed() > limit,
-                        (Some(_), None) => false,
-                    };
-                    if !due || shares.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    *since = None;
-                    shares.drain(..).map(|s| s.holder().to_owned()).collect()
-                }
-                KeyState::Unsealed { .. } => return Ok(Vec::new()),
-            }
-        };
-        self.log(
-            "shares_discarded",
-            actor,
-            serde_json::json!({"holders": holders, "reason": reason}),
-        )
-        .ok_or(ApiError::AuditUnavailable)?;
-        Ok(holders)
     }
 
     /// A receipt of this client's, from memory or from disk.
@@ -305,32 +202,45 @@ impl AppState {
     }
 }
 
+/// The vault as seen by one request: records go to the log with the
+/// request's certificate as actor.
+struct Logbook<'a> {
+    state: &'a AppState,
+    actor: Option<&'a PeerIdentity>,
+}
+
+impl Journal for Logbook<'_> {
+    fn record(&self, event: Event) -> bool {
+        self.state.log(event, self.actor).is_some()
+    }
+
+    fn set_signer(&self, key: Option<Arc<LogSigningKey>>) {
+        self.state.audit.set_signer(key);
+    }
+
+    fn checkpoint(&self, reason: &'static str) {
+        if let Err(e) = self.state.audit.checkpoint(reason) {
+            tracing::error!(error = %e, reason, "cannot write a checkpoint");
+        }
+    }
+}
+
 fn status_of(state: &AppState) -> Status {
-    let keys = state.keys.read().unwrap_or_else(|p| p.into_inner());
-    let (sealed, generation, received) = match &*keys {
-        KeyState::Sealed { shares, .. } => (
-            true,
-            None,
-            shares
-                .iter()
-                .map(|s| s.holder().to_owned())
-                .collect::<Vec<_>>(),
-        ),
-        KeyState::Unsealed { chain, .. } => (false, Some(chain.generation()), Vec::new()),
-    };
-    let t = state.record.threshold();
+    let view = state.vault.view();
+    let record = state.record();
+    let t = record.threshold();
     Status {
-        sealed,
-        generation,
-        ceremony_id: state.record.ceremony_id().to_string(),
-        key_check_value: state.record.key_check_value().to_owned(),
+        sealed: view.sealed,
+        generation: view.generation,
+        ceremony_id: record.ceremony_id().to_string(),
+        key_check_value: record.key_check_value().to_owned(),
         threshold: t,
-        holders_needed: if sealed {
-            t.saturating_sub(received.len())
+        holders_needed: if view.sealed {
+            t.saturating_sub(view.holders_received.len())
         } else {
             0
         },
-        holders_received: received,
+        holders_received: view.holders_received,
         insecure_dev_env: state.config.insecure_dev_env,
         audit: state.audit.health(),
     }
@@ -427,14 +337,13 @@ impl Server {
         let state = self.state.clone();
         if state
             .log(
-                "service_start",
+                Event::ServiceStart {
+                    ceremony_id: PublicHex::of_hex(&state.record().ceremony_id().to_string()),
+                    config_sha256: PublicHex::of_hex(&state.config.source_sha256),
+                    hardening: self.hardening,
+                    insecure_dev_env: state.config.insecure_dev_env,
+                },
                 None,
-                serde_json::json!({
-                    "ceremony_id": state.record.ceremony_id().to_string(),
-                    "config_sha256": state.config.source_sha256,
-                    "hardening": self.hardening,
-                    "insecure_dev_env": state.config.insecure_dev_env,
-                }),
             )
             .is_none()
         {
@@ -458,9 +367,10 @@ impl Server {
             let Ok(permit) = connections.clone().try_acquire_owned() else {
                 tracing::warn!(%peer, "connection refused: {MAX_CONNECTIONS} already open");
                 state.log(
-                    "connection_refused",
+                    Event::ConnectionRefused {
+                        reason: Term::from("too many connections"),
+                    },
                     None,
-                    serde_json::json!({"reason": "too many connections"}),
                 );
                 continue;
             };
@@ -470,19 +380,15 @@ impl Server {
             tokio::spawn(async move {
                 let _permit = permit;
                 let _ = tcp.set_nodelay(true);
-                let refused = |reason: String| {
-                    tracing::info!(%peer, reason, "TLS handshake refused");
-                    state.log(
-                        "connection_refused",
-                        None,
-                        serde_json::json!({"reason": reason}),
-                    );
+                let refused = |reason: Term| {
+                    tracing::info!(%peer, reason = reason.as_str(), "TLS handshake refused");
+                    state.log(Event::ConnectionRefused { reason }, None);
                 };
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(s)) => s,
-                    Ok(Err(e)) => return refused(e.to_string()),
-                    Err(_) => return refused("handshake timed out".into()),
+                    Ok(Err(e)) => return refused(Term::from_error(&e)),
+                    Err(_) => return refused(Term::from("handshake timed out")),
                 };
                 let Some(id) = crate::tls::peer_identity(tls.get_ref().1) else {
                     return; // unreachable: the verifier requires a certificate
@@ -511,14 +417,15 @@ impl Server {
         housekeeping.abort();
         // Running batches end first (each logs its end), then the stop, then
         // the last checkpoint covers them all.
-        let keys_wiped = state.retire_keys().await;
-        state.log(
-            "service_stop",
-            None,
-            serde_json::json!({"keys_wiped": keys_wiped.unwrap_or(true)}),
-        );
-        if let Err(e) = state.audit.checkpoint("stop") {
-            tracing::error!(error = %e, "cannot write the final checkpoint");
+        let journal = state.journal(None);
+        match state.vault.seal(&journal, SealCause::Stop).await {
+            // The vault logged the stop, signed the last checkpoint and took
+            // the log key back.
+            Sealing::Sealed { .. } => {}
+            other => {
+                let keys_wiped = other == Sealing::WasSealed;
+                state.log(Event::ServiceStop { keys_wiped }, None);
+            }
         }
         Ok(())
     }
@@ -538,10 +445,7 @@ async fn housekeeping(state: Arc<AppState>) {
             // fall back to a plain probe record when sealed.
             let r = match state.audit.checkpoint("resume") {
                 Ok(Some(_)) => Ok(()),
-                _ => state
-                    .audit
-                    .append("audit_probe", None, serde_json::json!({}))
-                    .map(|_| ()),
+                _ => state.audit.append(&Event::AuditProbe {}, None).map(|_| ()),
             };
             if r.is_ok() {
                 tracing::info!("traceability log writable again");
@@ -549,7 +453,12 @@ async fn housekeeping(state: Arc<AppState>) {
             continue;
         }
         let window = std::time::Duration::from_secs(state.config.unseal_window_seconds);
-        if let Ok(dropped) = state.discard_shares(None, "unseal_window_expired", Some(window)) {
+        let journal = state.journal(None);
+        if let Ok(dropped) =
+            state
+                .vault
+                .discard_shares("unseal_window_expired", Some(window), &journal)
+        {
             if !dropped.is_empty() {
                 tracing::warn!(?dropped, "shares discarded: the unseal window expired");
             }

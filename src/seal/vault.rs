@@ -1,0 +1,700 @@
+//! The running service's key lifecycle, as one state machine under one lock:
+//!
+//! ```text
+//!            share (< t)          t-th share: S rebuilt, checked
+//!   Sealed ───────────────▶ Sealed ─────────────────────────────▶ Unsealed
+//!     ▲   (collecting shares)                                         │
+//!     │                                            seal / stop         │
+//!     └──────────── Retiring ◀─────────────────────────────────────────┘
+//!        last batch let go of the keys (or the wait ended): seal logged,
+//!        last checkpoint signed, log key dropped
+//! ```
+//!
+//! Every transition happens with the lock held, including the log records
+//! and the handing over (or taking back) of the log-signing key, so a seal
+//! racing an unseal cannot leave the service unsealed without a signer: while
+//! a seal waits for running batches the vault is `Retiring`, and refuses
+//! shares until the seal is complete.
+//!
+//! The vault knows nothing of HTTP or of where the log is written: it records
+//! through a [`Journal`] that the caller implements (the service binds it to
+//! its traceability log and to the requesting certificate).
+//!
+//! [`Vault::with_quorum`] is the one place where an operation approved by
+//! `t` holders rebuilds `S`: the same checks as an unseal, the keyring opened,
+//! `S` wiped when the operation returns.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::ceremony::combine;
+use super::keyring::{Keyring, LogSigningKey, SealedKeyring};
+use super::master::MasterSecret;
+use super::record::CeremonyRecord;
+use super::share::Share;
+use super::SealError;
+use crate::code::KeyChain;
+use crate::event::{Event, HolderName, Term};
+
+/// Largest accepted share message.
+pub const MAX_SHARE_MESSAGE: usize = 4096;
+
+/// How long a seal or a stop waits for running batches to let go of the keys.
+pub const KEY_RETIRE_WAIT: Duration = Duration::from_secs(10);
+
+/// Where the vault records what it does. Implemented by the service over
+/// its traceability log, with the actor of the request bound in.
+pub trait Journal: Sync {
+    /// Writes one record; false if it could not be written (the vault then
+    /// refuses what it was about to do, except sealing).
+    fn record(&self, event: Event) -> bool;
+    /// Gives the log its signing key (on unseal) or takes it away (on seal).
+    fn set_signer(&self, key: Option<Arc<LogSigningKey>>);
+    /// Signs a checkpoint over the log so far (when there is a signer).
+    fn checkpoint(&self, reason: &'static str);
+}
+
+/// What a batch holds while it runs: the key chain, and the flag that is
+/// cancelled when the keys are retired (the batch then ends at its next
+/// chunk, as `aborted`). The vault waits for every copy to be dropped.
+#[derive(Clone)]
+pub struct Keys {
+    chain: Arc<KeyChain>,
+    live: CancellationToken,
+}
+
+impl Keys {
+    /// The key chain.
+    pub fn chain(&self) -> &KeyChain {
+        &self.chain
+    }
+
+    /// False once a seal or stop has begun.
+    pub fn is_live(&self) -> bool {
+        !self.live.is_cancelled()
+    }
+
+    /// Completes when a seal or stop begins.
+    pub async fn retired(&self) {
+        self.live.cancelled().await
+    }
+}
+
+enum Phase {
+    /// The shares received so far (verified), and when the first arrived:
+    /// shares are not kept past the unseal window (an unseal abandoned half-way).
+    Sealed {
+        shares: Vec<Share>,
+        since: Option<Instant>,
+    },
+    Unsealed {
+        keys: Keys,
+    },
+    /// A seal or stop is waiting for batches to let go of the keys.
+    Retiring,
+}
+
+/// Why a share was refused. Each names the holder where known, never the share.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShareRefusal {
+    /// Larger than [`MAX_SHARE_MESSAGE`].
+    #[error("a share message is at most {MAX_SHARE_MESSAGE} bytes")]
+    TooLarge,
+    /// Not a share message.
+    #[error("the body is not a share message")]
+    Malformed,
+    /// Sent over a certificate that is not its holder's.
+    #[error("the share of {holder} was sent with the certificate of {sender}: refused")]
+    WrongCertificate {
+        /// The share's holder.
+        holder: String,
+        /// The holder whose certificate sent it, or "a non-holder".
+        sender: String,
+    },
+    /// Feldman's check or the record's checks failed.
+    #[error("share refused: {0}")]
+    Verification(String),
+    /// The service is already unsealed.
+    #[error("the service is already unsealed")]
+    AlreadyUnsealed,
+    /// A seal is in progress; send the share again once it is sealed.
+    #[error("the service is being sealed; send the share again once it is sealed")]
+    Sealing,
+    /// This holder's share is already held.
+    #[error("the share of {0} was already received")]
+    Duplicate(String),
+    /// The log could not be written: nothing changed.
+    #[error("the traceability log cannot be written")]
+    LogUnavailable,
+    /// `t` valid shares did not open the keyring (a broken record or keyring).
+    #[error("the keyring could not be opened with valid shares")]
+    UnsealFailed,
+}
+
+impl ShareRefusal {
+    /// The `reason` of the `share_submitted` record.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ShareRefusal::TooLarge => "too_large",
+            ShareRefusal::Malformed => "malformed",
+            ShareRefusal::WrongCertificate { .. } => "wrong_certificate",
+            ShareRefusal::Verification(_) => "verification_failed",
+            ShareRefusal::AlreadyUnsealed => "already_unsealed",
+            ShareRefusal::Sealing => "sealing",
+            ShareRefusal::Duplicate(_) => "duplicate",
+            ShareRefusal::LogUnavailable => "log_unavailable",
+            ShareRefusal::UnsealFailed => "unseal_failed",
+        }
+    }
+}
+
+/// A share accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Its holder.
+    pub holder: String,
+    /// Shares still needed (0 once unsealed).
+    pub holders_needed: usize,
+    /// The current generation once unsealed.
+    pub generation: Option<u32>,
+}
+
+/// What a seal found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealing {
+    /// It was sealed already (nothing done).
+    WasSealed,
+    /// Another seal is under way.
+    InProgress,
+    /// Sealed now; `keys_wiped` is false if a batch still held the keys at
+    /// the end of the wait, `logged` false if the record could not be written.
+    Sealed {
+        /// Every copy of the keys was dropped.
+        keys_wiped: bool,
+        /// The seal (or stop) record was written.
+        logged: bool,
+    },
+}
+
+/// Why a seal happens: it decides the record written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealCause {
+    /// The operator asked (`seal`).
+    Operator,
+    /// The service is stopping (`service_stop`).
+    Stop,
+}
+
+/// What `status` says of the vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultView {
+    /// Sealed (or being sealed).
+    pub sealed: bool,
+    /// The current generation, when unsealed.
+    pub generation: Option<u32>,
+    /// Holders whose shares are held, while sealed.
+    pub holders_received: Vec<String>,
+}
+
+/// The ceremony record, the sealed keyring, and the running key state.
+pub struct Vault {
+    record: CeremonyRecord,
+    keyring: SealedKeyring,
+    phase: Mutex<Phase>,
+    retire_wait: Duration,
+}
+
+impl Vault {
+    /// A sealed vault over a record (whose signature the caller checked) and its keyring.
+    pub fn new(record: CeremonyRecord, keyring: SealedKeyring) -> Self {
+        Self {
+            record,
+            keyring,
+            phase: Mutex::new(Phase::Sealed {
+                shares: Vec::new(),
+                since: None,
+            }),
+            retire_wait: KEY_RETIRE_WAIT,
+        }
+    }
+
+    /// The same vault with another wait for running batches at seal.
+    pub fn with_retire_wait(mut self, wait: Duration) -> Self {
+        self.retire_wait = wait;
+        self
+    }
+
+    /// The ceremony record.
+    pub fn record(&self) -> &CeremonyRecord {
+        &self.record
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Phase> {
+        self.phase.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The keys for a batch; `None` unless unsealed.
+    pub fn keys(&self) -> Option<Keys> {
+        match &*self.lock() {
+            Phase::Unsealed { keys } => Some(keys.clone()),
+            Phase::Sealed { .. } | Phase::Retiring => None,
+        }
+    }
+
+    /// Sealed or not, the generation, the shares held.
+    pub fn view(&self) -> VaultView {
+        match &*self.lock() {
+            Phase::Sealed { shares, .. } => VaultView {
+                sealed: true,
+                generation: None,
+                holders_received: shares.iter().map(|s| s.holder().to_owned()).collect(),
+            },
+            Phase::Unsealed { keys } => VaultView {
+                sealed: false,
+                generation: Some(keys.chain.generation()),
+                holders_received: Vec::new(),
+            },
+            Phase::Retiring => VaultView {
+                sealed: true,
+                generation: None,
+                holders_received: Vec::new(),
+            },
+        }
+    }
+
+    /// A holder's share message, sent over the certificate with fingerprint
+    /// `sender`. Checked on arrival (size, form, the holder's certificate,
+    /// Feldman's check); at `t` shares `S` is rebuilt and checked against
+    /// `C0`, the keyring opened, the keys made usable and the log key handed
+    /// over, then `S` and the shares wiped. Every share is logged, valid or not.
+    pub fn submit_share(
+        &self,
+        message: &[u8],
+        sender: &str,
+        journal: &dyn Journal,
+    ) -> Result<Accepted, ShareRefusal> {
+        let refuse = |holder: Option<&str>, why: ShareRefusal| {
+            journal.record(Event::ShareSubmitted {
+                holder: holder.map(HolderName::of_holder),
+                valid: false,
+                reason: Some(Term::from(why.reason())),
+            });
+            why
+        };
+        if message.len() > MAX_SHARE_MESSAGE {
+            return Err(refuse(None, ShareRefusal::TooLarge));
+        }
+        let share =
+            Share::from_wire_json(message).map_err(|_| refuse(None, ShareRefusal::Malformed))?;
+        let holder = share.holder().to_owned();
+        if let Err(why) = self.check_sender(&holder, sender) {
+            return Err(refuse(Some(&holder), why));
+        }
+        if let Err(e) = self.record.verify_share(&share) {
+            let why = ShareRefusal::Verification(e.to_string());
+            return Err(refuse(Some(&holder), why));
+        }
+
+        let mut phase = self.lock();
+        let shares = match &mut *phase {
+            Phase::Unsealed { .. } => {
+                return Err(refuse(Some(&holder), ShareRefusal::AlreadyUnsealed))
+            }
+            Phase::Retiring => return Err(refuse(Some(&holder), ShareRefusal::Sealing)),
+            Phase::Sealed { shares, since } => {
+                since.get_or_insert_with(Instant::now);
+                shares
+            }
+        };
+        if shares.iter().any(|s| s.holder() == holder) {
+            return Err(refuse(
+                Some(&holder),
+                ShareRefusal::Duplicate(holder.clone()),
+            ));
+        }
+        if !journal.record(Event::ShareSubmitted {
+            holder: Some(HolderName::of_holder(&holder)),
+            valid: true,
+            reason: None,
+        }) {
+            return Err(ShareRefusal::LogUnavailable);
+        }
+        shares.push(share);
+        let t = self.record.threshold();
+        if shares.len() < t {
+            return Ok(Accepted {
+                holder,
+                holders_needed: t - shares.len(),
+                generation: None,
+            });
+        }
+        let keyring = match self.open(shares) {
+            Ok(k) => k,
+            Err(e) => {
+                // Every share passed Feldman's check, so this is a broken
+                // record or keyring: keep the shares, stay sealed, say so.
+                tracing::error!(error = %e, "unseal failed after t valid shares");
+                journal.record(Event::UnsealFailed {
+                    reason: Term::from_error(&e),
+                });
+                return Err(ShareRefusal::UnsealFailed);
+            }
+        };
+        let Keyring {
+            generations,
+            log_signing,
+        } = keyring;
+        let chain = KeyChain::new(&generations).map_err(|_| ShareRefusal::UnsealFailed)?;
+        drop(generations);
+        let generation = chain.generation();
+        let holders = shares
+            .iter()
+            .map(|s| HolderName::of_holder(s.holder()))
+            .collect();
+        // Logged before the keys are usable: no batch can start before this
+        // record, and if it cannot be written the vault stays sealed (the
+        // shares are kept; the holders need not send them again).
+        if !journal.record(Event::Unseal {
+            holders,
+            generation,
+            secret_and_shares_wiped: true,
+        }) {
+            return Err(ShareRefusal::LogUnavailable);
+        }
+        // Replacing the sealed phase drops (and zeroizes) every share; `S`
+        // was dropped inside `open`.
+        *phase = Phase::Unsealed {
+            keys: Keys {
+                chain: Arc::new(chain),
+                live: CancellationToken::new(),
+            },
+        };
+        // Still under the lock: a seal cannot slip between the keys becoming
+        // usable and the log getting its signer.
+        journal.set_signer(Some(Arc::new(log_signing)));
+        // The first checkpoint covers everything logged while sealed.
+        journal.checkpoint("unseal");
+        drop(phase);
+        tracing::info!(generation, "service unsealed");
+        Ok(Accepted {
+            holder,
+            holders_needed: 0,
+            generation: Some(generation),
+        })
+    }
+
+    /// The share of `holder` must come over the certificate the record binds to them.
+    fn check_sender(&self, holder: &str, sender: &str) -> Result<(), ShareRefusal> {
+        let bound = self.record.holder(holder).map(|h| h.fingerprint.as_str());
+        if bound.is_some_and(|f| !f.eq_ignore_ascii_case(sender)) {
+            let sender = self
+                .record
+                .holders()
+                .iter()
+                .find(|h| h.fingerprint.eq_ignore_ascii_case(sender))
+                .map_or("a non-holder", |h| h.name.as_str());
+            return Err(ShareRefusal::WrongCertificate {
+                holder: holder.to_owned(),
+                sender: sender.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Rebuilds `S` from `shares` (checked against the record and `C0`) and
+    /// opens the keyring; `S` is wiped on return.
+    fn open(&self, shares: &[Share]) -> Result<Keyring, SealError> {
+        let master = combine(&self.record, shares)?;
+        self.record.open_keyring(&self.keyring, &master)
+    }
+
+    /// The entry point for an operation approved by `t` holders (re-sharing,
+    /// renewal, project keys): rebuilds `S` from `shares` with the same
+    /// checks as an unseal, opens the keyring, and runs `op` with both under
+    /// the vault's lock, so that no unseal or seal interleaves. `S` and the
+    /// opened keyring are wiped when `op` returns.
+    pub fn with_quorum<R>(
+        &self,
+        shares: &[Share],
+        op: impl FnOnce(&MasterSecret, &Keyring) -> R,
+    ) -> Result<R, SealError> {
+        let _phase = self.lock();
+        let master = combine(&self.record, shares)?;
+        let keyring = self.record.open_keyring(&self.keyring, &master)?;
+        Ok(op(&master, &keyring))
+    }
+
+    /// Seals: makes the keys unusable at once (batches end at their next
+    /// chunk), waits up to the retire wait for every running batch to let
+    /// go of them, then, under the lock, logs the seal (or the stop), signs
+    /// a last checkpoint and takes the log key back. Shares sent meanwhile
+    /// are refused ([`ShareRefusal::Sealing`]).
+    pub async fn seal(&self, journal: &dyn Journal, cause: SealCause) -> Sealing {
+        let weak = {
+            let mut phase = self.lock();
+            match &*phase {
+                Phase::Sealed { .. } => return Sealing::WasSealed,
+                Phase::Retiring => return Sealing::InProgress,
+                Phase::Unsealed { .. } => {}
+            }
+            let Phase::Unsealed { keys } = std::mem::replace(&mut *phase, Phase::Retiring) else {
+                unreachable!("matched just above, under the same lock")
+            };
+            keys.live.cancel();
+            Arc::downgrade(&keys.chain)
+        };
+        let deadline = tokio::time::Instant::now() + self.retire_wait;
+        while weak.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let keys_wiped = weak.strong_count() == 0;
+        let mut phase = self.lock();
+        // Sealing happens whatever the log says (it is the safe direction),
+        // but an unlogged seal is reported as such.
+        let (event, reason) = match cause {
+            SealCause::Operator => (Event::Seal { keys_wiped }, "seal"),
+            SealCause::Stop => (Event::ServiceStop { keys_wiped }, "stop"),
+        };
+        let logged = journal.record(event);
+        journal.checkpoint(reason);
+        journal.set_signer(None);
+        *phase = Phase::Sealed {
+            shares: Vec::new(),
+            since: None,
+        };
+        drop(phase);
+        tracing::info!(keys_wiped, ?cause, "service sealed");
+        Sealing::Sealed { keys_wiped, logged }
+    }
+
+    /// Drops the shares held while sealed (zeroized on drop) and logs it;
+    /// `older_than` limits it to shares held longer than that. Returns the
+    /// holders whose shares were dropped; `Err` if the record could not be written.
+    pub fn discard_shares(
+        &self,
+        reason: &'static str,
+        older_than: Option<Duration>,
+        journal: &dyn Journal,
+    ) -> Result<Vec<String>, ShareRefusal> {
+        let mut phase = self.lock();
+        let Phase::Sealed { shares, since } = &mut *phase else {
+            return Ok(Vec::new());
+        };
+        let due = match (older_than, *since) {
+            (None, _) => true,
+            (Some(limit), Some(t)) => t.elapsed() > limit,
+            (Some(_), None) => false,
+        };
+        if !due || shares.is_empty() {
+            return Ok(Vec::new());
+        }
+        *since = None;
+        let holders: Vec<String> = shares.drain(..).map(|s| s.holder().to_owned()).collect();
+        let logged = journal.record(Event::SharesDiscarded {
+            holders: holders.iter().map(|h| HolderName::of_holder(h)).collect(),
+            reason: Term::from(reason),
+        });
+        if logged {
+            Ok(holders)
+        } else {
+            Err(ShareRefusal::LogUnavailable)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ceremony::tests::ceremony;
+    use super::*;
+
+    /// A journal that keeps the events and the signer in memory.
+    #[derive(Default)]
+    struct Memory {
+        events: Mutex<Vec<Event>>,
+        signer: Mutex<Option<Arc<LogSigningKey>>>,
+        checkpoints: Mutex<Vec<&'static str>>,
+    }
+
+    impl Journal for Memory {
+        fn record(&self, event: Event) -> bool {
+            self.events.lock().expect("lock").push(event);
+            true
+        }
+        fn set_signer(&self, key: Option<Arc<LogSigningKey>>) {
+            *self.signer.lock().expect("lock") = key;
+        }
+        fn checkpoint(&self, reason: &'static str) {
+            if self.signer.lock().expect("lock").is_some() {
+                self.checkpoints.lock().expect("lock").push(reason);
+            }
+        }
+    }
+
+    impl Memory {
+        fn names(&self) -> Vec<&'static str> {
+            self.events
+                .lock()
+                .expect("lock")
+                .iter()
+                .map(Event::name)
+                .collect()
+        }
+        fn has_signer(&self) -> bool {
+            self.signer.lock().expect("lock").is_some()
+        }
+    }
+
+    fn sender(out: &super::super::CeremonyOutput, i: usize) -> String {
+        out.record.holders()[i].fingerprint.clone()
+    }
+
+    fn unseal(vault: &Vault, out: &super::super::CeremonyOutput, j: &Memory) {
+        for (i, s) in out.shares.iter().enumerate().take(out.record.threshold()) {
+            vault
+                .submit_share(s.to_wire_json().as_bytes(), &sender(out, i), j)
+                .expect("share accepted");
+        }
+    }
+
+    #[test]
+    fn t_shares_unseal_and_hand_the_log_key_over_under_the_lock() {
+        let out = ceremony(2, 3);
+        let vault = Vault::new(out.record.clone(), out.keyring.clone());
+        let j = Memory::default();
+        let first = vault
+            .submit_share(
+                out.shares[0].to_wire_json().as_bytes(),
+                &sender(&out, 0),
+                &j,
+            )
+            .expect("first share");
+        assert_eq!(first.holders_needed, 1);
+        assert_eq!(vault.view().holders_received, vec![first.holder.clone()]);
+        assert!(vault.keys().is_none());
+        let dup = vault.submit_share(
+            out.shares[0].to_wire_json().as_bytes(),
+            &sender(&out, 0),
+            &j,
+        );
+        assert!(matches!(dup, Err(ShareRefusal::Duplicate(_))));
+        let wrong = vault.submit_share(
+            out.shares[1].to_wire_json().as_bytes(),
+            &sender(&out, 0),
+            &j,
+        );
+        assert!(matches!(wrong, Err(ShareRefusal::WrongCertificate { .. })));
+        let done = vault
+            .submit_share(
+                out.shares[1].to_wire_json().as_bytes(),
+                &sender(&out, 1),
+                &j,
+            )
+            .expect("second share");
+        // The test ceremony makes two generations; the service answers in the newest.
+        assert_eq!(done.generation, Some(2));
+        assert!(vault.keys().is_some() && j.has_signer());
+        assert_eq!(*j.checkpoints.lock().expect("lock"), vec!["unseal"]);
+        assert_eq!(
+            j.names(),
+            [
+                "share_submitted",
+                "share_submitted",
+                "share_submitted",
+                "share_submitted",
+                "unseal"
+            ]
+        );
+    }
+
+    /// The race of the house issue: a seal waits for a running batch while
+    /// holders complete an unseal. The shares are refused while the seal is
+    /// under way, and the vault ends sealed without a signer; a later unseal
+    /// gives the signer back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_seal_racing_an_unseal_ends_sealed_without_a_signer() {
+        let out = ceremony(2, 3);
+        let vault = Arc::new(
+            Vault::new(out.record.clone(), out.keyring.clone())
+                .with_retire_wait(Duration::from_secs(5)),
+        );
+        let j = Arc::new(Memory::default());
+        unseal(&vault, &out, &j);
+        let batch = vault.keys().expect("unsealed");
+
+        let sealing = tokio::spawn({
+            let (vault, j) = (vault.clone(), j.clone());
+            async move { vault.seal(&*j, SealCause::Operator).await }
+        });
+        // The seal has begun: the batch sees it, the keys are no longer handed out.
+        tokio::time::timeout(Duration::from_secs(5), batch.retired())
+            .await
+            .expect("the batch is told to stop");
+        assert!(vault.keys().is_none() && vault.view().sealed);
+        // Holders race the seal with a full unseal: every share is refused.
+        for (i, s) in out.shares.iter().enumerate() {
+            let r = vault.submit_share(s.to_wire_json().as_bytes(), &sender(&out, i), &*j);
+            assert_eq!(r, Err(ShareRefusal::Sealing));
+        }
+        assert_eq!(
+            vault.seal(&*j, SealCause::Operator).await,
+            Sealing::InProgress
+        );
+        assert!(!sealing.is_finished(), "the seal waits for the batch");
+        drop(batch);
+        let done = sealing.await.expect("seal task");
+        assert_eq!(
+            done,
+            Sealing::Sealed {
+                keys_wiped: true,
+                logged: true
+            }
+        );
+        assert!(!j.has_signer(), "sealed: the log key is gone");
+        assert!(vault.keys().is_none());
+        assert_eq!(j.names().last(), Some(&"seal"));
+        assert_eq!(
+            vault.seal(&*j, SealCause::Operator).await,
+            Sealing::WasSealed
+        );
+        // The holders may unseal again once the seal is complete.
+        unseal(&vault, &out, &j);
+        assert!(vault.keys().is_some() && j.has_signer());
+    }
+
+    #[test]
+    fn a_quorum_operation_rebuilds_the_secret_with_the_unseal_checks() {
+        let out = ceremony(2, 3);
+        let vault = Vault::new(out.record.clone(), out.keyring.clone());
+        let generations = vault
+            .with_quorum(&out.shares[1..], |_, k| k.generations.len())
+            .expect("quorum");
+        assert_eq!(generations, 2);
+        assert!(matches!(
+            vault.with_quorum(&out.shares[..1], |_, _| ()),
+            Err(SealError::NotEnoughShares { have: 1, need: 2 })
+        ));
+    }
+
+    #[test]
+    fn shares_held_too_long_are_discarded_and_logged() {
+        let out = ceremony(2, 3);
+        let vault = Vault::new(out.record.clone(), out.keyring.clone());
+        let j = Memory::default();
+        vault
+            .submit_share(
+                out.shares[0].to_wire_json().as_bytes(),
+                &sender(&out, 0),
+                &j,
+            )
+            .expect("share");
+        let none = vault.discard_shares("unseal_window_expired", Some(Duration::from_secs(60)), &j);
+        assert_eq!(none, Ok(Vec::new()));
+        let dropped = vault.discard_shares("operator", None, &j).expect("logged");
+        assert_eq!(dropped.len(), 1);
+        assert!(vault.view().holders_received.is_empty());
+        assert_eq!(j.names().last(), Some(&"shares_discarded"));
+    }
+}
