@@ -10,7 +10,6 @@
 //! vocabulary: never a NIR, a code, an index or anything computed from one
 //! (see [`crate::event`]).
 
-pub mod cli;
 pub mod report;
 pub mod verify;
 

@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
-use clap::Parser;
-use cstatns::audit::cli::AuditCommand;
 use cstatns::audit::verify::{self, SavedCheckpoint};
 use cstatns::client::{self, ClientError, Endpoint, InputType, Submission};
 use cstatns::config::Config;
@@ -53,7 +51,7 @@ pub struct Fixture {
     pub files_after_read: Vec<u8>,
     /// The submitter's `GET /v1/audit`: the HTTP status it was refused with.
     pub submitter_read_status: Option<u16>,
-    /// `cstatns audit fetch` (in-process): its exit status and the file.
+    /// `cstatns audit fetch` (the binary): its exit status and the file.
     pub cli_fetch: (ExitCode, PathBuf),
     /// `cstatns audit fetch` with the submitter's certificate: its exit status.
     pub cli_fetch_refused: ExitCode,
@@ -103,54 +101,45 @@ pub fn fixture() -> &'static Fixture {
     })
 }
 
-/// The `cstatns` command line as `src/main.rs` embeds `cstatns audit`
-/// (a `#[command(subcommand)]` variant holding [`AuditCommand`]).
-#[derive(Parser)]
-#[command(name = "cstatns")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(clap::Subcommand)]
-enum Command {
-    /// Check the traceability log offline: verify it, sum it up, verify a receipt, fetch a copy.
-    #[command(subcommand)]
-    Audit(AuditCommand),
-}
-
-/// Parses `cstatns audit ARGS…` with the real clap definitions.
-pub fn audit_command(args: &[&str]) -> AuditCommand {
-    let argv = ["cstatns", "audit"].into_iter().chain(args.iter().copied());
-    match Cli::try_parse_from(argv) {
-        Ok(Cli {
-            command: Command::Audit(cmd),
-        }) => cmd,
-        Err(e) => panic!("audit {args:?}: {e}"),
-    }
+/// Runs the real `cstatns audit ARGS…` binary; its exit status.
+pub fn run_audit(args: &[&str]) -> ExitCode {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cstatns"))
+        .arg("audit")
+        .args(args)
+        .output()
+        .expect("run cstatns audit");
+    exit_code(out.status)
 }
 
 /// The help text of `cstatns audit ARGS… --help`.
 pub fn audit_help(args: &[&str]) -> String {
-    let argv = ["cstatns", "audit"]
-        .into_iter()
-        .chain(args.iter().copied())
-        .chain(["--help"]);
-    match Cli::try_parse_from(argv) {
-        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => e.render().to_string(),
-        _ => panic!("no help for {args:?}"),
-    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cstatns"))
+        .arg("audit")
+        .args(args)
+        .arg("--help")
+        .output()
+        .expect("run cstatns audit --help");
+    assert!(out.status.success(), "no help for {args:?}");
+    String::from_utf8(out.stdout).expect("help is text")
 }
 
-/// Runs `cstatns audit ARGS…` in-process; its exit status.
-pub fn run_audit(args: &[&str]) -> ExitCode {
-    let cmd = audit_command(args);
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(cstatns::audit::cli::run(cmd))
-        .unwrap()
+/// `cstatns audit ARGS…` from async code (the fixture's server runs on the
+/// same runtime, so the child must not block it).
+async fn run_audit_async(args: &[&str]) -> ExitCode {
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_cstatns"))
+        .arg("audit")
+        .args(args)
+        .status()
+        .await
+        .expect("run cstatns audit");
+    exit_code(status)
+}
+
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    let code = status
+        .code()
+        .expect("cstatns exits with a status, not a signal");
+    ExitCode::from(u8::try_from(code).expect("an exit status fits a byte"))
 }
 
 fn endpoint(env: &DevEnv, url: &str, role: &str) -> Endpoint {
@@ -345,10 +334,10 @@ async fn build(dir: PathBuf) -> Fixture {
         .unwrap();
     let files_after_read = concat_files(&audit_dir);
 
-    // `cstatns audit fetch`, in-process with the real argument parsing.
+    // `cstatns audit fetch`, the real binary.
     let fetched = dir.join("fetched.jsonl");
     let p = |p: PathBuf| p.display().to_string();
-    let code = cstatns::audit::cli::run(audit_command(&[
+    let code = run_audit_async(&[
         "fetch",
         "--server",
         &url,
@@ -360,12 +349,11 @@ async fn build(dir: PathBuf) -> Fixture {
         &p(env.pki.key("auditor")),
         "-o",
         &p(fetched.clone()),
-    ]))
-    .await
-    .unwrap();
+    ])
+    .await;
 
     let refused_copy = dir.join("refused.jsonl");
-    let cli_fetch_refused = cstatns::audit::cli::run(audit_command(&[
+    let cli_fetch_refused = run_audit_async(&[
         "fetch",
         "--server",
         &url,
@@ -377,9 +365,8 @@ async fn build(dir: PathBuf) -> Fixture {
         &p(env.pki.key("submitter")),
         "-o",
         &p(refused_copy.clone()),
-    ]))
-    .await
-    .unwrap();
+    ])
+    .await;
     assert!(!refused_copy.exists(), "no copy left after a refusal");
 
     let _ = stop.send(());

@@ -6,6 +6,8 @@
 //! could not be read or written, the service could not be reached); 130
 //! interrupted (`submit` then leaves no answer file).
 
+mod audit;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -85,7 +87,7 @@ enum Command {
     },
     /// The auditor's tools: verify the traceability log offline, report on it, verify a receipt, fetch a copy.
     #[command(subcommand)]
-    Audit(cstatns::audit::cli::AuditCommand),
+    Audit(audit::AuditCommand),
     /// Operator: seal the service now (signs a last checkpoint, drops every key).
     Seal {
         #[command(flatten)]
@@ -276,7 +278,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&status)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit(cmd) => cstatns::audit::cli::run(cmd).await,
+        Command::Audit(cmd) => audit::run(cmd).await,
         Command::Seal { endpoint } => {
             let status = Endpoint::from(endpoint).connect().await?.seal().await?;
             eprintln!(

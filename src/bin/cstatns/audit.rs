@@ -11,10 +11,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::report::{self, Period};
-use super::verify::{self, ReceiptError, SavedCheckpoint, Verified, VerifyError};
-use crate::client::{ClientError, Endpoint};
-use crate::seal::{CeremonyRecord, SealError};
+use cstatns::audit::report::{self, Period};
+use cstatns::audit::verify::{self, ReceiptError, SavedCheckpoint, Verified, VerifyError};
+use cstatns::client::{ClientError, Endpoint};
+use cstatns::seal::{CeremonyRecord, SealError};
 
 /// Exit status: the log (or receipt) verified.
 pub const EXIT_VERIFIED: u8 = 0;
@@ -374,11 +374,16 @@ fn run_verify_receipt(a: &VerifyReceiptArgs) -> u8 {
             EXIT_TAMPERED
         }
         Err(ReceiptError::Log(e)) => log_failure(&e),
+        // A kind of failure added to the library later: nothing verified.
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_UNREADABLE
+        }
     }
 }
 
 async fn run_fetch(a: &FetchArgs) -> u8 {
-    let file = match crate::client::create_private(&a.output) {
+    let file = match cstatns::client::create_private(&a.output) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
