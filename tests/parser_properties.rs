@@ -8,8 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use cstatns::batch::{
-    index_status, process_chunk, take_body_start, Chunk, Chunker, Counts, Format, Operation,
-    Scratch,
+    decode_all, index_status, process_chunk, Chunk, Chunker, Counts, Format, Operation, Scratch,
 };
 use cstatns::code::{GenerationKey, KeyChain};
 use proptest::prelude::*;
@@ -102,9 +101,32 @@ proptest! {
     }
 
     #[test]
-    fn the_start_of_any_body_is_read_or_refused(op in ops(), csv in any::<bool>(), body in body()) {
-        let mut buf = body;
-        let _ = take_body_start(op, csv, &mut buf, true);
+    fn the_start_of_any_body_is_read_or_refused_however_it_is_cut(
+        op in ops(), csv in any::<bool>(), body in body(), cuts in proptest::collection::vec(1usize..64, 1..8)
+    ) {
+        let lines_of = |chunks: &[Chunk]| -> Vec<Vec<u8>> {
+            chunks.iter().map(|c| match c {
+                Chunk::Lines(v) => v.clone(),
+                Chunk::OversizedLine(_) => b"<oversized>".to_vec(),
+            }).collect::<Vec<_>>().concat().split(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
+        };
+        let whole = decode_all(op, csv, &body).map(|(f, c)| (f, lines_of(&c)));
+        let mut decoder = cstatns::batch::Decoder::new(op, csv);
+        let mut chunks = Vec::new();
+        let mut rest = &body[..];
+        let mut refused = false;
+        for c in cuts.iter().cycle() {
+            if rest.is_empty() { break; }
+            let (a, b) = rest.split_at((*c).min(rest.len()));
+            if decoder.push(a, &mut |ch| chunks.push(ch)).is_err() { refused = true; break; }
+            rest = b;
+        }
+        let cut = if refused {
+            None
+        } else {
+            decoder.finish(&mut |ch| chunks.push(ch)).ok().map(|f| (f, lines_of(&chunks)))
+        };
+        prop_assert_eq!(whole.ok(), cut);
     }
 
     #[test]

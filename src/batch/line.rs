@@ -522,37 +522,6 @@ mod tests {
     }
 
     #[test]
-    fn body_start_skips_a_bom_and_blank_lines_and_takes_the_header() {
-        use super::super::take_body_start;
-        let mut b = b"\xEF\xBB\xBF\r\n  \nindex;nir\r\nA1;x\n".to_vec();
-        let f = take_body_start(Operation::Derive, true, &mut b, false).unwrap();
-        assert_eq!(f, Some(Format::Csv { delimiter: b';' }));
-        assert_eq!(b, b"A1;x\n");
-        let mut b = b"\xEF\xBB".to_vec();
-        assert_eq!(
-            take_body_start(Operation::Derive, false, &mut b, false).unwrap(),
-            None
-        );
-        b.extend_from_slice(b"\xBF{}");
-        assert_eq!(
-            take_body_start(Operation::Derive, false, &mut b, false).unwrap(),
-            Some(Format::Ndjson)
-        );
-        assert_eq!(b, b"{}");
-        let mut b = b"index,ni".to_vec();
-        assert_eq!(
-            take_body_start(Operation::Derive, true, &mut b, false).unwrap(),
-            None
-        );
-        assert!(take_body_start(Operation::Derive, true, &mut b, true).is_err());
-        let mut b = b"index,nir".to_vec();
-        assert!(take_body_start(Operation::Derive, true, &mut b, true)
-            .unwrap()
-            .is_some());
-        assert!(take_body_start(Operation::Derive, true, &mut Vec::new(), true).is_err());
-    }
-
-    #[test]
     fn a_quoted_first_field_followed_by_text_is_not_echoed() {
         let out = run(
             Operation::Derive,

@@ -2,8 +2,9 @@
 //! type out, one answer per non-blank line, in order.
 //!
 //! This module is pure (no I/O, no async) so that the parsers can be fuzzed and
-//! the hot path benchmarked alone. The server feeds request bytes to a
-//! [`Chunker`], which cuts them into chunks of whole lines (about
+//! the hot path benchmarked alone. The server (and `cstatns validate`) feeds
+//! request bytes to a [`Decoder`], which reads the body's start (byte order
+//! mark, blank lines, CSV header) and cuts the rest into chunks of whole lines (about
 //! [`CHUNK_SIZE`] bytes); each chunk is answered by [`process_chunk`] on a
 //! blocking thread, and the answers are sent back in order. Memory is bounded
 //! by the number of chunks in flight, whatever the batch size.
@@ -15,12 +16,16 @@
 //! other line (§4: "its status depends on that line alone").
 
 mod chunk;
+mod decode;
 mod line;
 mod status;
+mod validate;
 
 pub use chunk::{Chunk, Chunker, CHUNK_SIZE, MAX_LINE, OVERSIZED_HEAD};
+pub use decode::{decode_all, Decoder};
 pub use line::{check_chunk, process_chunk, Scratch};
 pub use status::{Counts, Status};
+pub use validate::{validate, ValidateError, Validation};
 
 /// Which operation a batch asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,47 +120,6 @@ pub fn parse_csv_header(op: Operation, line: &[u8]) -> Result<u8, HeaderError> {
 
 /// The UTF-8 byte order mark, tolerated at the start of a body.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
-
-/// Takes the start of a body off `buf`: a byte order mark, blank lines (§4
-/// skips them, before the header too) and, for CSV, the header line.
-/// `Ok(None)` means more bytes are needed (pass `at_end` once the body has
-/// ended); `Ok(Some(format))` leaves `buf` holding the first record's bytes.
-/// A header line longer than [`MAX_LINE`] is as bad as a wrong one.
-pub fn take_body_start(
-    op: Operation,
-    csv: bool,
-    buf: &mut Vec<u8>,
-    at_end: bool,
-) -> Result<Option<Format>, HeaderError> {
-    if buf.len() < BOM.len() && !at_end && BOM.starts_with(buf) {
-        return Ok(None);
-    }
-    if buf.starts_with(BOM) {
-        buf.drain(..BOM.len());
-    }
-    if !csv {
-        return Ok(Some(Format::Ndjson));
-    }
-    loop {
-        let line_end = memchr::memchr(b'\n', buf);
-        let line = match line_end {
-            Some(p) => &buf[..p],
-            None if at_end => &buf[..],
-            None if buf.len() > MAX_LINE => &buf[..MAX_LINE],
-            None => return Ok(None),
-        };
-        if line_end.is_some() && line.iter().all(u8::is_ascii_whitespace) {
-            buf.drain(..=line_end.unwrap_or_default());
-            continue;
-        }
-        let delimiter = parse_csv_header(op, line)?;
-        match line_end {
-            Some(p) => drop(buf.drain(..=p)),
-            None => buf.clear(),
-        }
-        return Ok(Some(Format::Csv { delimiter }));
-    }
-}
 
 /// Index rule of §4: 1–64 characters of `[A-Za-z0-9._-]`.
 pub fn is_valid_index(raw: &[u8]) -> bool {

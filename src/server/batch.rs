@@ -18,12 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use zeroize::Zeroize;
 
 use super::{ApiError, AppState};
-use crate::batch::{
-    process_chunk, take_body_start, Chunk, Chunker, Counts, Format, Operation, Scratch,
-};
+use crate::batch::{process_chunk, Chunk, Counts, Decoder, Format, Operation, Scratch};
 use crate::config::{ClientEntry, Role};
 use crate::event::{BatchId, ClientName, Event, Purpose, Term};
 use crate::receipt::{now_rfc3339, Receipt};
@@ -149,49 +146,46 @@ fn purpose_of(entry: &ClientEntry, headers: &HeaderMap) -> Result<String, ApiErr
     }
 }
 
-/// Reads the body until its start (byte-order mark, header line) is complete
-/// and returns what was read with the format it names, and the bytes read.
-/// On a refusal, drains what the client is still sending (bounded) so that
-/// it reads the refusal rather than a reset.
+/// Reads the body until its start (byte-order mark, blank lines, header
+/// line) is complete; returns the decoder, which knows the format and the
+/// bytes read, and the chunks it has already cut. The size limit is checked
+/// as bytes come, the start included. On a refusal, drains what the client is
+/// still sending (bounded) so that it reads the refusal rather than a reset.
 async fn read_start(
     body: &mut axum::body::BodyDataStream,
     op: Operation,
     is_csv: bool,
     max: u64,
-) -> Result<(Vec<u8>, Format, u64), ApiError> {
-    let mut head = Vec::new();
-    // Bytes of the body read so far, the header line included: the size
-    // limit counts them all.
-    let mut read = 0u64;
-    let start = loop {
-        let at_end = match futures_util::StreamExt::next(body).await {
+) -> Result<(Decoder, Vec<Chunk>, Format), ApiError> {
+    let mut decoder = Decoder::new(op, is_csv);
+    let mut ready = Vec::new();
+    let refusal = loop {
+        match futures_util::StreamExt::next(body).await {
             Some(Ok(b)) => {
-                read += b.len() as u64;
-                head.extend_from_slice(&b);
-                false
+                if let Err(e) = decoder.push(&b, &mut |c| ready.push(c)) {
+                    break ApiError::BadRequest(e.to_string());
+                }
+                if decoder.bytes_fed() > max {
+                    break ApiError::TooLarge(max);
+                }
+                if let Some(format) = decoder.format() {
+                    return Ok((decoder, ready, format));
+                }
             }
             Some(Err(_)) => {
-                return Err(ApiError::BadRequest(
-                    "the request body could not be read".into(),
-                ))
+                break ApiError::BadRequest("the request body could not be read".into());
             }
-            None => true,
-        };
-        match take_body_start(op, is_csv, &mut head, at_end) {
-            Ok(None) if !at_end => continue,
-            Ok(None) => unreachable!("at the end the start is complete or refused"),
-            Ok(Some(format)) => break Ok(format),
-            Err(e) => break Err(ApiError::BadRequest(e.to_string())),
+            // The body ended within its start: a short NDJSON or CSV body
+            // whose header is its last line, or a refusal.
+            None => match decoder.finish(&mut |c| ready.push(c)) {
+                Ok(format) => return Ok((decoder, ready, format)),
+                Err(e) => break ApiError::BadRequest(e.to_string()),
+            },
         }
     };
-    match start {
-        Ok(format) if read <= max => Ok((head, format, read)),
-        refusal => {
-            head.zeroize();
-            drain(body).await;
-            Err(refusal.err().unwrap_or(ApiError::TooLarge(max)))
-        }
-    }
+    drop(ready); // wiped by the chunks' Drop
+    drain(body).await;
+    Err(refusal)
 }
 
 async fn start(
@@ -203,15 +197,17 @@ async fn start(
 ) -> Result<Response, ApiError> {
     let admitted = admit(&state, &id, &headers, op)?;
     let mut body = body.into_data_stream();
-    let (head, format, read) = read_start(&mut body, op, admitted.is_csv, admitted.max)
+    let (decoder, ready, format) = read_start(&mut body, op, admitted.is_csv, admitted.max)
         .await
         .map_err(|e| refused(&state, &id, op, e))?;
     let batch = BatchId::random();
     let run = Run::begin(&state, &id, &admitted, op, &batch)?;
     let (tx, rx) = mpsc::channel::<Job>(IN_FLIGHT);
+    run.bytes_read.store(decoder.bytes_fed(), Ordering::Relaxed);
     let reader = tokio::spawn(read_body(
         body,
-        head,
+        decoder,
+        ready,
         run.bytes_read.clone(),
         op,
         format,
@@ -219,7 +215,6 @@ async fn start(
         admitted.max,
         tx,
     ));
-    run.bytes_read.store(read, Ordering::Relaxed);
     let mut resp = (
         StatusCode::OK,
         Body::from_stream(answer(rx, reader, run, format)),
@@ -305,7 +300,8 @@ type Job = JoinHandle<Option<(Vec<u8>, Counts)>>;
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 async fn read_body(
     mut body: axum::body::BodyDataStream,
-    head: Vec<u8>,
+    mut decoder: Decoder,
+    mut ready: Vec<Chunk>,
     bytes_read: Arc<AtomicU64>,
     op: Operation,
     format: Format,
@@ -313,32 +309,25 @@ async fn read_body(
     max: u64,
     tx: mpsc::Sender<Job>,
 ) -> Result<(), Abort> {
-    let mut chunker = Chunker::new();
-    let mut ready: Vec<Chunk> = Vec::new();
-    let mut bytes = bytes_read.load(Ordering::Relaxed);
-    chunker.push(&head, &mut |c| ready.push(c));
-    drop(head);
-    loop {
+    while !decoder.is_finished() {
         queue(&mut ready, op, format, &keys, &tx).await?;
         // A seal or a stop must not wait for a slow client's next bytes.
         let next = tokio::select! {
             next = futures_util::StreamExt::next(&mut body) => next,
             () = keys.retired() => return Err(Abort::Sealed),
         };
-        match next {
-            Some(Ok(data)) => {
-                bytes += data.len() as u64;
-                bytes_read.store(bytes, Ordering::Relaxed);
-                if bytes > max {
-                    return Err(Abort::TooLarge);
-                }
-                chunker.push(&data, &mut |c| ready.push(c));
-            }
+        let pushed = match next {
+            Some(Ok(data)) => decoder.push(&data, &mut |c| ready.push(c)),
             Some(Err(_)) => return Err(Abort::BadBody),
-            None => break,
+            None => decoder.finish(&mut |c| ready.push(c)).map(drop),
+        };
+        bytes_read.store(decoder.bytes_fed(), Ordering::Relaxed);
+        // After the start, pushing and finishing do not fail.
+        pushed.map_err(|_| Abort::BadBody)?;
+        if decoder.bytes_fed() > max {
+            return Err(Abort::TooLarge);
         }
     }
-    chunker.finish(&mut |c| ready.push(c));
     queue(&mut ready, op, format, &keys, &tx).await?;
     Ok(())
 }

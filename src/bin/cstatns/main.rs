@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use cstatns::batch::{check_chunk, Chunker, Operation, Scratch, Status};
+use cstatns::batch::{Operation, ValidateError};
 use cstatns::client::{self, ClientError, Endpoint, InputType, Submission};
 
 #[global_allocator]
@@ -385,77 +385,25 @@ fn validate(
     renewal: bool,
     input_type: Option<InputType>,
 ) -> anyhow::Result<ExitCode> {
-    use std::hash::BuildHasher;
-    use std::io::Read;
     let op = if renewal {
         Operation::Renew
     } else {
         Operation::Derive
     };
-    let mut file =
+    let file =
         std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut pending = Vec::new();
     let csv = input_type.unwrap_or_else(|| InputType::guess(input)) == InputType::Csv;
-    let format = loop {
-        let n = file.read(&mut buf)?;
-        pending.extend_from_slice(&buf[..n]);
-        match cstatns::batch::take_body_start(op, csv, &mut pending, n == 0) {
-            Ok(Some(format)) => break format,
-            Ok(None) => continue,
-            // The service would refuse the whole file (400): exit 1.
-            Err(e) => {
-                eprintln!("error: {}: {e}", input.display());
-                return Ok(ExitCode::from(EXIT_REFUSED));
-            }
+    let found = match cstatns::batch::validate(op, csv, file) {
+        Ok(found) => found,
+        // The service would refuse the whole file (400): exit 1.
+        Err(ValidateError::Header(e)) => {
+            eprintln!("error: {}: {e}", input.display());
+            return Ok(ExitCode::from(EXIT_REFUSED));
         }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", input.display())),
     };
-    // Indexes are kept as 128-bit keyed hashes (two independent SipHash keys):
-    // 16 bytes an index, and a false duplicate is out of reach (~1e-22 for
-    // 100 million lines).
-    let (h1, h2) = (
-        std::collections::hash_map::RandomState::new(),
-        std::collections::hash_map::RandomState::new(),
-    );
-    let mut seen = std::collections::HashSet::<u128>::new();
-    let mut counts = cstatns::batch::Counts::default();
-    let mut first_lines: std::collections::BTreeMap<Status, Vec<u64>> = Default::default();
-    let mut line_no = 0u64;
-    let mut scratch = Scratch::default();
-    let mut visit = |status: Status, index: &[u8]| {
-        line_no += 1;
-        let mut status = status;
-        if !index.is_empty() {
-            let key = (u128::from(h1.hash_one(index)) << 64) | u128::from(h2.hash_one(index));
-            if !seen.insert(key) && status == Status::Ok {
-                status = Status::DuplicateIndex;
-            }
-        }
-        counts.add(status);
-        if status != Status::Ok {
-            let v = first_lines.entry(status).or_default();
-            if v.len() < 5 {
-                v.push(line_no);
-            }
-        }
-    };
-    let mut chunker = Chunker::new();
-    let mut ready = Vec::new();
-    chunker.push(&pending, &mut |c| ready.push(c));
-    loop {
-        for c in ready.drain(..) {
-            check_chunk(op, format, &c, &mut scratch, &mut visit);
-        }
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        chunker.push(&buf[..n], &mut |c| ready.push(c));
-    }
-    chunker.finish(&mut |c| ready.push(c));
-    for c in ready.drain(..) {
-        check_chunk(op, format, &c, &mut scratch, &mut visit);
-    }
+    let counts = found.counts;
+    let first_lines = found.first_records;
     println!("{:<22} {:>12}", "status", "lines");
     for (s, n) in counts.nonzero() {
         let where_ = first_lines
