@@ -12,7 +12,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use cstatns::batch::{process_chunk, Chunk, Counts, Format, Operation, Scratch};
-use cstatns::code::{GenerationKey, KeyChain};
+use cstatns::code::{Code, GenerationKey, KeyChain};
 use cstatns::nir::{synthetic, BODY_LEN};
 
 fn chain(g: u8) -> KeyChain {
@@ -25,7 +25,7 @@ fn chain(g: u8) -> KeyChain {
 fn derive(c: &mut Criterion) {
     const N: usize = 10_000;
     let bodies: Vec<[u8; BODY_LEN]> = (0..N as u64).map(|i| *synthetic(i).body()).collect();
-    let mut out = vec![[0u8; 32]; N];
+    let mut out = vec![Code::default(); N];
     let mut group = c.benchmark_group("derive");
     group.throughput(Throughput::Elements(N as u64));
     for g in [1u8, 2] {

@@ -8,7 +8,7 @@
 //! cannot carry such a value do — counts, flags, holder and client names,
 //! purposes, batch identifiers, hex digests of public things, and [`Term`]s,
 //! words of the log's vocabulary that the code spells as `&'static str`.
-//! [`Nir`](crate::nir::Nir), [`RawCode`](crate::code::RawCode) and `String`
+//! [`Nir`](crate::nir::Nir), [`Code`](crate::code::Code) and `String`
 //! do not, so these do not compile:
 //!
 //! ```compile_fail

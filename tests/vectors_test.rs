@@ -3,7 +3,7 @@
 // Helpers outside #[test] functions panic on purpose, like the tests.
 #![allow(clippy::unwrap_used)]
 
-use cstatns::code::{write_hex, GenerationKey, KeyChain, KeyedMac, CODE_HEX_LEN};
+use cstatns::code::{write_hex, Code, GenerationKey, KeyChain, KeyedMac, CODE_HEX_LEN};
 use cstatns::nir::Nir;
 
 fn data_lines(name: &str) -> impl Iterator<Item = String> {
@@ -60,7 +60,7 @@ fn generation_chain_vectors() {
         let g: usize = f[1].parse().unwrap();
         let chain = KeyChain::new(&keys[..g]).unwrap();
         let nir = Nir::parse(f[0].as_bytes()).unwrap();
-        let mut code = [0u8; 32];
+        let mut code = Code::default();
         chain.derive(nir.body(), &mut code);
         let mut hex = [0u8; CODE_HEX_LEN];
         write_hex(&code, &mut hex);
@@ -68,7 +68,7 @@ fn generation_chain_vectors() {
         // Renewal from every older generation reaches the same code.
         for from in 1..=g {
             let older = KeyChain::new(&keys[..from]).unwrap();
-            let mut c = [0u8; 32];
+            let mut c = Code::default();
             older.derive(nir.body(), &mut c);
             chain.renew_in_place(from as u32, &mut c);
             assert_eq!(c, code);

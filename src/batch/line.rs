@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use zeroize::Zeroize;
 
 use super::{index_status, Chunk, Counts, Format, Operation, Status, MAX_LINE, OVERSIZED_HEAD};
-use crate::code::{parse_hex, write_hex, KeyChain, RawCode, CODE_HEX_LEN};
+use crate::code::{parse_hex_into, write_hex, Code, KeyChain, CODE_HEX_LEN};
 use crate::nir::{parse_into, BODY_LEN};
 
 /// The fields of a line (unused ones empty), or, for a malformed line, its
@@ -29,7 +29,7 @@ pub struct Scratch {
     recs: Vec<Rec>,
     indexes: Vec<u8>,
     bodies: Vec<[u8; BODY_LEN]>,
-    codes: Vec<RawCode>,
+    codes: Vec<Code>,
     gens: Vec<u32>,
 }
 
@@ -74,7 +74,7 @@ pub fn process_chunk(
     // Pass 2: hash every `ok` candidate as one slice.
     match op {
         Operation::Derive => {
-            scratch.codes.resize(scratch.bodies.len(), [0u8; 32]);
+            scratch.codes.resize(scratch.bodies.len(), Code::default());
             chain.derive_batch(&scratch.bodies, &mut scratch.codes);
         }
         Operation::Renew => chain.renew_batch(&scratch.gens, &mut scratch.codes),
@@ -188,17 +188,28 @@ fn parse_line(op: Operation, format: Format, g: u32, line: &[u8], s: &mut Scratc
                 Err(e) => e.into(),
             }
         }
-        Operation::Renew => match (parse_hex(&fields[1]), parse_generation(&fields[2], g)) {
-            (None, _) => Status::InvalidCode,
-            (Some(_), None) => Status::InvalidGeneration,
-            (Some(mut code), Some(from)) => {
-                rec.slot = s.codes.len() as u32;
-                s.codes.push(code);
-                s.gens.push(from);
-                code.zeroize();
-                Status::Ok
+        Operation::Renew => {
+            // Decoded straight into its slot of the scratch (which wipes it),
+            // so no copy of the code is left in this frame.
+            let slot = s.codes.len();
+            s.codes.push(Code::default());
+            let code_ok = parse_hex_into(&fields[1], &mut s.codes[slot]);
+            match (code_ok, parse_generation(&fields[2], g)) {
+                (true, Some(from)) => {
+                    rec.slot = slot as u32;
+                    s.gens.push(from);
+                    Status::Ok
+                }
+                (ok, _) => {
+                    drop(s.codes.pop()); // wiped on drop
+                    if ok {
+                        Status::InvalidGeneration
+                    } else {
+                        Status::InvalidCode
+                    }
+                }
             }
-        },
+        }
     };
     rec.status = status;
     rec

@@ -1,0 +1,150 @@
+//! HMAC-SHA-256 (RFC 2104) over precomputed SHA-256 midstates.
+//!
+//! A key is absorbed once: its inner pad block and its outer pad block are
+//! each compressed from the SHA-256 initial value, and the two 8-word states
+//! kept. A MAC of a message then continues from them with the `sha2` crate's
+//! compression function (which picks the SHA extensions at run time). For
+//! §3's messages (a 13-byte body, a 32-byte code) that is one compression
+//! for the inner hash and one for the outer: the floor of an HMAC.
+//!
+//! Written over `compress256` rather than the `hmac` crate because a
+//! multi-lane kernel needs exactly these midstates and block layouts, which
+//! `hmac` keeps private; the tests check it against `hmac` on random inputs.
+
+use sha2::digest::generic_array::GenericArray;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// SHA-256 block length in bytes.
+pub(super) const BLOCK: usize = 64;
+
+/// The SHA-256 initial hash value (FIPS 180-4, §5.3.3). `sha2` does not
+/// export it.
+const IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+/// One compression of `block` into `state`.
+#[inline]
+pub(super) fn compress(state: &mut [u32; 8], block: &[u8; BLOCK]) {
+    sha2::compress256(state, std::slice::from_ref(GenericArray::from_slice(block)));
+}
+
+/// A SHA-256 state after `absorbed` bytes (a multiple of [`BLOCK`]),
+/// finished over `msg`: the digest, big-endian, into `out`. The padding
+/// blocks built on the stack are wiped before returning.
+pub(super) fn finish(mut state: [u32; 8], absorbed: u64, msg: &[u8], out: &mut [u8; 32]) {
+    let mut blocks = msg.chunks_exact(BLOCK);
+    for b in &mut blocks {
+        compress(
+            &mut state,
+            b.try_into().expect("chunks_exact gives whole blocks"),
+        );
+    }
+    let tail = blocks.remainder();
+    let bits = (absorbed + msg.len() as u64) * 8;
+    let mut last = [[0u8; BLOCK]; 2];
+    let flat = last.as_flattened_mut();
+    flat[..tail.len()].copy_from_slice(tail);
+    flat[tail.len()] = 0x80;
+    let n = if tail.len() < BLOCK - 8 { 1 } else { 2 };
+    flat[n * BLOCK - 8..n * BLOCK].copy_from_slice(&bits.to_be_bytes());
+    for b in &last[..n] {
+        compress(&mut state, b);
+    }
+    last.zeroize();
+    for (o, w) in out.chunks_exact_mut(4).zip(state.iter()) {
+        o.copy_from_slice(&w.to_be_bytes());
+    }
+    state.zeroize();
+}
+
+/// One HMAC-SHA-256 key as its inner and outer midstates. Key-equivalent:
+/// zeroized on drop, not `Clone`, never printed.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct KeyedMac {
+    pub(super) inner: [u32; 8],
+    pub(super) outer: [u32; 8],
+}
+
+impl std::fmt::Debug for KeyedMac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyedMac { … }")
+    }
+}
+
+impl KeyedMac {
+    /// Absorbs a key of any length (RFC 2104: a key longer than a block is
+    /// hashed first).
+    pub fn new(key: &[u8]) -> Self {
+        let mut k = [0u8; BLOCK];
+        if key.len() > BLOCK {
+            let mut h = [0u8; 32];
+            finish(IV, 0, key, &mut h);
+            k[..32].copy_from_slice(&h);
+            h.zeroize();
+        } else {
+            k[..key.len()].copy_from_slice(key);
+        }
+        let mut pad = [0u8; BLOCK];
+        let mut state = |byte: u8| {
+            for (p, b) in pad.iter_mut().zip(k.iter()) {
+                *p = b ^ byte;
+            }
+            let mut s = IV;
+            compress(&mut s, &pad);
+            s
+        };
+        let mac = Self {
+            inner: state(0x36),
+            outer: state(0x5c),
+        };
+        pad.zeroize();
+        k.zeroize();
+        mac
+    }
+
+    /// `HMAC-SHA-256(key, msg)` into `out`.
+    pub fn mac(&self, msg: &[u8], out: &mut [u8; 32]) {
+        let mut inner = [0u8; 32];
+        finish(self.inner, BLOCK as u64, msg, &mut inner);
+        finish(self.outer, BLOCK as u64, &inner, out);
+        inner.zeroize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::hmac::Mac;
+    use rand::{Rng, RngCore, SeedableRng};
+
+    fn reference(key: &[u8], msg: &[u8]) -> [u8; 32] {
+        let mut m = <::hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any length");
+        m.update(msg);
+        m.finalize().into_bytes().into()
+    }
+
+    #[test]
+    fn agrees_with_the_hmac_crate_on_random_keys_and_messages_of_every_length() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_c0de);
+        for case in 0..20_000 {
+            let klen = if case % 97 == 0 {
+                rng.gen_range(65..200)
+            } else {
+                rng.gen_range(0..=64)
+            };
+            let mlen = case % 300; // every length across the 1- and 2-block tails
+            let mut key = vec![0u8; klen];
+            let mut msg = vec![0u8; mlen];
+            rng.fill_bytes(&mut key);
+            rng.fill_bytes(&mut msg);
+            let mut got = [0u8; 32];
+            KeyedMac::new(&key).mac(&msg, &mut got);
+            assert_eq!(
+                got,
+                reference(&key, &msg),
+                "key {klen} bytes, message {mlen} bytes"
+            );
+        }
+    }
+}
