@@ -1,7 +1,8 @@
 //! The code kernel: records per second on one core.
 //!
 //! - `derive/gen1`, `derive/gen2`: `KeyChain::derive_batch` over a chunk's
-//!   worth of canonical bodies (§3 only).
+//!   worth of canonical bodies (§3 only); `derive/gen1-hmac-crate`: the same
+//!   generation-1 codes with the `hmac` crate, for comparison in one run.
 //! - `chunk/csv`: `process_chunk` on a 256 KiB CSV chunk — parse, validate,
 //!   hash and write the answer — which is what one blocking worker does.
 //!
@@ -34,6 +35,20 @@ fn derive(c: &mut Criterion) {
             b.iter(|| ch.derive_batch(&bodies, &mut out))
         });
     }
+    // The same generation-1 codes with the `hmac` crate (a keyed state
+    // cloned per record): the reference the midstate kernel must beat.
+    let keyed =
+        <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&[1; 32]).expect("any length");
+    let mut raw = vec![[0u8; 32]; N];
+    group.bench_function("gen1-hmac-crate", |b| {
+        b.iter(|| {
+            for (body, o) in bodies.iter().zip(raw.iter_mut()) {
+                let mut m = keyed.clone();
+                hmac::Mac::update(&mut m, body);
+                o.copy_from_slice(&hmac::Mac::finalize(m).into_bytes());
+            }
+        })
+    });
     group.finish();
 }
 

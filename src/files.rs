@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Creates `path` with `mode`, failing (`AlreadyExists`) if anything is
 /// there: a secret is never written over another file.
@@ -22,4 +22,79 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let mut file = create_new(path, mode)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// Whether [`write_atomic`] may replace a file already at the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Replace it (a keyring after a renewal).
+    Yes,
+    /// Fail with `AlreadyExists` (a file of a new ceremony).
+    No,
+}
+
+/// Writes `bytes` to `path` so that a crash at any point leaves either what
+/// was there before or the whole new file, never a part: a temporary file
+/// in the same directory (mode `mode` from the first byte), fsync, then
+/// rename over `path` (or, with [`Replace::No`], a hard link, which never
+/// replaces), then fsync of the directory so that the new name is durable.
+/// The temporary file is removed on every path out.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, replace: Replace) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut suffix = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut suffix);
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        hex::encode(suffix)
+    ));
+    let result = (|| {
+        let mut file = create_new(&tmp, mode)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        match replace {
+            Replace::Yes => std::fs::rename(&tmp, path)?,
+            Replace::No => std::fs::hard_link(&tmp, path)?,
+        }
+        File::open(&dir)?.sync_all()
+    })();
+    // After a rename the temporary name is gone already; after a link (or a
+    // failure) it is removed here.
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_atomic_write_replaces_whole_or_refuses_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyring.json");
+        write_atomic(&path, b"one", 0o600, Replace::No).expect("new");
+        let again = write_atomic(&path, b"two", 0o600, Replace::No);
+        assert_eq!(
+            again.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::AlreadyExists)
+        );
+        assert_eq!(std::fs::read(&path).expect("read"), b"one");
+        write_atomic(&path, b"three", 0o600, Replace::Yes).expect("replace");
+        assert_eq!(std::fs::read(&path).expect("read"), b"three");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["keyring.json"], "no temporary file left");
+    }
 }

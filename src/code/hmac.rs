@@ -105,10 +105,46 @@ impl KeyedMac {
 
     /// `HMAC-SHA-256(key, msg)` into `out`.
     pub fn mac(&self, msg: &[u8], out: &mut [u8; 32]) {
+        if msg.len() <= SHORT {
+            return self.mac_short(msg, out);
+        }
         let mut inner = [0u8; 32];
         finish(self.inner, BLOCK as u64, msg, &mut inner);
         finish(self.outer, BLOCK as u64, &inner, out);
         inner.zeroize();
+    }
+}
+
+/// Longest message whose inner hash takes one block (§3's 13-byte bodies
+/// and 32-byte codes): 64 bytes less the `0x80` byte and the 8-byte length.
+const SHORT: usize = BLOCK - 9;
+
+impl KeyedMac {
+    /// [`KeyedMac::mac`] of a message of at most [`SHORT`] bytes: exactly
+    /// two compressions through one block buffer, of which only the bytes
+    /// that held the message or the inner hash are wiped (the rest is
+    /// padding).
+    fn mac_short(&self, msg: &[u8], out: &mut [u8; 32]) {
+        let n = msg.len();
+        let mut block = [0u8; BLOCK];
+        block[..n].copy_from_slice(msg);
+        block[n] = 0x80;
+        block[BLOCK - 8..].copy_from_slice(&((BLOCK + n) as u64 * 8).to_be_bytes());
+        let mut state = self.inner;
+        compress(&mut state, &block);
+        for (b, w) in block.chunks_exact_mut(4).zip(state.iter()) {
+            b.copy_from_slice(&w.to_be_bytes());
+        }
+        block[32] = 0x80;
+        block[33..BLOCK - 8].fill(0);
+        block[BLOCK - 8..].copy_from_slice(&((BLOCK + 32) as u64 * 8).to_be_bytes());
+        state = self.outer;
+        compress(&mut state, &block);
+        for (o, w) in out.chunks_exact_mut(4).zip(state.iter()) {
+            o.copy_from_slice(&w.to_be_bytes());
+        }
+        block[..32].zeroize();
+        state.zeroize();
     }
 }
 

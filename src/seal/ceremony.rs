@@ -365,7 +365,7 @@ fn create_private_dir(path: &Path) -> Result<(), SealError> {
 /// Creates `path` (refusing an existing file, atomically), writes `bytes`
 /// and syncs.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SealError> {
-    crate::files::write_new(path, bytes, mode).map_err(|e| {
+    crate::files::write_atomic(path, bytes, mode, crate::files::Replace::No).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             SealError::AlreadyExists(path.to_path_buf())
         } else {

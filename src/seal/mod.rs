@@ -47,7 +47,9 @@ pub use ceremony::{
 };
 pub use error::{SealError, ShareError};
 pub use id::{is_valid_holder_name, CeremonyId, MAX_HOLDERS};
-pub use keyring::{Keyring, LogSigningKey, SealedKeyring, KEYRING_FORMAT};
+pub use keyring::{
+    Keyring, LogSigningKey, ProjectChain, SealedKeyring, KEYRING_FORMAT, KEYRING_FORMAT_V1,
+};
 pub use master::MasterSecret;
 pub use passphrase::{Passphrase, ShareKdf, MIN_NEW_PASSPHRASE_CHARS};
 pub use record::{CeremonyRecord, HolderRecord, CEREMONY_FORMAT, SIGNING_CONTEXT};

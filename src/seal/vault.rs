@@ -346,6 +346,7 @@ impl Vault {
         let Keyring {
             generations,
             log_signing,
+            ..
         } = keyring;
         let chain = KeyChain::new(&generations).map_err(|_| ShareRefusal::UnsealFailed)?;
         drop(generations);
