@@ -1089,3 +1089,53 @@ async fn receipts_outlive_a_restart_of_the_service() {
     let refused = sub.receipt("../../ceremony").await;
     assert!(refused.is_err());
 }
+
+/// Regression guard (blank lines before the CSV header): a body of 64 MiB of
+/// line ends, with a 1 MiB limit, once cost quadratic CPU on a worker with no
+/// limit and no log record until a header came. It must be refused as too
+/// large with one log record, while the service keeps answering others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blank_lines_before_the_header_are_bounded_by_the_size_limit() {
+    let env = TestEnv::with(EnvOptions {
+        max_request_bytes: Some(1 << 20),
+        ..Default::default()
+    });
+    let server = env.serve();
+    env.unseal(&server).await;
+    let submitter = ClientIdentity::Cert {
+        cert: env.cert(SUBMITTER),
+        key: env.key(SUBMITTER),
+    };
+    let frame = bytes::Bytes::from(vec![b'\n'; 64 * 1024]);
+    let parts = vec![frame; 1024]; // 64 MiB, one shared buffer
+    let ca = env.ca();
+    let flood = common::https_streamed(
+        &server,
+        &ca,
+        &submitter,
+        "POST",
+        "/v1/cstatns",
+        &[("content-type", "text/csv")],
+        parts,
+    );
+    let status = async {
+        // While the flood is read, another client is served.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        common::timed("status during the flood", env.status(&server)).await
+    };
+    let (got, st) = tokio::join!(common::timed("the flood", flood), status);
+    assert!(!st.sealed);
+    // 413, or the connection cut once the bounded drain gave up.
+    if let Ok(r) = got {
+        assert_eq!(r.status, 413, "answered {}", r.status);
+    }
+    env.wait_for_audit("request_refused too_large", |r| {
+        r["event"] == "request_refused" && r["details"]["reason"] == "too_large"
+    });
+    let refusals = env
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["event"] == "request_refused" || r["event"] == "batch_start")
+        .count();
+    assert_eq!(refusals, 1, "one record for the refused body, no batch");
+}
