@@ -61,12 +61,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, replace: Replace) -> s
         drop(file);
         match replace {
             Replace::Yes => std::fs::rename(&tmp, path)?,
-            Replace::No => std::fs::hard_link(&tmp, path)?,
+            Replace::No => {
+                std::fs::hard_link(&tmp, path)?;
+                // Removed before the directory is synced, so that a crash
+                // does not leave a second name for the file.
+                std::fs::remove_file(&tmp)?;
+            }
         }
+        // If this fails the new file is in place but perhaps not durable:
+        // reported as an error, to be retried.
         File::open(&dir)?.sync_all()
     })();
-    // After a rename the temporary name is gone already; after a link (or a
-    // failure) it is removed here.
+    // On a failure before the rename or link, the temporary file goes (a
+    // crash mid-write can still leave one: its name starts with `.` and
+    // ends in `.tmp`, and it is safe to delete).
     let _ = std::fs::remove_file(&tmp);
     result
 }

@@ -23,6 +23,9 @@ pub struct Decoder {
     head: Vec<u8>,
     /// Whether the byte order mark has been looked for.
     bom_checked: bool,
+    /// Inside a blank line before the header that is longer than
+    /// [`MAX_LINE`] (its bytes so far dropped).
+    in_blank: bool,
     /// Known once the start is complete.
     format: Option<Format>,
     chunker: Chunker,
@@ -45,6 +48,7 @@ impl Decoder {
             fed: 0,
             head: Vec::new(),
             bom_checked: false,
+            in_blank: false,
             format: None,
             chunker: Chunker::new(),
             finished: false,
@@ -141,12 +145,40 @@ impl Decoder {
     /// blank lines seen so far are dropped).
     fn csv_header(&mut self, at_end: bool) -> Result<Option<usize>, HeaderError> {
         let mut at = 0;
+        if self.in_blank {
+            // Inside a blank line longer than MAX_LINE, already dropped: it
+            // is skipped like any blank line if it stays blank to its end,
+            // and is an overlong header otherwise.
+            let end = memchr::memchr(b'\n', &self.head);
+            let part = &self.head[..end.unwrap_or(self.head.len())];
+            if !part.iter().all(u8::is_ascii_whitespace) {
+                return Err(self.refusal());
+            }
+            match end {
+                Some(p) => {
+                    self.in_blank = false;
+                    at = p + 1;
+                }
+                None if at_end => return Err(self.refusal()),
+                None => {
+                    self.head.clear();
+                    return Ok(None);
+                }
+            }
+        }
         loop {
             let rest = &self.head[at..];
             let line_end = memchr::memchr(b'\n', rest);
             let line = match line_end {
                 Some(p) => &rest[..p],
                 None if at_end => rest,
+                // A blank line may be of any length (as after the header):
+                // drop what came of it and skip the rest as it comes.
+                None if rest.len() > MAX_LINE && rest.iter().all(u8::is_ascii_whitespace) => {
+                    self.in_blank = true;
+                    self.head.clear();
+                    return Ok(None);
+                }
                 // A header line longer than MAX_LINE is as bad as a wrong one.
                 None if rest.len() > MAX_LINE => &rest[..MAX_LINE],
                 None => {
@@ -240,6 +272,35 @@ mod tests {
         assert!(decode(Operation::Derive, true, b"index,nir", 3).is_ok());
         let long = [b' '; MAX_LINE + 10];
         assert!(decode(Operation::Derive, true, &long, 4096).is_err());
+        // A BOM is only a BOM at the very start.
+        assert!(decode(Operation::Derive, true, b"\r\n\xEF\xBB\xBFindex,nir\n", 3).is_err());
+        assert!(decode(
+            Operation::Derive,
+            true,
+            b"\xEF\xBB\xBF\xEF\xBB\xBFindex,nir\n",
+            3
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_long_blank_line_before_the_header_is_skipped_however_it_is_cut() {
+        let mut body = vec![b' '; 3 * MAX_LINE];
+        body.extend_from_slice(b"\r\nindex,nir\nA1,x\n");
+        let mut overlong = vec![b' '; 3 * MAX_LINE];
+        overlong.extend_from_slice(b"index,nir\nA1,x\n");
+        for cut in [1000, 4096, MAX_LINE + 1, body.len()] {
+            let (f, lines) = decode(Operation::Derive, true, &body, cut).unwrap();
+            assert_eq!(
+                (f, &lines[..]),
+                (Format::Csv { delimiter: b',' }, &b"A1,x\n"[..]),
+                "cut {cut}"
+            );
+            assert!(
+                decode(Operation::Derive, true, &overlong, cut).is_err(),
+                "cut {cut}"
+            );
+        }
     }
 
     #[test]

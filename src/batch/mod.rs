@@ -96,10 +96,10 @@ pub struct HeaderError {
 }
 
 /// Reads a CSV header line (without its line end) and returns the delimiter.
-/// A UTF-8 byte order mark, a trailing `\r` and RFC 4180 quoting of the names
-/// are tolerated; the column names must be exactly those of §4, in order.
+/// A trailing `\r` and RFC 4180 quoting of the names are tolerated; the
+/// column names must be exactly those of §4, in order. (A byte order mark is
+/// taken off by [`Decoder`], at the very start of the body only.)
 pub fn parse_csv_header(op: Operation, line: &[u8]) -> Result<u8, HeaderError> {
-    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let cols = op.request_columns();
     for d in [b',', b';'] {

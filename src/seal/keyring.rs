@@ -379,6 +379,11 @@ impl Reader<'_> {
     fn text(&mut self) -> Result<String, SealError> {
         let b = self.take(2)?;
         let n = usize::from(u16::from_be_bytes([b[0], b[1]]));
+        if n > MAX_TEXT {
+            return Err(SealError::UnsupportedKeyring(
+                "a text field is too long".into(),
+            ));
+        }
         let bytes = self.take(n)?;
         String::from_utf8(bytes.to_vec())
             .map_err(|_| SealError::UnsupportedKeyring("a text field is not UTF-8".into()))

@@ -447,28 +447,20 @@ impl Vault {
             keys.live.cancel();
             Arc::downgrade(&keys.chain)
         };
+        // From here the seal completes even if this future is dropped (the
+        // operator's connection closing mid-request): the guard finishes it.
+        let mut finish = FinishSeal {
+            vault: self,
+            journal,
+            cause,
+            weak,
+            done: false,
+        };
         let deadline = tokio::time::Instant::now() + self.retire_wait;
-        while weak.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+        while finish.weak.strong_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let keys_wiped = weak.strong_count() == 0;
-        let mut phase = self.lock();
-        // Sealing happens whatever the log says (it is the safe direction),
-        // but an unlogged seal is reported as such.
-        let (event, reason) = match cause {
-            SealCause::Operator => (Event::Seal { keys_wiped }, "seal"),
-            SealCause::Stop => (Event::ServiceStop { keys_wiped }, "stop"),
-        };
-        let logged = journal.record(event);
-        journal.checkpoint(reason);
-        journal.set_signer(None);
-        *phase = Phase::Sealed {
-            shares: Vec::new(),
-            since: None,
-        };
-        drop(phase);
-        tracing::info!(keys_wiped, ?cause, "service sealed");
-        Sealing::Sealed { keys_wiped, logged }
+        finish.complete()
     }
 
     /// Drops the shares held while sealed (zeroized on drop) and logs it;
@@ -502,6 +494,50 @@ impl Vault {
             Ok(holders)
         } else {
             Err(ShareRefusal::LogUnavailable)
+        }
+    }
+}
+
+/// The end of a seal, under the lock: logs it, signs a last checkpoint,
+/// takes the log key back and leaves the vault sealed. Run by
+/// [`Vault::seal`] once the wait is over, or on drop if the seal's future is
+/// dropped during the wait, so that no path leaves the vault retiring.
+struct FinishSeal<'a> {
+    vault: &'a Vault,
+    journal: &'a dyn Journal,
+    cause: SealCause,
+    weak: std::sync::Weak<KeyChain>,
+    done: bool,
+}
+
+impl FinishSeal<'_> {
+    fn complete(&mut self) -> Sealing {
+        self.done = true;
+        let keys_wiped = self.weak.strong_count() == 0;
+        let mut phase = self.vault.lock();
+        // Sealing happens whatever the log says (it is the safe direction),
+        // but an unlogged seal is reported as such.
+        let (event, reason) = match self.cause {
+            SealCause::Operator => (Event::Seal { keys_wiped }, "seal"),
+            SealCause::Stop => (Event::ServiceStop { keys_wiped }, "stop"),
+        };
+        let logged = self.journal.record(event);
+        self.journal.checkpoint(reason);
+        self.journal.set_signer(None);
+        *phase = Phase::Sealed {
+            shares: Vec::new(),
+            since: None,
+        };
+        drop(phase);
+        tracing::info!(keys_wiped, cause = ?self.cause, "service sealed");
+        Sealing::Sealed { keys_wiped, logged }
+    }
+}
+
+impl Drop for FinishSeal<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.complete();
         }
     }
 }
@@ -661,6 +697,35 @@ mod tests {
             Sealing::WasSealed
         );
         // The holders may unseal again once the seal is complete.
+        unseal(&vault, &out, &j);
+        assert!(vault.keys().is_some() && j.has_signer());
+    }
+
+    /// A seal whose caller goes away during the wait (the operator's
+    /// connection closes) still ends sealed, logged and without a signer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_seal_dropped_during_its_wait_still_completes() {
+        let out = ceremony(2, 3);
+        let vault = Vault::new(out.record.clone(), out.keyring.clone())
+            .with_retire_wait(Duration::from_secs(5));
+        let j = Memory::default();
+        unseal(&vault, &out, &j);
+        let batch = vault.keys().expect("unsealed");
+        let cut = tokio::time::timeout(
+            Duration::from_millis(100),
+            vault.seal(&j, SealCause::Operator),
+        )
+        .await;
+        assert!(cut.is_err(), "the seal was still waiting for the batch");
+        assert!(vault.view().sealed && vault.keys().is_none());
+        assert!(!j.has_signer(), "the log key is taken back");
+        assert_eq!(j.names().last(), Some(&"seal"));
+        assert_eq!(
+            vault.seal(&j, SealCause::Operator).await,
+            Sealing::WasSealed,
+            "not left retiring"
+        );
+        drop(batch);
         unseal(&vault, &out, &j);
         assert!(vault.keys().is_some() && j.has_signer());
     }

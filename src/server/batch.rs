@@ -150,17 +150,23 @@ fn purpose_of(entry: &ClientEntry, headers: &HeaderMap) -> Result<String, ApiErr
 /// line) is complete; returns the decoder, which knows the format and the
 /// bytes read, and the chunks it has already cut. The size limit is checked
 /// as bytes come, the start included. On a refusal, drains what the client is
-/// still sending (bounded) so that it reads the refusal rather than a reset.
+/// still sending (bounded) so that it reads the refusal rather than a reset;
+/// but a seal under way is answered at once, so that the seal does not wait
+/// for a slow client (the caller then lets go of the keys).
 async fn read_start(
     body: &mut axum::body::BodyDataStream,
     op: Operation,
-    is_csv: bool,
-    max: u64,
+    admitted: &Admitted,
 ) -> Result<(Decoder, Vec<Chunk>, Format), ApiError> {
-    let mut decoder = Decoder::new(op, is_csv);
+    let mut decoder = Decoder::new(op, admitted.is_csv);
     let mut ready = Vec::new();
+    let max = admitted.max;
     let refusal = loop {
-        match futures_util::StreamExt::next(body).await {
+        let next = tokio::select! {
+            next = futures_util::StreamExt::next(body) => next,
+            () = admitted.keys.retired() => return Err(ApiError::Sealed),
+        };
+        match next {
             Some(Ok(b)) => {
                 if let Err(e) = decoder.push(&b, &mut |c| ready.push(c)) {
                     break ApiError::BadRequest(e.to_string());
@@ -197,11 +203,12 @@ async fn start(
 ) -> Result<Response, ApiError> {
     let admitted = admit(&state, &id, &headers, op)?;
     let mut body = body.into_data_stream();
-    let (decoder, ready, format) = read_start(&mut body, op, admitted.is_csv, admitted.max)
+    let (decoder, ready, format) = read_start(&mut body, op, &admitted)
         .await
         .map_err(|e| refused(&state, &id, op, e))?;
     let batch = BatchId::random();
-    let run = Run::begin(&state, &id, &admitted, op, &batch)?;
+    let run =
+        Run::begin(&state, &id, &admitted, op, &batch).map_err(|e| refused(&state, &id, op, e))?;
     let (tx, rx) = mpsc::channel::<Job>(IN_FLIGHT);
     run.bytes_read.store(decoder.bytes_fed(), Ordering::Relaxed);
     let reader = tokio::spawn(read_body(
@@ -450,6 +457,10 @@ impl Run {
         op: Operation,
         batch: &BatchId,
     ) -> Result<Self, ApiError> {
+        // A seal that began while the start was read: no batch_start after it.
+        if !admitted.keys.is_live() {
+            return Err(ApiError::Sealed);
+        }
         let generation = admitted.keys.chain().generation();
         let purpose = Purpose::allowed(&admitted.purpose);
         let started = now_rfc3339();
