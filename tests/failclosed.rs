@@ -210,4 +210,76 @@ async fn kill_9_during_a_batch_leaves_a_log_that_verifies_with_the_batch_started
         !records.iter().any(|r| r["event"] == "service_stop"),
         "kill -9 leaves no stop record"
     );
+    // The killed service's log verifies, so the service starts on it again.
+    let mut again = env.serve();
+    again.stop();
+    verify_dir(&audit_dir(&env), &record(&env), None).expect("verifies after the restart");
+}
+
+/// Runs `cstatns serve` on a deployment expected to refuse to start; its
+/// exit status and stderr (the test fails if it is still running after 30 s).
+fn serve_refused(env: &TestEnv) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cstatns"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&env.env.config)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start cstatns serve");
+    for _ in 0..600 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+                .expect("stderr");
+            return (status, err);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("cstatns serve did not refuse a log that does not verify: it kept running");
+}
+
+/// Regression guard (the service once signed whatever log it found): with
+/// the service stopped, the last record's hash is replaced by random hex.
+/// The service must refuse to start on that log, say why, and add nothing
+/// to it; a log that verifies restarts as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_refuses_to_extend_a_log_that_does_not_verify() {
+    let env = TestEnv::new();
+    let mut server = env.serve();
+    env.unseal(&server).await;
+    let r = env.derive_csv(&server, batch(10)).await;
+    assert_eq!(r.status, 200);
+    server.stop();
+    // Control: an intact log is verified and extended on restart.
+    let mut again = env.serve();
+    again.stop();
+    verify_dir(&audit_dir(&env), &record(&env), None).expect("the intact log verifies");
+
+    let log = audit_dir(&env).join("log.jsonl");
+    let text = std::fs::read_to_string(&log).expect("log");
+    let last = text.lines().last().expect("a last record").to_owned();
+    let v: serde_json::Value = serde_json::from_str(&last).expect("record");
+    let hash = v["hash"].as_str().expect("hash").to_owned();
+    // Any value but the real hash will do.
+    let forged = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(hash.as_bytes()));
+    let tampered = text.replacen(&hash, &forged, 1);
+    assert_ne!(tampered, text);
+    std::fs::write(&log, &tampered).expect("tamper");
+
+    let (status, stderr) = serve_refused(&env);
+    assert!(!status.success(), "exit status {status}");
+    assert!(
+        stderr.contains("does not verify") && stderr.contains("hash"),
+        "the refusal says why: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        tampered,
+        "nothing was appended to (or signed on) the forged log"
+    );
 }

@@ -83,6 +83,20 @@ pub enum AuditError {
         /// The system's message.
         message: String,
     },
+    /// The existing log does not verify (a broken chain, a bad checkpoint
+    /// signature, a record of another ceremony): the service will not
+    /// extend it, and so will not sign it.
+    #[error(
+        "traceability log {dir}: the existing log does not verify, so the service will not extend \
+         or sign it: {reason}. Have it examined (`cstatns audit verify`); keep it as evidence and \
+         start from an empty log directory only by a decision of the key holders"
+    )]
+    DoesNotVerify {
+        /// The log directory.
+        dir: PathBuf,
+        /// What the verifier found.
+        reason: String,
+    },
     /// The last record of an existing log is not a log record.
     #[error(
         "traceability log {path}: the last record is unreadable; run `cstatns audit verify` on it"
@@ -198,6 +212,43 @@ fn last_line(path: &Path) -> Result<(Option<String>, u64, Option<String>, u64), 
 impl AuditLog {
     /// Opens (or starts) the log in `dir` for the given ceremony, resuming
     /// after its last record.
+    /// Opens the log of the ceremony `record` for appending, after checking
+    /// that what is there verifies: every record's hash, the chain from the
+    /// ceremony's genesis across files, every checkpoint's signature by the
+    /// ceremony's log key. A log that does not verify is refused
+    /// ([`AuditError::DoesNotVerify`]), so that the genuine key never signs
+    /// a forged history. (A half-written last line is no forgery: [`open`]
+    /// cuts it off and logs it.)
+    ///
+    /// [`open`]: AuditLog::open
+    pub fn open_verified(
+        dir: &Path,
+        record: &crate::seal::CeremonyRecord,
+        max_file_bytes: u64,
+    ) -> Result<Self, AuditError> {
+        let files = match log_files(dir) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(dir, e)),
+        };
+        // An empty current file (just rotated, or just created) holds
+        // nothing to verify; an unreadable one is kept, for the verifier to
+        // say so.
+        let files: Vec<PathBuf> = files
+            .into_iter()
+            .filter(|f| std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(true))
+            .collect();
+        if !files.is_empty() {
+            verify::verify_files(&files, record, None).map_err(|e| AuditError::DoesNotVerify {
+                dir: dir.to_owned(),
+                reason: e.to_string(),
+            })?;
+        }
+        Self::open(dir, &record.ceremony_id().to_string(), max_file_bytes)
+    }
+
+    /// Opens the log for appending without verifying it (tests and tools
+    /// that have just verified it; the service uses [`AuditLog::open_verified`]).
     pub fn open(dir: &Path, ceremony_id: &str, max_file_bytes: u64) -> Result<Self, AuditError> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         let current = dir.join(LOG_FILE);

@@ -97,11 +97,8 @@ impl AppState {
         let record = CeremonyRecord::from_json(&read(&config.ceremony)?)?;
         record.verify_signature()?;
         let keyring = SealedKeyring::from_json(&read(&config.keyring)?)?;
-        let audit = AuditLog::open(
-            &config.audit_dir,
-            &record.ceremony_id().to_string(),
-            config.audit_max_file_bytes,
-        )?;
+        let audit =
+            AuditLog::open_verified(&config.audit_dir, &record, config.audit_max_file_bytes)?;
         Ok(Self {
             config,
             vault: Vault::new(record, keyring),
