@@ -272,7 +272,7 @@ async fn the_service_refuses_to_extend_a_log_that_does_not_verify() {
     std::fs::write(&log, &tampered).expect("tamper");
 
     let (status, stderr) = serve_refused(&env);
-    assert!(!status.success(), "exit status {status}");
+    assert_eq!(status.code(), Some(2), "exit status {status}");
     assert!(
         stderr.contains("does not verify") && stderr.contains("hash"),
         "the refusal says why: {stderr}"
