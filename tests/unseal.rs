@@ -219,3 +219,48 @@ async fn any_t_holders_unseal_in_any_order() {
     assert!(!st.sealed);
     assert_eq!(st.generation, Some(1));
 }
+
+/// Regression guard: `POST /v1/unseal` once read up to 2 MB of body before
+/// checking the role. A certificate without the holder role is refused
+/// while its body is still coming (it never ends here), and a holder's body
+/// larger than a share is refused 413 without being read whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseal_checks_the_role_before_reading_and_bounds_the_body() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    let ca = env.ca();
+    let submitter = common::ClientIdentity::Cert {
+        cert: env.cert(cstatns::pki::SUBMITTER),
+        key: env.key(cstatns::pki::SUBMITTER),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+    tx.send(bytes::Bytes::from(vec![b' '; 64 * 1024]))
+        .await
+        .expect("first part");
+    let headers = [("content-type", "application/json")];
+    let r = timed(
+        "a refusal before the body ends",
+        common::https_channel(&server, &ca, &submitter, "POST", "/v1/unseal", &headers, rx),
+    )
+    .await;
+    drop(tx); // kept open until the answer came
+    if let Ok(r) = r {
+        assert_eq!(r.refusal().0, 403);
+    }
+    env.wait_for_audit("request_refused missing_role", |r| {
+        r["event"] == "request_refused" && r["details"]["reason"] == "missing_role"
+    });
+    let big = "x".repeat(cstatns::seal::MAX_SHARE_MESSAGE * 4);
+    let r = env
+        .request(
+            &server,
+            &holder_role(1),
+            "POST",
+            "/v1/unseal",
+            &headers,
+            big,
+        )
+        .await;
+    assert_eq!(r.refusal().0, 413);
+    assert!(env.status(&server).await.sealed);
+}

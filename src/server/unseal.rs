@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::{Extension, Json};
 
@@ -12,13 +12,24 @@ use crate::config::Role;
 use crate::seal::{SealCause, Sealing, ShareRefusal, MAX_SHARE_MESSAGE};
 use crate::tls::PeerIdentity;
 
-/// A holder submits their share over their own certificate.
+/// A holder submits their share over their own certificate. The role is
+/// checked before a byte of the body is read, and at most a share's worth
+/// is read.
 pub(super) async fn unseal(
     State(state): State<Arc<AppState>>,
     Extension(id): Extension<PeerIdentity>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<UnsealReply>, ApiError> {
     state.require(&id, Role::Holder)?;
+    let body = match axum::body::to_bytes(body, MAX_SHARE_MESSAGE + 1).await {
+        Ok(b) => b,
+        Err(e) if is_length_limit(&e) => return Err(ApiError::TooLarge(MAX_SHARE_MESSAGE as u64)),
+        Err(_) => {
+            return Err(ApiError::BadRequest(
+                "the request body could not be read".into(),
+            ))
+        }
+    };
     let journal = state.journal(Some(&id));
     let accepted = state
         .vault
@@ -30,6 +41,19 @@ pub(super) async fn unseal(
         holders_needed: accepted.holders_needed,
         generation: accepted.generation,
     }))
+}
+
+/// Whether reading a body failed on its length limit (axum's
+/// `LengthLimitError`, somewhere in the error's chain).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn refusal(r: ShareRefusal) -> ApiError {
