@@ -1,8 +1,9 @@
 //! The service's configuration file (`server.toml`).
 //!
 //! Paths are relative to the directory of the file. Clients are bound to
-//! roles by certificate fingerprint (SHA-256 of the DER, lowercase hex) or by
-//! exact subject; a certificate matching no entry has no role and gets 403.
+//! roles by certificate fingerprint (SHA-256 of the DER, lowercase hex), by
+//! exact subject, or by both (then both must match); a certificate matching
+//! no entry has no role and gets 403.
 
 use std::path::{Path, PathBuf};
 
@@ -47,11 +48,19 @@ pub struct ClientEntry {
 }
 
 impl ClientEntry {
+    /// Every identifier the entry gives must match: with both a fingerprint
+    /// and a subject, a certificate the CA issues later with the same
+    /// subject does not get the role.
     fn matches(&self, id: &PeerIdentity) -> bool {
-        self.fingerprint
+        let fingerprint = self
+            .fingerprint
             .as_deref()
-            .is_some_and(|f| f.eq_ignore_ascii_case(&id.fingerprint))
-            || self.subject.as_deref().is_some_and(|s| s == id.subject)
+            .map(|f| f.eq_ignore_ascii_case(&id.fingerprint));
+        let subject = self.subject.as_deref().map(|s| s == id.subject);
+        match (fingerprint, subject) {
+            (None, None) => false,
+            (f, s) => f.unwrap_or(true) && s.unwrap_or(true),
+        }
     }
 }
 
@@ -200,5 +209,41 @@ impl Config {
         self.clients
             .iter()
             .find(|e| e.matches(id) && e.roles.contains(&role))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fingerprint: Option<&str>, subject: Option<&str>) -> ClientEntry {
+        ClientEntry {
+            name: "client".into(),
+            roles: vec![Role::Submitter],
+            fingerprint: fingerprint.map(str::to_owned),
+            subject: subject.map(str::to_owned),
+            purposes: Vec::new(),
+        }
+    }
+
+    fn id(fingerprint: &str, subject: &str) -> PeerIdentity {
+        PeerIdentity {
+            subject: subject.into(),
+            fingerprint: fingerprint.into(),
+        }
+    }
+
+    #[test]
+    fn an_entry_with_a_fingerprint_and_a_subject_needs_both() {
+        let both = entry(Some("ab12"), Some("CN=sub"));
+        assert!(both.matches(&id("AB12", "CN=sub")));
+        assert!(
+            !both.matches(&id("ffff", "CN=sub")),
+            "same subject, another certificate"
+        );
+        assert!(!both.matches(&id("ab12", "CN=other")));
+        assert!(entry(Some("ab12"), None).matches(&id("ab12", "CN=any")));
+        assert!(entry(None, Some("CN=sub")).matches(&id("ffff", "CN=sub")));
+        assert!(!entry(None, None).matches(&id("ab12", "CN=sub")));
     }
 }

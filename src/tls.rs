@@ -391,9 +391,18 @@ pub fn peer_identity(conn: &rustls::ServerConnection) -> Option<PeerIdentity> {
 }
 
 /// The *ring* provider, named explicitly rather than taken from the process
-/// default.
+/// default, with the AES-GCM suites of TLS 1.3 only (ANSSI's TLS guide
+/// recommends AES-GCM; ChaCha20-Poly1305 is left out on both ends).
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites.retain(|s| {
+        matches!(
+            s.suite(),
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+                | rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        )
+    });
+    Arc::new(p)
 }
 
 /// Trust anchors from every certificate in a PEM file; any unusable one is an
@@ -540,6 +549,48 @@ mod tests {
             matches!(
                 rustls_error(&err),
                 rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_aes_gcm_suites_are_offered_and_accepted() {
+        let p = provider();
+        let names: Vec<_> = p.cipher_suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(
+            names,
+            [
+                rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+                rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+            ]
+        );
+        // A client that offers only ChaCha20-Poly1305 gets no handshake.
+        let (_dir, pki) = dev_pki();
+        let (addr, server) = serve_once(server_cfg(&pki)).await;
+        let mut chacha = rustls::crypto::ring::default_provider();
+        chacha
+            .cipher_suites
+            .retain(|s| s.suite() == rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
+        let mut roots = RootCertStore::empty();
+        for c in load_certs(&pki.ca()).unwrap() {
+            roots.add(c).unwrap();
+        }
+        let certs = load_certs(&pki.cert(pki::SUBMITTER)).unwrap();
+        let key = load_private_key(&pki.key(pki::SUBMITTER)).unwrap();
+        let mut client = ClientConfig::builder_with_provider(Arc::new(chacha))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .unwrap();
+        client.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+        assert!(client_exchange(addr, Arc::new(client)).await.is_err());
+        let err = server.await.unwrap().unwrap_err();
+        assert!(
+            matches!(
+                rustls_error(&err),
+                rustls::Error::PeerIncompatible(_) | rustls::Error::General(_)
             ),
             "{err:?}"
         );
