@@ -1139,3 +1139,60 @@ async fn blank_lines_before_the_header_are_bounded_by_the_size_limit() {
         .count();
     assert_eq!(refusals, 1, "one record for the refused body, no batch");
 }
+
+/// Regression guard: a submitter that stops reading its answer once kept
+/// the key chain (and chunks of NIRs and codes) alive after a seal,
+/// indefinitely. The seal must let go of the keys within seconds whatever
+/// the client does: `keys_wiped: true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitter_that_stops_reading_does_not_keep_the_keys_past_a_seal() {
+    use tokio::io::AsyncWriteExt;
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    // 25 MB of rows in, about 80 MB of answer out: far more than the socket
+    // buffers hold, so the service stalls writing an answer nobody reads.
+    let mut body = String::from("index,nir\n");
+    for i in 0..1_000_000u64 {
+        body.push_str(&format!("W{i},{}\n", nir_full(i)));
+    }
+    let config = cstatns::tls::client_config(&env.ca(), &env.cert(SUBMITTER), &env.key(SUBMITTER))
+        .expect("client config");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let head = format!(
+        "POST /v1/cstatns HTTP/1.1\r\nhost: localhost\r\ncontent-type: text/csv\r\n\
+         cstatns-purpose: {}\r\ncontent-length: {}\r\n\r\n",
+        cstatns::devenv::DEV_PURPOSE,
+        body.len()
+    );
+    // Sends the whole batch and never reads a byte of the answer; the task
+    // keeps the connection open until the test ends.
+    let writer = tokio::spawn(async move {
+        let _ = tls.write_all(head.as_bytes()).await;
+        let _ = tls.write_all(body.as_bytes()).await;
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        drop(tls);
+    });
+    env.wait_for_audit("batch_start", |r| r["event"] == "batch_start");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await; // let it stall
+    let mut operator = common::timed("connect", env.endpoint(&server, OPERATOR).connect())
+        .await
+        .expect("operator connects");
+    let status = common::timed("seal", operator.seal())
+        .await
+        .expect("sealed");
+    assert!(status.sealed);
+    let seal = env.wait_for_audit("seal", |r| r["event"] == "seal");
+    assert_eq!(
+        seal["details"]["keys_wiped"], true,
+        "the keys outlived the seal because a client stopped reading"
+    );
+    writer.abort();
+}

@@ -80,6 +80,12 @@ impl Keys {
     pub async fn retired(&self) {
         self.live.cancelled().await
     }
+
+    /// The signal of [`Keys::retired`] alone, without the keys: for a task
+    /// that must react to a seal without keeping the keys alive.
+    pub fn retirement(&self) -> CancellationToken {
+        self.live.clone()
+    }
 }
 
 enum Phase {

@@ -372,13 +372,13 @@ async fn queue(
             // The drain drops (and wipes) the chunks not yet queued.
             return Err(Abort::Sealed);
         }
-        let keys = keys.clone();
+        let held = keys.clone();
         let job = tokio::task::spawn_blocking(move || {
             // Sealed or stopping since this chunk was queued: no more codes.
-            if !keys.is_live() {
+            if !held.is_live() {
                 return None;
             }
-            let chain = keys.chain();
+            let chain = held.chain();
             let mut out = Vec::with_capacity(match &chunk {
                 Chunk::Lines(v) => v.len() * 4,
                 Chunk::OversizedLine(_) => 128,
@@ -389,11 +389,66 @@ async fn queue(
             });
             Some((out, counts))
         });
-        if tx.send(job).await.is_err() {
-            return Err(Abort::ClientGone);
+        // A client that stops reading fills the channel: a seal must not
+        // wait on it (the job, dropped, finds the keys retired and wipes
+        // its chunk).
+        tokio::select! {
+            sent = tx.send(job) => sent.map_err(|_| Abort::ClientGone)?,
+            () = keys.retired() => return Err(Abort::Sealed),
         }
     }
     Ok(())
+}
+
+/// How long a batch may keep the keys after a seal or stop began: enough to
+/// log its end at its next chunk; past it the keys are let go even if the
+/// client has stopped reading (the batch's end is then logged when its
+/// connection goes).
+const KEY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The keys a batch holds until its end is logged, and a watchdog that takes
+/// them from it [`KEY_GRACE`] after a seal began. The watchdog ends with the
+/// batch (the guard), so no task outlives its batch.
+struct KeyHold {
+    keys: Arc<std::sync::Mutex<Option<Keys>>>,
+    _watchdog: tokio_util::sync::DropGuard,
+}
+
+impl KeyHold {
+    fn new(keys: Keys) -> Self {
+        let retirement = keys.retirement();
+        let keys = Arc::new(std::sync::Mutex::new(Some(keys)));
+        let done = tokio_util::sync::CancellationToken::new();
+        tokio::spawn({
+            let (keys, done) = (Arc::downgrade(&keys), done.clone());
+            async move {
+                tokio::select! {
+                    () = retirement.cancelled() => {}
+                    () = done.cancelled() => return,
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(KEY_GRACE) => {}
+                    () = done.cancelled() => return,
+                }
+                if let Some(keys) = keys.upgrade() {
+                    let taken = keys.lock().map(|mut k| k.take());
+                    if matches!(taken, Ok(Some(_))) {
+                        tracing::warn!("a batch still held the keys after a seal: let go");
+                    }
+                }
+            }
+        });
+        Self {
+            keys,
+            _watchdog: done.drop_guard(),
+        }
+    }
+
+    fn release(&self) {
+        if let Ok(mut k) = self.keys.lock() {
+            k.take();
+        }
+    }
 }
 
 /// Why a batch ended before its last line: recorded in its `batch_end`.
@@ -443,8 +498,9 @@ struct Run {
     /// Why the batch is ending early, when known.
     reason: Option<Abort>,
     /// Held until the batch is logged, so that a seal or a stop, which waits
-    /// for every copy of the keys to go, logs after the batch's end.
-    keys: Option<Keys>,
+    /// for every copy of the keys to go, logs after the batch's end (but no
+    /// longer than [`KEY_GRACE`] into a seal).
+    keys: KeyHold,
 }
 
 impl Run {
@@ -505,7 +561,7 @@ impl Run {
             id: id.clone(),
             bytes_read: Arc::new(AtomicU64::new(0)),
             reason: None,
-            keys: Some(admitted.keys.clone()),
+            keys: KeyHold::new(admitted.keys.clone()),
         })
     }
 
@@ -550,7 +606,7 @@ impl Run {
             .sign(&crate::audit::receipt_message(&unsigned))
             .unwrap_or_default();
         // Logged and signed: a seal or stop waiting on the keys may go on.
-        self.keys = None;
+        self.keys.release();
         Some(r)
     }
 
