@@ -98,7 +98,11 @@ impl Chunker {
             emit(Chunk::Lines(rest));
             self.pending.reserve(CHUNK_SIZE);
         }
-        if self.pending.len() > MAX_LINE {
+        // A `\r` at the end may be the first half of the line's `\r\n`: not
+        // counted, so that a line's answer does not depend on whether the
+        // cut fell between the two (inside a chunk the `\r` is not counted).
+        let tail_len = self.pending.len() - usize::from(self.pending.last() == Some(&b'\r'));
+        if tail_len > MAX_LINE {
             self.skipping_blank = self.pending.iter().all(u8::is_ascii_whitespace);
             self.skipping = Some(self.pending[..OVERSIZED_HEAD].to_vec());
             self.pending.zeroize();
@@ -183,6 +187,26 @@ mod tests {
         body.extend_from_slice(b"\r\nb,2\n");
         let chunks = collect(&body.chunks(4096).collect::<Vec<_>>());
         assert!(chunks.iter().all(Option::is_some), "no oversized answer");
+    }
+
+    #[test]
+    fn a_line_of_max_length_whose_cr_lf_straddles_a_cut_is_not_oversized() {
+        let long_len = MAX_LINE + 1; // the line and its `\r`
+        let filler_len = CHUNK_SIZE - long_len;
+        // Whole lines, `filler_len` bytes: the last one padded.
+        let mut first = b"a,1\n".repeat(filler_len / 4 - 1);
+        first.extend_from_slice(b"a,1");
+        first.extend(std::iter::repeat_n(b'x', filler_len % 4));
+        first.push(b'\n');
+        assert_eq!(first.len(), filler_len);
+        first.extend_from_slice(b"c,");
+        first.extend(std::iter::repeat_n(b'd', MAX_LINE - 2));
+        first.push(b'\r');
+        assert_eq!(first.len(), CHUNK_SIZE);
+        let chunks = collect(&[&first, b"\nz,1\n"]);
+        assert!(chunks.iter().all(Option::is_some), "no oversized marker");
+        let joined: Vec<u8> = chunks.into_iter().flatten().flatten().collect();
+        assert!(joined.ends_with(b"d\r\nz,1\n"));
     }
 
     #[test]

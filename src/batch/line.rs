@@ -238,11 +238,21 @@ fn echo_index(index: &[u8], rec: &mut Rec, s: &mut Scratch) {
 }
 
 /// A generation: ASCII digits only, a whole number from 1 to `g`.
+/// A generation: ASCII digits only, read as a whole number (leading zeros
+/// of any count allowed: `1`, `01` and `00000000001` are all generation 1),
+/// which must be from 1 to `g`.
 fn parse_generation(raw: &[u8], g: u32) -> Option<u32> {
-    if raw.is_empty() || raw.len() > 10 || !raw.iter().all(u8::is_ascii_digit) {
+    if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let n = raw.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+    let first = raw.iter().position(|&d| d != b'0').unwrap_or(raw.len());
+    let digits = &raw[first..];
+    if digits.len() > 10 {
+        return None; // past u32, so past any G
+    }
+    let n = digits
+        .iter()
+        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
     (1..=u64::from(g)).contains(&n).then_some(n as u32)
 }
 
@@ -530,6 +540,32 @@ mod tests {
             out.lines().next().unwrap(),
             out.lines().nth(5).unwrap().replace("A6", "A1")
         );
+    }
+
+    #[test]
+    fn a_generation_is_a_whole_number_leading_zeros_allowed() {
+        for (raw, want) in [
+            (&b"1"[..], Some(1)),
+            (b"01", Some(1)),
+            (b"00000000001", Some(1)),
+            (b"0000000000000000000003", Some(3)),
+            (b"3", Some(3)),
+            (b"4", None),
+            (b"0", None),
+            (b"000", None),
+            (b"", None),
+            (b"+1", None),
+            (b" 1", None),
+            (b"1.0", None),
+            (b"99999999999999999999", None),
+        ] {
+            assert_eq!(
+                parse_generation(raw, 3),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
     }
 
     #[test]
