@@ -89,9 +89,11 @@ fn init_writes_private_files_and_each_share_verifies_offline() {
         "--out",
         out.to_str().unwrap(),
         "--threshold",
-        "1",
+        "2",
         "--holder",
         &format!("holder-1={}", tmp.path().join("pki/holder-1.pem").display()),
+        "--holder",
+        &format!("holder-2={}", tmp.path().join("pki/holder-2.pem").display()),
         "--passphrase-dir",
         tmp.path().join("pass").to_str().unwrap(),
     ]);

@@ -107,6 +107,9 @@ fn validate(opts: &InitOptions) -> Result<(), SealError> {
             holders: n,
         });
     }
+    if opts.threshold < 2 && opts.share_kdf != ShareKdf::InsecureFastForDevEnv {
+        return Err(SealError::ThresholdTooLow);
+    }
     for (i, h) in opts.holders.iter().enumerate() {
         if !is_valid_holder_name(&h.name) {
             return Err(SealError::InvalidHolderName(h.name.clone()));
@@ -116,6 +119,15 @@ fn validate(opts: &InitOptions) -> Result<(), SealError> {
         }
         if !is_lower_hex(&h.fingerprint, 64) {
             return Err(SealError::InvalidFingerprint(h.name.clone()));
+        }
+        if let Some(o) = opts.holders[..i]
+            .iter()
+            .find(|o| o.fingerprint == h.fingerprint)
+        {
+            return Err(SealError::DuplicateFingerprint(
+                o.name.clone(),
+                h.name.clone(),
+            ));
         }
     }
     if opts.generations == 0 {
@@ -578,6 +590,21 @@ pub(crate) mod tests {
             "an upper-case fingerprint",
         );
         check(&|o| o.generations = 0, "no generation");
+        check(
+            &|o| o.holders[2].fingerprint = o.holders[0].fingerprint.clone(),
+            "two holders with one certificate",
+        );
+        check(
+            &|o| {
+                o.threshold = 1;
+                o.share_kdf = ShareKdf::Standard;
+            },
+            "a real ceremony with t = 1",
+        );
+        // A throw-away dev deployment may use t = 1 (tests, demos).
+        let mut dev = options(1, 2);
+        dev.share_kdf = ShareKdf::InsecureFastForDevEnv;
+        assert!(init(&dev).is_ok());
     }
 
     #[test]

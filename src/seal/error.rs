@@ -28,6 +28,16 @@ pub enum SealError {
     /// A holder name is not 1 to 64 characters of `[A-Za-z0-9._-]`.
     #[error("holder name {0:?} is not 1 to 64 characters of [A-Za-z0-9._-]")]
     InvalidHolderName(String),
+    /// A threshold of 1 lets one holder use or change the key alone: refused
+    /// for a real ceremony (DESIGN §5: a collegial decision).
+    #[error(
+        "a threshold of 1 would let one holder use the key alone: a real ceremony needs at least 2"
+    )]
+    ThresholdTooLow,
+    /// Two holders have the same certificate: one person could then submit
+    /// both shares.
+    #[error("holders {0} and {1} have the same certificate")]
+    DuplicateFingerprint(String, String),
     /// The same holder name appears twice.
     #[error("holder {0} is listed twice")]
     DuplicateHolder(String),
