@@ -310,11 +310,9 @@ impl Vault {
                 return Err(refuse(Some(&holder), ShareRefusal::AlreadyUnsealed))
             }
             Phase::Retiring => return Err(refuse(Some(&holder), ShareRefusal::Sealing)),
-            Phase::Sealed { shares, since } => {
-                since.get_or_insert_with(Instant::now);
-                shares
-            }
+            Phase::Sealed { shares, since } => (shares, since),
         };
+        let (shares, since) = shares;
         if shares.iter().any(|s| s.holder() == holder) {
             return Err(refuse(
                 Some(&holder),
@@ -329,6 +327,11 @@ impl Vault {
             return Err(ShareRefusal::LogUnavailable);
         }
         shares.push(share);
+        // The unseal window starts with the first share actually kept (not
+        // at a refused or unlogged one).
+        if shares.len() == 1 {
+            *since = Some(Instant::now());
+        }
         let t = self.record.threshold();
         if shares.len() < t {
             return Ok(Accepted {
@@ -556,6 +559,8 @@ mod tests {
     /// A journal that keeps the events and the signer in memory.
     #[derive(Default)]
     struct Memory {
+        /// While set, every write fails (an unwritable log).
+        failing: std::sync::atomic::AtomicBool,
         events: Mutex<Vec<Event>>,
         signer: Mutex<Option<Arc<LogSigningKey>>>,
         checkpoints: Mutex<Vec<&'static str>>,
@@ -563,6 +568,9 @@ mod tests {
 
     impl Journal for Memory {
         fn record(&self, event: Event) -> bool {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return false;
+            }
             self.events.lock().expect("lock").push(event);
             true
         }
@@ -748,6 +756,39 @@ mod tests {
             vault.with_quorum(&out.shares[..1], |_, _| ()),
             Err(SealError::NotEnoughShares { have: 1, need: 2 })
         ));
+    }
+
+    #[test]
+    fn the_unseal_window_starts_at_the_first_share_kept() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let out = ceremony(2, 3);
+        let vault = Vault::new(out.record.clone(), out.keyring.clone());
+        let j = Memory::default();
+        let share = || out.shares[0].to_wire_json();
+        j.failing.store(true, SeqCst);
+        let r = vault.submit_share(share().as_bytes(), &sender(&out, 0), &j);
+        assert_eq!(r.map(|_| ()), Err(ShareRefusal::LogUnavailable));
+        assert!(
+            vault.view().holders_received.is_empty(),
+            "an unlogged share is not kept"
+        );
+        j.failing.store(false, SeqCst);
+        std::thread::sleep(Duration::from_millis(300));
+        vault
+            .submit_share(share().as_bytes(), &sender(&out, 0), &j)
+            .expect("kept");
+        // The window began just now, not at the unlogged share 300 ms ago.
+        let window = Some(Duration::from_millis(200));
+        assert_eq!(
+            vault.discard_shares("unseal_window_expired", window, &j),
+            Ok(Vec::new())
+        );
+        // While the log is unwritable, an expired share still goes.
+        std::thread::sleep(Duration::from_millis(250));
+        j.failing.store(true, SeqCst);
+        let r = vault.discard_shares("unseal_window_expired", window, &j);
+        assert_eq!(r, Err(ShareRefusal::LogUnavailable));
+        assert!(vault.view().holders_received.is_empty());
     }
 
     #[test]

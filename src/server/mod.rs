@@ -437,6 +437,20 @@ async fn housekeeping(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2).min(every));
     loop {
         tick.tick().await;
+        // Shares past the unseal window go even while the log is unwritable
+        // (their record is then missing, and the status says the log fails).
+        let window = std::time::Duration::from_secs(state.config.unseal_window_seconds);
+        let journal = state.journal(None);
+        match state
+            .vault
+            .discard_shares("unseal_window_expired", Some(window), &journal)
+        {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::warn!(?dropped, "shares discarded: the unseal window expired");
+            }
+            Err(_) => tracing::error!("shares discarded (unseal window expired), not logged"),
+            Ok(_) => {}
+        }
         if !state.audit.health().writable {
             // Any write clears the error; a checkpoint needs the key, so
             // fall back to a plain probe record when sealed.
@@ -448,17 +462,6 @@ async fn housekeeping(state: Arc<AppState>) {
                 tracing::info!("traceability log writable again");
             }
             continue;
-        }
-        let window = std::time::Duration::from_secs(state.config.unseal_window_seconds);
-        let journal = state.journal(None);
-        if let Ok(dropped) =
-            state
-                .vault
-                .discard_shares("unseal_window_expired", Some(window), &journal)
-        {
-            if !dropped.is_empty() {
-                tracing::warn!(?dropped, "shares discarded: the unseal window expired");
-            }
         }
         if tokio::time::Instant::now() >= next_checkpoint {
             next_checkpoint += every;
