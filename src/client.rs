@@ -353,6 +353,10 @@ pub fn partial_path(output: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// How long `submit` waits for the service's go-ahead before sending a
+/// batch (it then gives up rather than send it unasked).
+pub const GO_AHEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Creates a file for personal data: mode 0600, never over an existing file.
 pub fn create_private(path: &Path) -> Result<std::fs::File, ClientError> {
     crate::files::create_new(path, 0o600).map_err(|source| ClientError::File {
@@ -393,8 +397,17 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
     let progress = sub.progress;
     let mut sent = 0u64;
     let wait = futures_util::stream::once(async move {
-        // A server that ignores the expectation gets the body after a while (RFC 9110 §10.1.1).
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), go.notified()).await;
+        // RFC 9110 §10.1.1 lets a client send the body after a while anyway;
+        // this one never does (SECURITY.md: no NIR leaves before the go-ahead).
+        // The cstatns service always answers, with 100 or a refusal.
+        tokio::time::timeout(GO_AHEAD_WAIT, go.notified())
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the service gave no go-ahead (100 Continue): nothing of the batch was sent",
+                )
+            })
     });
     let file = futures_util::StreamExt::map(
         tokio_util::io::ReaderStream::with_capacity(input, 256 * 1024),
@@ -409,7 +422,7 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
         },
     );
     let stream = futures_util::StreamExt::chain(
-        futures_util::StreamExt::filter_map(wait, |()| async { None }),
+        futures_util::StreamExt::filter_map(wait, |r| async move { r.err().map(Err) }),
         file,
     );
     let path = match sub.operation {

@@ -522,3 +522,84 @@ async fn submit_interrupted_mid_answer_exits_130_and_leaves_no_answer() {
     assert!(!output.exists(), "no answer under the output's name");
     assert!(!partial.exists(), "no partial answer left");
 }
+
+/// SECURITY.md's promise: `submit` sends no byte of the batch before the
+/// service's go-ahead (`100 Continue`). A server that reads the request
+/// head and then says nothing for 7 s (the client once sent the body
+/// anyway after 5 s) receives nothing more.
+#[test]
+fn submit_sends_nothing_of_the_batch_before_the_go_ahead() {
+    use tokio::io::AsyncReadExt;
+    let env = TestEnv::new();
+    let pki = &env.env.pki;
+    let batch = env.dir().join("batch.csv");
+    std::fs::write(&batch, format!("index,nir\nA1,{}\n", nir_full(1))).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = cstatns::tls::server_config(
+        &pki.cert(cstatns::pki::SERVER),
+        &pki.key(cstatns::pki::SERVER),
+        &pki.ca(),
+    )
+    .unwrap();
+    // The silent server: the bytes it got after the request head.
+    let server = rt.spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = tokio_rustls::TlsAcceptor::from(config)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(7);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, tls.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    let out = std::thread::spawn({
+        let (ca, cert, key) = (
+            pki.ca(),
+            pki.cert(cstatns::pki::SUBMITTER),
+            pki.key(cstatns::pki::SUBMITTER),
+        );
+        let answer = env.dir().join("answer.csv");
+        move || {
+            cstatns()
+                .args(["submit", "--server", &format!("https://127.0.0.1:{port}")])
+                .arg("--ca")
+                .arg(ca)
+                .arg("--cert")
+                .arg(cert)
+                .arg("--key")
+                .arg(key)
+                .arg(&batch)
+                .arg("-o")
+                .arg(answer)
+                .timeout(std::time::Duration::from_secs(10))
+                .output()
+                .unwrap()
+        }
+    });
+    let got = rt.block_on(server).unwrap();
+    let text_got = String::from_utf8_lossy(&got);
+    let head_end = text_got.find("\r\n\r\n").expect("a request head") + 4;
+    assert!(
+        text_got
+            .to_ascii_lowercase()
+            .contains("expect: 100-continue"),
+        "{text_got}"
+    );
+    assert_eq!(
+        &text_got[head_end..],
+        "",
+        "the batch left before the go-ahead"
+    );
+    let _ = out.join();
+}
