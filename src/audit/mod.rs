@@ -494,6 +494,63 @@ impl AuditLog {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Opens every file of the log, oldest first, while no record can be
+    /// written, so no rotation can happen between listing and opening: the
+    /// open files hold every record so far (a rotated file is never written
+    /// again, and the current one keeps receiving records under any name).
+    pub fn open_files(&self) -> std::io::Result<Vec<File>> {
+        let _writer = self.lock();
+        log_files(&self.dir)?
+            .iter()
+            .filter_map(|p| match File::open(p) {
+                // The current file before its first record.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                r => Some(r),
+            })
+            .collect()
+    }
+}
+
+/// The `seq` of a record line, read from its prefix `{"seq":N,`.
+fn seq_prefix(line: &[u8]) -> Option<u64> {
+    let rest = line.strip_prefix(b"{\"seq\":")?;
+    let end = rest.iter().position(|&b| b == b',')?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+/// Copies the log's lines from `files` (oldest first, as
+/// [`AuditLog::open_files`] gives them) to `emit`, byte for byte, from the
+/// record `from` on; `emit` returns false to stop. Lines that do not read as
+/// a record are passed on, for the auditor's verifier to see. A
+/// half-written line at the end of the last file (a record being written)
+/// is left out: it is not yet part of the log.
+pub fn copy_records<R: Read>(
+    files: Vec<R>,
+    from: u64,
+    mut emit: impl FnMut(&[u8]) -> bool,
+) -> std::io::Result<()> {
+    let last = files.len().saturating_sub(1);
+    let mut line = Vec::new();
+    for (i, f) in files.into_iter().enumerate() {
+        let mut reader = std::io::BufReader::new(f);
+        loop {
+            line.clear();
+            if std::io::BufRead::read_until(&mut reader, b'\n', &mut line)? == 0 {
+                break;
+            }
+            if !line.ends_with(b"\n") {
+                if i == last {
+                    break;
+                }
+                line.push(b'\n');
+            }
+            if seq_prefix(&line).is_none_or(|s| s >= from) && !emit(&line) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -514,6 +571,26 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    #[test]
+    fn copying_the_log_leaves_out_a_record_being_written_and_keeps_the_bytes() {
+        let rotated = b"{\"seq\":1,\"a\":1}\n{\"seq\":2,\"b\":\"\xff\"}".to_vec();
+        let current = b"{\"seq\":3,\"c\":1}\nnot a record\n{\"seq\":4,\"d\":".to_vec();
+        let copy = |from| {
+            let mut out = Vec::new();
+            copy_records(vec![&rotated[..], &current[..]], from, |l| {
+                out.extend_from_slice(l);
+                true
+            })
+            .expect("copy");
+            out
+        };
+        assert_eq!(
+            copy(0),
+            b"{\"seq\":1,\"a\":1}\n{\"seq\":2,\"b\":\"\xff\"}\n{\"seq\":3,\"c\":1}\nnot a record\n"
+        );
+        assert_eq!(copy(3), b"{\"seq\":3,\"c\":1}\nnot a record\n");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! `GET /v1/audit?from=SEQ` (auditor role): the log as NDJSON, from a
 //! sequence number on, across rotated files. Reading it is itself logged.
 
-use std::io::BufRead;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -14,13 +13,6 @@ use super::{ApiError, AppState};
 use crate::config::Role;
 use crate::event::Event;
 use crate::tls::PeerIdentity;
-
-/// The `seq` of a record line, read from its prefix `{"seq":N,`.
-fn seq_of(line: &str) -> Option<u64> {
-    let rest = line.strip_prefix("{\"seq\":")?;
-    let end = rest.find(',')?;
-    rest[..end].parse().ok()
-}
 
 pub(super) async fn stream(
     State(state): State<Arc<AppState>>,
@@ -43,43 +35,21 @@ pub(super) async fn stream(
     state
         .log(Event::AuditRead { from_seq: from }, Some(&id))
         .ok_or(ApiError::AuditUnavailable)?;
-    let files = crate::audit::log_files(state.audit.dir()).map_err(|_| ApiError::Internal)?;
+    let files = state.audit.open_files().map_err(|_| ApiError::Internal)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
     tokio::task::spawn_blocking(move || {
         let mut buf = Vec::with_capacity(64 * 1024);
-        for path in files {
-            let f = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            };
-            for line in std::io::BufReader::new(f).lines() {
-                let line = match line {
-                    Ok(l) => l,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
-                };
-                // Lines that do not parse are passed on: the auditor's
-                // verification must see them.
-                if seq_of(&line).is_none_or(|s| s >= from) {
-                    buf.extend_from_slice(line.as_bytes());
-                    buf.push(b'\n');
-                }
-                if buf.len() >= 60 * 1024
-                    && tx
-                        .blocking_send(Ok(Bytes::from(std::mem::take(&mut buf))))
-                        .is_err()
-                {
-                    return;
-                }
-            }
-        }
-        if !buf.is_empty() {
-            let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+        let copied = crate::audit::copy_records(files, from, |line| {
+            buf.extend_from_slice(line);
+            buf.len() < 60 * 1024
+                || tx
+                    .blocking_send(Ok(Bytes::from(std::mem::take(&mut buf))))
+                    .is_ok()
+        });
+        match copied {
+            Ok(()) if !buf.is_empty() => drop(tx.blocking_send(Ok(Bytes::from(buf)))),
+            Ok(()) => {}
+            Err(e) => drop(tx.blocking_send(Err(e))),
         }
     });
     let body = Body::from_stream(tokio_stream_from(rx));
