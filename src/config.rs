@@ -105,6 +105,11 @@ pub struct Config {
     /// in memory for long).
     #[serde(default = "default_unseal_window")]
     pub unseal_window_seconds: u64,
+    /// Longest wait for the next bytes of a batch's body (default 60): a
+    /// client that stops sending is cut off (`batch_end` reason
+    /// `body_timeout`) rather than hold a connection and the keys.
+    #[serde(default = "default_body_idle")]
+    pub body_idle_timeout_seconds: u64,
     /// SHA-256 of the configuration file as read, for the log.
     #[serde(skip)]
     pub source_sha256: String,
@@ -125,6 +130,10 @@ fn default_log_file() -> u64 {
 
 fn default_unseal_window() -> u64 {
     3600
+}
+
+fn default_body_idle() -> u64 {
+    60
 }
 
 fn default_checkpoint() -> u64 {

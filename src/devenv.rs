@@ -189,6 +189,7 @@ pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
         audit_max_file_bytes: crate::audit::DEFAULT_MAX_FILE_BYTES,
         audit_checkpoint_seconds: crate::audit::DEFAULT_CHECKPOINT_SECONDS,
         unseal_window_seconds: 3600,
+        body_idle_timeout_seconds: 60,
         source_sha256: String::new(),
         tls: TlsFiles {
             cert: "pki/server.pem".into(),

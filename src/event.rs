@@ -300,7 +300,13 @@ events! {
         role: Option<Role>,
     },
     /// A connection was refused (handshake failed, too many connections).
-    ConnectionRefused = "connection_refused" { reason: Term },
+    ConnectionRefused = "connection_refused" {
+        reason: Term,
+        /// Refusals for the same reason since the previous record, not
+        /// written one by one (a flood is logged in bounded form).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        also_refused: Option<u64>,
+    },
     /// An auditor read the log from `from_seq`.
     AuditRead = "audit_read" { from_seq: u64 },
     /// A write to test whether the log is writable again.

@@ -1196,3 +1196,95 @@ async fn a_submitter_that_stops_reading_does_not_keep_the_keys_past_a_seal() {
     );
     writer.abort();
 }
+
+/// Regression guard (the connection cap was taken before the handshake, and
+/// every refusal was an fsynced log write in the accept loop): 300 silent
+/// TCP sockets, more than the 256 connection slots, do not lock a
+/// legitimate client out; and 60 sockets sending garbage are logged in
+/// bounded form, a few records whose `also_refused` counts the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_garbage_connections_neither_lock_clients_out_nor_flood_the_log() {
+    use tokio::io::AsyncWriteExt;
+    let env = TestEnv::new();
+    let server = env.serve();
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let st = common::timed("status beside 300 silent sockets", env.status(&server)).await;
+    assert!(st.sealed);
+    let before = env.audit_records().len();
+    for _ in 0..60 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .expect("connect");
+        let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n").await;
+        let _ = s.shutdown().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let refusals: Vec<_> = env.audit_records()[before..]
+        .iter()
+        .filter(|r| r["event"] == "connection_refused")
+        .cloned()
+        .collect();
+    assert!(!refusals.is_empty(), "the refusals are logged");
+    assert!(
+        refusals.len() <= 6,
+        "60 bad handshakes in well under a second wrote {} records",
+        refusals.len()
+    );
+    drop(silent);
+}
+
+/// Regression guard (bodies had no read timeout): a submitter that starts a
+/// batch and then sends nothing is cut off after `body_idle_timeout_seconds`,
+/// and the batch is logged as aborted, `body_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_coming_is_cut_off_after_the_idle_timeout() {
+    let env = TestEnv::new();
+    common::set_number(&env.env.config, "body_idle_timeout_seconds", 1);
+    let server = env.serve();
+    env.unseal(&server).await;
+    let submitter = ClientIdentity::Cert {
+        cert: env.cert(SUBMITTER),
+        key: env.key(SUBMITTER),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+    tx.send(bytes::Bytes::from(format!(
+        "index,nir\nI1,{}\n",
+        nir_full(1)
+    )))
+    .await
+    .expect("first part");
+    let ca = env.ca();
+    let headers = [("content-type", "text/csv")];
+    // The rest never comes (tx is kept); the service must end the exchange.
+    let r = common::timed(
+        "the exchange ends",
+        common::https_channel(
+            &server,
+            &ca,
+            &submitter,
+            "POST",
+            "/v1/cstatns",
+            &headers,
+            rx,
+        ),
+    )
+    .await;
+    if let Ok(r) = r {
+        assert!(
+            r.text().lines().count() <= 2,
+            "the batch was not answered in full"
+        );
+    }
+    let end = env.wait_for_audit("batch_end", |r| r["event"] == "batch_end");
+    assert_eq!(end["details"]["outcome"], "aborted");
+    assert_eq!(end["details"]["reason"], "body_timeout");
+    drop(tx);
+}

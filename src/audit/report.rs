@@ -234,7 +234,11 @@ impl Tally {
             Event::ShareSubmitted { valid: false, .. } => &mut e.shares_refused,
             Event::Checkpoint { .. } => &mut e.checkpoints,
             Event::RequestRefused { .. } => &mut e.requests_refused,
-            Event::ConnectionRefused { .. } => &mut e.connections_refused,
+            Event::ConnectionRefused { also_refused, .. } => {
+                // One record may stand for several refusals (a flood).
+                e.connections_refused += 1 + also_refused.unwrap_or(0);
+                return;
+            }
             Event::AuditRead { .. } => &mut e.audit_reads,
             _ => return,
         };

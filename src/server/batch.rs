@@ -75,6 +75,8 @@ struct Admitted {
     is_csv: bool,
     purpose: String,
     max: u64,
+    /// Longest wait for the body's next bytes.
+    idle: std::time::Duration,
 }
 
 /// Content type, then purpose, then size: the cheap checks before any byte
@@ -117,6 +119,7 @@ fn admit(
         is_csv,
         purpose,
         max,
+        idle: std::time::Duration::from_secs(state.config.body_idle_timeout_seconds.max(1)),
     })
 }
 
@@ -163,7 +166,15 @@ async fn read_start(
     let max = admitted.max;
     let refusal = loop {
         let next = tokio::select! {
-            next = futures_util::StreamExt::next(body) => next,
+            next = tokio::time::timeout(admitted.idle, futures_util::StreamExt::next(body)) => match next {
+                Ok(next) => next,
+                Err(_) => {
+                    // A silent client gets no drain: it is sending nothing.
+                    return Err(ApiError::BadRequest(
+                        "no byte of the request body came for too long".into(),
+                    ));
+                }
+            },
             () = admitted.keys.retired() => return Err(ApiError::Sealed),
         };
         match next {
@@ -220,6 +231,7 @@ async fn start(
         format,
         admitted.keys.clone(),
         admitted.max,
+        admitted.idle,
         tx,
     ));
     let mut resp = (
@@ -314,13 +326,16 @@ async fn read_body(
     format: Format,
     keys: Keys,
     max: u64,
+    idle: std::time::Duration,
     tx: mpsc::Sender<Job>,
 ) -> Result<(), Abort> {
     while !decoder.is_finished() {
         queue(&mut ready, op, format, &keys, &tx).await?;
         // A seal or a stop must not wait for a slow client's next bytes.
         let next = tokio::select! {
-            next = futures_util::StreamExt::next(&mut body) => next,
+            next = tokio::time::timeout(idle, futures_util::StreamExt::next(&mut body)) => {
+                next.map_err(|_| Abort::BodyTimeout)?
+            }
             () = keys.retired() => return Err(Abort::Sealed),
         };
         let pushed = match next {
@@ -462,6 +477,8 @@ enum Abort {
     ClientGone,
     /// The body could not be read (the client broke off, bad chunking).
     BadBody,
+    /// No byte of the body came for `body_idle_timeout_seconds`.
+    BodyTimeout,
 }
 
 impl Abort {
@@ -471,6 +488,7 @@ impl Abort {
             Abort::Sealed => "sealed",
             Abort::ClientGone => "client_gone",
             Abort::BadBody => "body_unreadable",
+            Abort::BodyTimeout => "body_timeout",
         }
     }
 
@@ -480,6 +498,7 @@ impl Abort {
             Abort::Sealed => "the service was sealed or stopped during the batch",
             Abort::ClientGone => "the client went away",
             Abort::BadBody => "the request body could not be read",
+            Abort::BodyTimeout => "no byte of the request body came for too long",
         })
     }
 }

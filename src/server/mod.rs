@@ -33,9 +33,18 @@ use crate::seal::{
 };
 use crate::tls::PeerIdentity;
 
-/// Connections open at once; past that a new one is closed at once (each
-/// batch holds a few MiB, so this also bounds memory).
+/// Authenticated connections open at once (each batch holds a few MiB, so
+/// this also bounds memory). Taken once the TLS handshake has succeeded, so
+/// that silent or unauthenticated sockets cannot use the slots up.
 const MAX_CONNECTIONS: usize = 256;
+
+/// TLS handshakes under way at once; past that a new socket is closed at
+/// once. Each lasts at most [`HANDSHAKE_TIMEOUT`].
+const MAX_HANDSHAKES: usize = 1024;
+
+/// At most one `connection_refused` record per reason per this interval;
+/// the refusals in between are counted in the next record (`also_refused`).
+const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -352,6 +361,8 @@ impl Server {
         let router = app(state.clone());
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        let refusals = Arc::new(RefusalLog::default());
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -361,31 +372,30 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
-            let Ok(permit) = connections.clone().try_acquire_owned() else {
-                tracing::warn!(%peer, "connection refused: {MAX_CONNECTIONS} already open");
-                state.log(
-                    Event::ConnectionRefused {
-                        reason: Term::from("too many connections"),
-                    },
-                    None,
-                );
+            let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "connection refused: {MAX_HANDSHAKES} handshakes under way");
+                refusals.refuse(&state, "too many handshakes");
                 continue;
             };
             let acceptor = self.acceptor.clone();
             let router = router.clone();
             let state = state.clone();
+            let (connections, refusals) = (connections.clone(), refusals.clone());
             tokio::spawn(async move {
-                let _permit = permit;
                 let _ = tcp.set_nodelay(true);
-                let refused = |reason: Term| {
-                    tracing::info!(%peer, reason = reason.as_str(), "TLS handshake refused");
-                    state.log(Event::ConnectionRefused { reason }, None);
-                };
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(s)) => s,
-                    Ok(Err(e)) => return refused(Term::from_error(&e)),
-                    Err(_) => return refused(Term::from("handshake timed out")),
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer, error = %e, "TLS handshake refused");
+                        return refusals.refuse_error(&state, &e);
+                    }
+                    Err(_) => return refusals.refuse(&state, "handshake timed out"),
+                };
+                drop(handshake);
+                let Ok(_permit) = connections.try_acquire_owned() else {
+                    tracing::warn!(%peer, "connection refused: {MAX_CONNECTIONS} already open");
+                    return refusals.refuse(&state, "too many connections");
                 };
                 let Some(id) = crate::tls::peer_identity(tls.get_ref().1) else {
                     return; // unreachable: the verifier requires a certificate
@@ -430,6 +440,54 @@ impl Server {
 
 /// Periodic work: a signed checkpoint every `audit_checkpoint_seconds`, and,
 /// while the log is unwritable, a retry every few seconds so that the service
+/// Writes `connection_refused` records in bounded form: at most one per
+/// reason per [`REFUSAL_LOG_INTERVAL`], the refusals in between counted in
+/// the next one. A flood of bad connections costs a few log writes a
+/// second, not one fsync each.
+#[derive(Default)]
+struct RefusalLog {
+    /// Per reason: when its last record was written, and refusals since.
+    last: Mutex<std::collections::HashMap<String, (Option<std::time::Instant>, u64)>>,
+}
+
+impl RefusalLog {
+    fn refuse(&self, state: &AppState, reason: &'static str) {
+        self.record(state, Term::from(reason));
+    }
+
+    fn refuse_error(&self, state: &AppState, e: &(dyn std::error::Error + 'static)) {
+        self.record(state, Term::from_error(e));
+    }
+
+    fn record(&self, state: &AppState, reason: Term) {
+        let now = std::time::Instant::now();
+        let also = {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.len() > 1024 {
+                last.clear(); // bounded: reasons are few, errors' texts vary
+            }
+            let entry = last.entry(reason.as_str().to_owned()).or_insert((None, 0));
+            if entry
+                .0
+                .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL)
+            {
+                entry.1 += 1;
+                return;
+            }
+            let also = entry.1;
+            *entry = (Some(now), 0);
+            also
+        };
+        state.log(
+            Event::ConnectionRefused {
+                reason,
+                also_refused: (also > 0).then_some(also),
+            },
+            None,
+        );
+    }
+}
+
 /// resumes by itself (the retry writes `audit_resumed`).
 async fn housekeeping(state: Arc<AppState>) {
     let every = std::time::Duration::from_secs(state.config.audit_checkpoint_seconds.max(1));
