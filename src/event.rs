@@ -302,10 +302,10 @@ events! {
     /// A connection was refused (handshake failed, too many connections).
     ConnectionRefused = "connection_refused" {
         reason: Term,
-        /// Refusals for the same reason since the previous record, not
-        /// written one by one (a flood is logged in bounded form).
+        /// How many refusals the record stands for, when more than one
+        /// (a flood is logged in bounded form); `reason` is the newest's.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        also_refused: Option<u64>,
+        refusals: Option<u64>,
     },
     /// An auditor read the log from `from_seq`.
     AuditRead = "audit_read" { from_seq: u64 },

@@ -283,3 +283,24 @@ async fn the_service_refuses_to_extend_a_log_that_does_not_verify() {
         "nothing was appended to (or signed on) the forged log"
     );
 }
+
+/// A crash during the first write to a fresh current file (right after a
+/// rotation) leaves a file holding only a half-written line: no forgery.
+/// The service starts, cuts it off and logs `audit_repaired`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_log_file_holding_only_a_half_written_line_is_repaired_not_refused() {
+    let env = TestEnv::new();
+    let mut server = env.serve();
+    env.wait_for_audit("service_start", |r| r["event"] == "service_start");
+    server.stop();
+    let dir = audit_dir(&env);
+    std::fs::rename(dir.join("log.jsonl"), dir.join("log-000001.jsonl")).expect("rotate");
+    std::fs::write(dir.join("log.jsonl"), b"{\"seq\":3,\"time\":\"20").expect("half a line");
+    let mut again = env.serve();
+    again.stop();
+    verify_dir(&dir, &record(&env), None).expect("verifies after the repair");
+    assert!(env
+        .audit_records()
+        .iter()
+        .any(|r| r["event"] == "audit_repaired"));
+}

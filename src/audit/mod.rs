@@ -234,10 +234,19 @@ impl AuditLog {
         // An empty current file (just rotated, or just created) holds
         // nothing to verify; an unreadable one is kept, for the verifier to
         // say so.
-        let files: Vec<PathBuf> = files
+        let mut files: Vec<PathBuf> = files
             .into_iter()
             .filter(|f| std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(true))
             .collect();
+        // A current file that holds nothing but a half-written line (a
+        // crash during its first write) is no forgery either: `open` cuts
+        // it off and logs it; the records before it are verified.
+        if files
+            .last()
+            .is_some_and(|f| f.ends_with(LOG_FILE) && !holds_a_line_end(f))
+        {
+            files.pop();
+        }
         if !files.is_empty() {
             verify::verify_files(&files, record, None).map_err(|e| AuditError::DoesNotVerify {
                 dir: dir.to_owned(),
@@ -510,6 +519,18 @@ impl AuditLog {
             })
             .collect()
     }
+}
+
+/// Whether the file holds at least one `\n` (reads up to the first one).
+fn holds_a_line_end(path: &Path) -> bool {
+    let Ok(f) = File::open(path) else {
+        return true; // unreadable: left to the verifier to say so
+    };
+    let mut first = Vec::new();
+    let mut reader = std::io::BufReader::new(f.take(1 << 20));
+    std::io::BufRead::read_until(&mut reader, b'\n', &mut first)
+        .is_ok_and(|_| first.ends_with(b"\n"))
+        || first.len() >= 1 << 20
 }
 
 /// The `seq` of a record line, read from its prefix `{"seq":N,`.

@@ -234,9 +234,9 @@ impl Tally {
             Event::ShareSubmitted { valid: false, .. } => &mut e.shares_refused,
             Event::Checkpoint { .. } => &mut e.checkpoints,
             Event::RequestRefused { .. } => &mut e.requests_refused,
-            Event::ConnectionRefused { also_refused, .. } => {
+            Event::ConnectionRefused { refusals, .. } => {
                 // One record may stand for several refusals (a flood).
-                e.connections_refused += 1 + also_refused.unwrap_or(0);
+                e.connections_refused += refusals.unwrap_or(1);
                 return;
             }
             Event::AuditRead { .. } => &mut e.audit_reads,

@@ -43,7 +43,7 @@ const MAX_CONNECTIONS: usize = 256;
 const MAX_HANDSHAKES: usize = 1024;
 
 /// At most one `connection_refused` record per reason per this interval;
-/// the refusals in between are counted in the next record (`also_refused`).
+/// the refusals in between are counted (`refusals`) by the next record.
 const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a client may take to complete the TLS handshake.
@@ -65,6 +65,7 @@ pub struct AppState {
     vault: Vault,
     receipts: Mutex<std::collections::VecDeque<Receipt>>,
     audit: AuditLog,
+    refusals: RefusalLog,
 }
 
 /// The service could not start.
@@ -113,6 +114,7 @@ impl AppState {
             vault: Vault::new(record, keyring),
             receipts: Mutex::new(Default::default()),
             audit,
+            refusals: RefusalLog::default(),
         })
     }
 
@@ -362,7 +364,6 @@ impl Server {
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-        let refusals = Arc::new(RefusalLog::default());
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -374,13 +375,13 @@ impl Server {
             };
             let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
                 tracing::warn!(%peer, "connection refused: {MAX_HANDSHAKES} handshakes under way");
-                refusals.refuse(&state, "too many handshakes");
+                state.refusals.refuse(&state, "too many handshakes");
                 continue;
             };
             let acceptor = self.acceptor.clone();
             let router = router.clone();
             let state = state.clone();
-            let (connections, refusals) = (connections.clone(), refusals.clone());
+            let connections = connections.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
@@ -388,14 +389,14 @@ impl Server {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::info!(%peer, error = %e, "TLS handshake refused");
-                        return refusals.refuse_error(&state, &e);
+                        return state.refusals.refuse_error(&state, &e);
                     }
-                    Err(_) => return refusals.refuse(&state, "handshake timed out"),
+                    Err(_) => return state.refusals.refuse(&state, "handshake timed out"),
                 };
                 drop(handshake);
                 let Ok(_permit) = connections.try_acquire_owned() else {
                     tracing::warn!(%peer, "connection refused: {MAX_CONNECTIONS} already open");
-                    return refusals.refuse(&state, "too many connections");
+                    return state.refusals.refuse(&state, "too many connections");
                 };
                 let Some(id) = crate::tls::peer_identity(tls.get_ref().1) else {
                     return; // unreachable: the verifier requires a certificate
@@ -438,63 +439,103 @@ impl Server {
     }
 }
 
-/// Periodic work: a signed checkpoint every `audit_checkpoint_seconds`, and,
-/// while the log is unwritable, a retry every few seconds so that the service
 /// Writes `connection_refused` records in bounded form: at most one per
-/// reason per [`REFUSAL_LOG_INTERVAL`], the refusals in between counted in
-/// the next one. A flood of bad connections costs a few log writes a
-/// second, not one fsync each.
+/// kind of refusal per [`REFUSAL_LOG_INTERVAL`]; the refusals in between are
+/// counted and written by the next record of that kind, or by housekeeping
+/// (`refusals`: how many refusals the record stands for, when more than
+/// one). A flood of bad connections costs a few log writes a second, not one
+/// fsync each, and every refusal is still counted.
 #[derive(Default)]
 struct RefusalLog {
-    /// Per reason: when its last record was written, and refusals since.
-    last: Mutex<std::collections::HashMap<String, (Option<std::time::Instant>, u64)>>,
+    /// Per kind: when its last record was written, refusals not yet
+    /// written, and the reason of the newest of them.
+    kinds: Mutex<std::collections::HashMap<&'static str, Pending>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    last: Option<std::time::Instant>,
+    count: u64,
+    reason: Option<Term>,
 }
 
 impl RefusalLog {
     fn refuse(&self, state: &AppState, reason: &'static str) {
-        self.record(state, Term::from(reason));
+        self.record(state, reason, Term::from(reason));
     }
 
+    /// A failed handshake: all such refusals are one kind (their texts vary
+    /// with what the peer sent), each record naming the newest reason.
     fn refuse_error(&self, state: &AppState, e: &(dyn std::error::Error + 'static)) {
-        self.record(state, Term::from_error(e));
+        self.record(state, "handshake", Term::from_error(e));
     }
 
-    fn record(&self, state: &AppState, reason: Term) {
+    fn record(&self, state: &AppState, kind: &'static str, reason: Term) {
         let now = std::time::Instant::now();
-        let also = {
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            if last.len() > 1024 {
-                last.clear(); // bounded: reasons are few, errors' texts vary
-            }
-            let entry = last.entry(reason.as_str().to_owned()).or_insert((None, 0));
-            if entry
-                .0
+        let count = {
+            let mut kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
+            let p = kinds.entry(kind).or_default();
+            p.count += 1;
+            if p.last
                 .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL)
             {
-                entry.1 += 1;
+                p.reason = Some(reason);
                 return;
             }
-            let also = entry.1;
-            *entry = (Some(now), 0);
-            also
+            p.last = Some(now);
+            p.reason = None;
+            std::mem::take(&mut p.count)
         };
-        state.log(
-            Event::ConnectionRefused {
-                reason,
-                also_refused: (also > 0).then_some(also),
-            },
-            None,
-        );
+        write_refusal(state, reason, count);
+    }
+
+    /// Writes the counts held back (from housekeeping), once their interval
+    /// is over.
+    fn flush(&self, state: &AppState) {
+        let now = std::time::Instant::now();
+        let due: Vec<(Term, u64)> = {
+            let mut kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
+            kinds
+                .values_mut()
+                .filter(|p| {
+                    p.count > 0
+                        && p.last
+                            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL)
+                })
+                .filter_map(|p| {
+                    p.last = Some(now);
+                    let reason = p.reason.take()?;
+                    Some((reason, std::mem::take(&mut p.count)))
+                })
+                .collect()
+        };
+        for (reason, count) in due {
+            write_refusal(state, reason, count);
+        }
     }
 }
 
-/// resumes by itself (the retry writes `audit_resumed`).
+fn write_refusal(state: &AppState, reason: Term, count: u64) {
+    state.log(
+        Event::ConnectionRefused {
+            reason,
+            refusals: (count > 1).then_some(count),
+        },
+        None,
+    );
+}
+
+/// Periodic work: a signed checkpoint every `audit_checkpoint_seconds`, and,
+/// while the log is unwritable, a retry every few seconds so that the service
+/// resumes by itself (the retry writes `audit_resumed`); expired shares are
+/// dropped and held-back connection refusals written.
 async fn housekeeping(state: Arc<AppState>) {
     let every = std::time::Duration::from_secs(state.config.audit_checkpoint_seconds.max(1));
     let mut next_checkpoint = tokio::time::Instant::now() + every;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2).min(every));
     loop {
         tick.tick().await;
+        state.refusals.flush(&state);
         // Shares past the unseal window go even while the log is unwritable
         // (their record is then missing, and the status says the log fails).
         let window = std::time::Duration::from_secs(state.config.unseal_window_seconds);
