@@ -504,20 +504,49 @@ impl AuditLog {
         &self.dir
     }
 
-    /// Opens every file of the log, oldest first, while no record can be
-    /// written, so no rotation can happen between listing and opening: the
-    /// open files hold every record so far (a rotated file is never written
-    /// again, and the current one keeps receiving records under any name).
-    pub fn open_files(&self) -> std::io::Result<Vec<File>> {
+    /// The files of the log, oldest first, fixed while no record can be
+    /// written, so no rotation can slip between listing and reading: the
+    /// current file is opened then (an open file keeps receiving records
+    /// under any name), the rotated ones, which are never written again,
+    /// are opened one at a time as they are read.
+    pub fn open_files(&self) -> std::io::Result<Vec<LogFile>> {
         let _writer = self.lock();
-        log_files(&self.dir)?
-            .iter()
-            .filter_map(|p| match File::open(p) {
-                // The current file before its first record.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                r => Some(r),
-            })
-            .collect()
+        let current = self.dir.join(LOG_FILE);
+        let mut files = Vec::new();
+        for p in log_files(&self.dir)? {
+            if p == current {
+                match File::open(&p) {
+                    Ok(f) => files.push(LogFile::Open(f)),
+                    // The current file before its first record.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            } else {
+                files.push(LogFile::Later(p));
+            }
+        }
+        Ok(files)
+    }
+}
+
+/// A file of the log for [`copy_records`]: open already, or opened on its
+/// first read (so that a long log costs one file descriptor at a time).
+pub enum LogFile {
+    /// Opened (the current file).
+    Open(File),
+    /// A rotated file, to open when read.
+    Later(PathBuf),
+}
+
+impl Read for LogFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let LogFile::Later(p) = self {
+            *self = LogFile::Open(File::open(&*p)?);
+        }
+        match self {
+            LogFile::Open(f) => f.read(buf),
+            LogFile::Later(_) => Ok(0),
+        }
     }
 }
 
