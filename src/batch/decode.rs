@@ -103,9 +103,7 @@ impl Decoder {
     }
 
     fn refusal(&self) -> HeaderError {
-        HeaderError {
-            expected: self.op.request_columns().join(","),
-        }
+        HeaderError::of(self.op)
     }
 
     /// Takes the start off `head` once it is complete, and hands the rest to

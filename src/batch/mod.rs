@@ -95,6 +95,15 @@ pub struct HeaderError {
     pub expected: String,
 }
 
+impl HeaderError {
+    /// The refusal of a body of `op` whose header is not §4's.
+    pub fn of(op: Operation) -> Self {
+        Self {
+            expected: op.request_columns().join(","),
+        }
+    }
+}
+
 /// Reads a CSV header line (without its line end) and returns the delimiter.
 /// A trailing `\r` and RFC 4180 quoting of the names are tolerated; the
 /// column names must be exactly those of §4, in order. (A byte order mark is
@@ -113,9 +122,7 @@ pub fn parse_csv_header(op: Operation, line: &[u8]) -> Result<u8, HeaderError> {
             }
         }
     }
-    Err(HeaderError {
-        expected: cols.join(","),
-    })
+    Err(HeaderError::of(op))
 }
 
 /// The UTF-8 byte order mark, tolerated at the start of a body.

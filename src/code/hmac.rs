@@ -52,10 +52,16 @@ pub(super) fn finish(mut state: [u32; 8], absorbed: u64, msg: &[u8], out: &mut [
         compress(&mut state, b);
     }
     last.zeroize();
+    digest_into(&state, out);
+    state.zeroize();
+}
+
+/// A SHA-256 state as its 32-byte digest (big-endian words) into `out`.
+#[inline]
+fn digest_into(state: &[u32; 8], out: &mut [u8]) {
     for (o, w) in out.chunks_exact_mut(4).zip(state.iter()) {
         o.copy_from_slice(&w.to_be_bytes());
     }
-    state.zeroize();
 }
 
 /// One HMAC-SHA-256 key as its inner and outer midstates. Key-equivalent:
@@ -132,17 +138,13 @@ impl KeyedMac {
         block[BLOCK - 8..].copy_from_slice(&((BLOCK + n) as u64 * 8).to_be_bytes());
         let mut state = self.inner;
         compress(&mut state, &block);
-        for (b, w) in block.chunks_exact_mut(4).zip(state.iter()) {
-            b.copy_from_slice(&w.to_be_bytes());
-        }
+        digest_into(&state, &mut block[..32]);
         block[32] = 0x80;
         block[33..BLOCK - 8].fill(0);
         block[BLOCK - 8..].copy_from_slice(&((BLOCK + 32) as u64 * 8).to_be_bytes());
         state = self.outer;
         compress(&mut state, &block);
-        for (o, w) in out.chunks_exact_mut(4).zip(state.iter()) {
-            o.copy_from_slice(&w.to_be_bytes());
-        }
+        digest_into(&state, out);
         block[..32].zeroize();
         state.zeroize();
     }

@@ -341,7 +341,8 @@ impl Vault {
             });
         }
         let keyring = match self.open(shares) {
-            Ok(k) => k,
+            // S is not needed past opening the keyring: wiped here.
+            Ok((_, k)) => k,
             Err(e) => {
                 // Every share passed Feldman's check, so this is a broken
                 // record or keyring: keep the shares, stay sealed, say so.
@@ -415,10 +416,11 @@ impl Vault {
     }
 
     /// Rebuilds `S` from `shares` (checked against the record and `C0`) and
-    /// opens the keyring; `S` is wiped on return.
-    fn open(&self, shares: &[Share]) -> Result<Keyring, SealError> {
+    /// opens the keyring with it. `S` is wiped when the caller drops it.
+    fn open(&self, shares: &[Share]) -> Result<(MasterSecret, Keyring), SealError> {
         let master = combine(&self.record, shares)?;
-        self.record.open_keyring(&self.keyring, &master)
+        let keyring = self.record.open_keyring(&self.keyring, &master)?;
+        Ok((master, keyring))
     }
 
     /// The entry point for an operation approved by `t` holders (re-sharing,
@@ -432,8 +434,7 @@ impl Vault {
         op: impl FnOnce(&MasterSecret, &Keyring) -> R,
     ) -> Result<R, SealError> {
         let _phase = self.lock();
-        let master = combine(&self.record, shares)?;
-        let keyring = self.record.open_keyring(&self.keyring, &master)?;
+        let (master, keyring) = self.open(shares)?;
         Ok(op(&master, &keyring))
     }
 
