@@ -7,6 +7,13 @@
 
 #[test]
 fn cli_snapshots() {
+    // Git keeps no file modes but the executable bit: a fresh checkout has
+    // the submitter's key readable by all, and the client rightly warns.
+    // The sandbox copy keeps the mode set here.
+    use std::os::unix::fs::PermissionsExt;
+    let key = std::path::Path::new("tests/cmd/submit.in/submitter.key");
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))
+        .expect("the submitter's key fixture is there");
     trycmd::TestCases::new()
         .register_bin(
             "cstatns",
