@@ -18,8 +18,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::batch::Operation;
 use crate::receipt::Receipt;
-use crate::seal::Share;
-use crate::wire::{ErrorBody, Status, UnsealReply};
+use crate::seal::{Approval, PendingView, Proposal, Share};
+use crate::wire::{ApprovalReply, ErrorBody, Status, UnsealReply};
 
 /// Boxed request body.
 type ReqBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
@@ -86,6 +86,8 @@ pub struct Connection {
     /// (with TLS 1.3 a refused client certificate shows only after the
     /// handshake, as an alert on the first exchange).
     driver: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    /// The service's renewal warning, from the last response that had one.
+    renewal_warning: Option<String>,
 }
 
 impl Endpoint {
@@ -138,6 +140,7 @@ impl Endpoint {
             sender,
             authority: format!("{host}:{port}"),
             driver: Some(driver),
+            renewal_warning: None,
         })
     }
 }
@@ -147,6 +150,12 @@ fn full(b: impl Into<Bytes>) -> ReqBody {
 }
 
 impl Connection {
+    /// The warning the service puts on every response once the key is past
+    /// its renewal date (DESIGN §3), as last seen on this connection.
+    pub fn renewal_warning(&self) -> Option<&str> {
+        self.renewal_warning.as_deref()
+    }
+
     /// Why the connection broke, from its driver task if it has ended.
     async fn broken(&mut self, e: hyper::Error) -> ClientError {
         let cause = match self.driver.take() {
@@ -181,6 +190,15 @@ impl Connection {
             Ok(r) => r,
             Err(e) => return Err(self.broken(e).await),
         };
+        if let Some(w) = resp
+            .headers()
+            .get(crate::wire::RENEWAL_WARNING_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            // Loud on purpose: whoever uses the service should know.
+            tracing::warn!("the service warns: {w}");
+            self.renewal_warning = Some(w.to_owned());
+        }
         if resp.status().is_success() {
             Ok(resp)
         } else {
@@ -254,6 +272,54 @@ impl Connection {
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok(n)
+    }
+
+    async fn post_json<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: Bytes,
+    ) -> Result<T, ClientError> {
+        let req = self
+            .request("POST", path)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(full(body))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.send(req).await?;
+        read_json(resp).await
+    }
+
+    /// `POST /v1/operations`: proposes a key operation to the holders.
+    pub async fn propose(
+        &mut self,
+        operation: &crate::seal::Operation,
+    ) -> Result<PendingView, ClientError> {
+        let body =
+            serde_json::to_vec(operation).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.post_json("/v1/operations", body.into()).await
+    }
+
+    /// `GET /v1/operations`: the operations waiting for their quorum.
+    pub async fn pending(&mut self) -> Result<Vec<PendingView>, ClientError> {
+        self.get_json("/v1/operations").await
+    }
+
+    /// `POST /v1/operations/{id}/approve` with a holder's approval.
+    pub async fn approve(
+        &mut self,
+        operation: &str,
+        approval: &Approval,
+    ) -> Result<ApprovalReply, ClientError> {
+        let wire = approval.to_wire_json();
+        let body = Bytes::copy_from_slice(wire.as_bytes());
+        drop(wire);
+        self.post_json(&format!("/v1/operations/{operation}/approve"), body)
+            .await
+    }
+
+    /// `POST /v1/operations/{id}/cancel`.
+    pub async fn cancel(&mut self, operation: &str) -> Result<Proposal, ClientError> {
+        self.post_json(&format!("/v1/operations/{operation}/cancel"), Bytes::new())
+            .await
     }
 
     /// `POST /v1/unseal` with one share.

@@ -110,6 +110,17 @@ pub struct Config {
     /// `body_timeout`) rather than hold a connection and the keys.
     #[serde(default = "default_body_idle")]
     pub body_idle_timeout_seconds: u64,
+    /// Seconds a proposed key operation waits for its quorum before it
+    /// expires (default 86400, one day).
+    #[serde(default = "default_operation_ttl")]
+    pub operation_ttl_seconds: u64,
+    /// Years between key renewals (DESIGN §3: at least every 5, the default).
+    #[serde(default = "default_renewal_years")]
+    pub renewal_period_years: u32,
+    /// Days before the renewal date from which `status` and the log warn
+    /// (default 90).
+    #[serde(default = "default_renewal_warning")]
+    pub renewal_warning_days: u32,
     /// SHA-256 of the configuration file as read, for the log.
     #[serde(skip)]
     pub source_sha256: String,
@@ -130,6 +141,18 @@ fn default_log_file() -> u64 {
 
 fn default_unseal_window() -> u64 {
     3600
+}
+
+fn default_operation_ttl() -> u64 {
+    86_400
+}
+
+fn default_renewal_years() -> u32 {
+    crate::renewal::DEFAULT_PERIOD_YEARS
+}
+
+fn default_renewal_warning() -> u32 {
+    crate::renewal::DEFAULT_WARNING_DAYS
 }
 
 fn default_body_idle() -> u64 {
@@ -197,7 +220,38 @@ impl Config {
                     .to_owned(),
             });
         }
+        // DESIGN §3 (the CNIL's demand): renewed at least every five years.
+        // 0 makes the key due at once (renewal drills, tests).
+        if c.renewal_period_years > crate::renewal::DEFAULT_PERIOD_YEARS {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: format!(
+                    "renewal_period_years = {}: the key is renewed at least every {} years",
+                    c.renewal_period_years,
+                    crate::renewal::DEFAULT_PERIOD_YEARS
+                ),
+            });
+        }
+        if c.renewal_warning_days > 366 * crate::renewal::DEFAULT_PERIOD_YEARS {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: format!(
+                    "renewal_warning_days = {}: at most the renewal period",
+                    c.renewal_warning_days
+                ),
+            });
+        }
         for e in &c.clients {
+            // Names go into the log and into proposals: one plain spelling.
+            if !crate::seal::is_valid_holder_name(&e.name) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: format!(
+                        "client name {:?}: 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'",
+                        e.name
+                    ),
+                });
+            }
             if e.fingerprint.is_none() && e.subject.is_none() {
                 return Err(ConfigError::Invalid {
                     path: path.to_owned(),

@@ -190,6 +190,9 @@ pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
         audit_checkpoint_seconds: crate::audit::DEFAULT_CHECKPOINT_SECONDS,
         unseal_window_seconds: 3600,
         body_idle_timeout_seconds: 60,
+        operation_ttl_seconds: 86_400,
+        renewal_period_years: crate::renewal::DEFAULT_PERIOD_YEARS,
+        renewal_warning_days: crate::renewal::DEFAULT_WARNING_DAYS,
         source_sha256: String::new(),
         tls: TlsFiles {
             cert: "pki/server.pem".into(),

@@ -49,6 +49,7 @@ pub const fn assert_loggable<T: Loggable + ?Sized>() {}
 impl Loggable for bool {}
 impl Loggable for u32 {}
 impl Loggable for u64 {}
+impl Loggable for i64 {}
 impl Loggable for f64 {}
 impl<T: Loggable> Loggable for Option<T> {}
 impl<T: Loggable> Loggable for Vec<T> {}
@@ -134,6 +135,14 @@ text_newtype!(
     /// An RFC 3339 UTC time.
     Timestamp
 );
+text_newtype!(
+    /// A calendar date, `YYYY-MM-DD`.
+    Day
+);
+text_newtype!(
+    /// A quorum operation's identifier: 32 lowercase hex digits drawn at random.
+    OperationId
+);
 
 impl HolderName {
     /// The name of a holder of the ceremony (names follow
@@ -147,6 +156,11 @@ impl ClientName {
     /// The name of a client entry of the configuration.
     pub fn of_client(entry: &crate::config::ClientEntry) -> Self {
         Self(entry.name.clone())
+    }
+
+    /// The name of a client entry, as the entry spells it.
+    pub fn of_name(name: &str) -> Self {
+        Self(name.to_owned())
     }
 }
 
@@ -183,6 +197,36 @@ impl Timestamp {
     pub fn of(rfc3339: &str) -> Self {
         Self(rfc3339.to_owned())
     }
+}
+
+impl Day {
+    /// A date as [`crate::renewal::date_label`] writes it.
+    pub fn of(label: &str) -> Self {
+        Self(label.to_owned())
+    }
+}
+
+impl OperationId {
+    /// A new random operation identifier.
+    pub fn random() -> Self {
+        Self(BatchId::random().0)
+    }
+
+    /// The id of a proposal the service made (checked by
+    /// [`crate::seal::Proposal::check`]).
+    pub fn of_proposal(p: &crate::seal::Proposal) -> Self {
+        Self(p.id.clone())
+    }
+}
+
+/// A time as RFC 3339 UTC in whole seconds (`2026-12-03T10:00:00Z`), the
+/// form of proposals and key dates.
+pub fn rfc3339_seconds(t: time::OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(FORMAT)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
 }
 
 /// The record could not be read as an event of a known kind.
@@ -315,6 +359,65 @@ events! {
     AuditRepaired = "audit_repaired" { dropped_partial_line_bytes: u64 },
     /// The log is writable again after failing since `failed_since`.
     AuditResumed = "audit_resumed" { failed_since: Timestamp },
+    /// A key operation was proposed (DESIGN §5); `proposer` is the
+    /// configuration name of the client that proposed it.
+    OperationProposed = "operation_proposed" {
+        operation: OperationId,
+        kind: Term,
+        digest: PublicHex,
+        proposer: ClientName,
+        expires: Timestamp,
+    },
+    /// A holder's approval of an operation (valid or not, and why not);
+    /// `approvals` is the number of valid approvals held after it.
+    OperationApproval = "operation_approval" {
+        operation: OperationId,
+        holder: Option<HolderName>,
+        valid: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<Term>,
+        approvals: u64,
+    },
+    /// `t` approvals rebuilt the master secret and the operation ran; the
+    /// secret and the shares were wiped.
+    OperationExecuted = "operation_executed" {
+        operation: OperationId,
+        kind: Term,
+        holders: Vec<HolderName>,
+        secret_and_shares_wiped: bool,
+    },
+    /// `t` approvals were held but the operation could not run; nothing changed.
+    OperationFailed = "operation_failed" {
+        operation: OperationId,
+        kind: Term,
+        reason: Term,
+    },
+    /// An operation was cancelled before its quorum (its approvals dropped).
+    OperationCancelled = "operation_cancelled" {
+        operation: OperationId,
+        kind: Term,
+        approvals: u64,
+    },
+    /// An operation expired before its quorum (its approvals dropped).
+    OperationExpired = "operation_expired" {
+        operation: OperationId,
+        kind: Term,
+        approvals: u64,
+    },
+    /// A renewal added generation `generation`; the next is due on `renewal_due`.
+    KeyRenewed = "key_renewed" {
+        generation: u32,
+        created: Timestamp,
+        renewal_due: Day,
+    },
+    /// The renewal date is near or past (written at unseal and once a day
+    /// while it is).
+    RenewalDue = "renewal_due" {
+        generation: u32,
+        renewal_due: Day,
+        days_left: i64,
+        overdue: bool,
+    },
     /// A signed checkpoint over the chain up to `covers_seq`.
     Checkpoint = "checkpoint" {
         reason: Term,
@@ -419,7 +522,7 @@ mod tests {
 
     #[test]
     fn every_event_name_is_known_and_unknown_ones_are_skipped() {
-        assert_eq!(Event::NAMES.len(), 16);
+        assert_eq!(Event::NAMES.len(), 24);
         assert_eq!(
             Event::from_parts("from_a_newer_version", &serde_json::json!({"x": 1})),
             Ok(None)

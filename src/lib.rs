@@ -26,6 +26,7 @@ pub mod nir;
 #[cfg(feature = "dev-kit")]
 pub mod pki;
 pub mod receipt;
+pub mod renewal;
 pub mod seal;
 #[cfg(feature = "service")]
 pub mod server;

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::receipt::Receipt;
 
+/// The header every response carries once the key is past its renewal
+/// date (DESIGN §3: renewed at least every five years).
+pub const RENEWAL_WARNING_HEADER: &str = "cstatns-renewal-warning";
+
 /// `GET /v1/status`: public facts only.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Status {
@@ -28,6 +32,41 @@ pub struct Status {
     pub insecure_dev_env: bool,
     /// The traceability log: while it cannot be written, work is refused.
     pub audit: crate::audit::Health,
+    /// Each CStatNS generation with its creation date, as last seen in the
+    /// opened keyring (empty before the first unseal).
+    #[serde(default)]
+    pub generations: Vec<GenerationInfo>,
+    /// The renewal date and where the key stands against it (absent
+    /// before the first unseal).
+    #[serde(default)]
+    pub renewal: Option<crate::renewal::Schedule>,
+}
+
+/// One generation of the key chain (public facts only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationInfo {
+    /// The generation `g`.
+    pub generation: u32,
+    /// When `K_g` was created (RFC 3339 UTC); absent when unknown (a
+    /// keyring written before creation dates were kept).
+    pub created: Option<String>,
+}
+
+/// The answer to an accepted approval (`POST /v1/operations/{id}/approve`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApprovalReply {
+    /// The operation.
+    pub operation: String,
+    /// The holder whose approval was accepted.
+    pub holder: String,
+    /// Valid approvals held.
+    pub approvals: usize,
+    /// Approvals still needed (0 once run).
+    pub approvals_needed: usize,
+    /// True when this approval completed the quorum and the operation ran.
+    pub executed: bool,
+    /// The current CStatNS generation after it ran.
+    pub generation: Option<u32>,
 }
 
 /// The answer to an accepted share.

@@ -6,6 +6,10 @@
 //!   opens with their passphrase and belongs to the signed ceremony record.
 //! - `unseal` sends a holder's share to the sealed service over mutual TLS,
 //!   authenticated by the holder's own certificate.
+//! - `propose`, `pending`, `approve` and `cancel` drive the key operations
+//!   a quorum of holders approves (renewal…): each approval carries the
+//!   holder's share, bound to the digest of the exact operation, which the
+//!   tool recomputes and shows before the holder agrees.
 //!
 //! Each subcommand is one `Args` struct and one `run_*` function returning
 //! a [`Failure`] that carries its documented exit status; adding a
@@ -38,15 +42,20 @@ const EXIT_ERROR: u8 = 2;
 #[command(
     name = "keyceremony",
     version,
-    about = "Key holders' tool for cstatns: share ceremony, offline share check, unseal",
+    about = "Key holders' tool for cstatns: share ceremony, offline share check, unseal, \
+             key operations under a quorum",
     long_about = "Key holders' tool for cstatns.\n\n\
         The master secret S is split t-of-n among the key holders with Feldman verifiable \
         secret sharing; the service's keys are sealed under S. `init` runs that ceremony \
-        and writes its files; `verify-share` lets a holder check their share offline.\n\n\
+        and writes its files; `verify-share` lets a holder check their share offline; \
+        `unseal` sends it to the service after each start.\n\n\
+        No one person can change the key: `propose` asks for an operation (a renewal), \
+        `pending` lists those waiting, and each of t holders runs `approve`, which shows \
+        the operation and its digest and sends the holder's share bound to that digest.\n\n\
         Secrets are never taken from the command line: passphrases are prompted for (no \
         echo) or read from files, and an imported key is read from a file or stdin.",
-    after_help = "Exit status: 0 success; 1 a share or record was checked and refused; \
-        2 unreadable input, wrong passphrase or other error.\n\
+    after_help = "Exit status: 0 success; 1 a share, record or operation was checked and \
+        refused; 2 unreadable input, wrong passphrase, unreachable service or other error.\n\
         Run `keyceremony help <command>` for each command's details."
 )]
 struct Cli {
@@ -63,6 +72,119 @@ enum Command {
     VerifyShare(VerifyShareArgs),
     /// Send your share to the sealed service over mutual TLS, with your own certificate.
     Unseal(UnsealArgs),
+    /// Propose a key operation to the holders (prints the operation id last).
+    Propose(ProposeArgs),
+    /// List the operations waiting for approval, one JSON object a line.
+    Pending(PendingArgs),
+    /// Approve an operation with your share, after checking what it does.
+    Approve(ApproveArgs),
+    /// Cancel a pending operation (its approvals are dropped).
+    Cancel(CancelArgs),
+}
+
+/// How to reach the service, and who you are.
+#[derive(Args)]
+struct ServerArgs {
+    /// The service, as https://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// CA certificate that signed the service's certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    ca: PathBuf,
+    /// Your certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    cert: PathBuf,
+    /// Your private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    key: PathBuf,
+}
+
+impl ServerArgs {
+    fn endpoint(self) -> cstatns::client::Endpoint {
+        cstatns::client::Endpoint {
+            server: self.server,
+            ca: self.ca,
+            cert: self.cert,
+            key: self.key,
+        }
+    }
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+A holder (or the operator) proposes; the service gives the operation an id, a digest and \
+an expiry (operation_ttl_seconds of its configuration, one day by default) and lists it for \
+the holders. It runs once t holders have approved it with `keyceremony approve`.
+
+The last line of standard output is the operation id.
+
+Exit status: 0 proposed; 1 refused by the service; 2 the service could not be reached.")]
+struct ProposeArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    operation: ProposeCommand,
+}
+
+#[derive(Subcommand)]
+enum ProposeCommand {
+    /// Renew the key: add a random K_(G+1). Codes are then given in generation G+1, and
+    /// older codes are lifted to it by POST /v1/renewal (DESIGN §3).
+    Renew,
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+Each line is one JSON object: {\"proposal\": {…}, \"digest\": \"…\", \"approved_by\": […], \
+\"approvals_needed\": N}. The digest is recomputed here from the proposal, and a line whose \
+digest does not match is refused.
+
+Exit status: 0 listed (possibly nothing); 1 refused by the service or a digest does not \
+match; 2 the service could not be reached.")]
+struct PendingArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+Before anything is sent, the operation's exact parameters are shown with its digest, which \
+this tool recomputes from the proposal itself: compare it with the digest the proposer read \
+out, then answer `yes` (or pass --yes in scripts). Your share is then decrypted with your \
+passphrase and sent with that digest over your own certificate; the service counts it only \
+for the operation with exactly that digest, and runs the operation at the t-th approval.
+
+Exit status: 0 approval accepted (and the operation run, if it was the last needed); 1 \
+refused (by you at the prompt, or by the service: another digest, a second approval, a bad \
+share, another holder's certificate, an unknown or expired operation); 2 unreadable input, \
+wrong passphrase, or the service could not be reached.")]
+struct ApproveArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Your share file.
+    #[arg(long, value_name = "FILE")]
+    share: PathBuf,
+    /// Read the passphrase from this file instead of prompting.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Approve without asking for confirmation (scripts).
+    #[arg(long)]
+    yes: bool,
+    /// The operation id (from `keyceremony propose` or `keyceremony pending`).
+    #[arg(value_name = "ID")]
+    id: String,
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+Exit status: 0 cancelled; 1 refused by the service (unknown, already run or expired); 2 \
+the service could not be reached.")]
+struct CancelArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The operation id.
+    #[arg(value_name = "ID")]
+    id: String,
 }
 
 #[derive(Args)]
@@ -230,6 +352,10 @@ fn main() -> ExitCode {
         Command::Init(args) => run_init(args),
         Command::VerifyShare(args) => run_verify_share(args),
         Command::Unseal(args) => run_unseal(args),
+        Command::Propose(args) => run_propose(args),
+        Command::Pending(args) => run_pending(args),
+        Command::Approve(args) => run_approve(args),
+        Command::Cancel(args) => run_cancel(args),
     };
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -470,22 +596,7 @@ fn run_unseal(args: UnsealArgs) -> Result<(), Failure> {
         cert: args.cert,
         key: args.key,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    let reply = runtime
-        .block_on(async { endpoint.connect().await?.unseal(&share).await })
-        .map_err(|e| {
-            let refused = matches!(e, cstatns::client::ClientError::Refused { .. });
-            let e = anyhow::Error::new(e);
-            if refused {
-                Failure::refused(e)
-            } else {
-                Failure::error(e)
-            }
-        })?;
-    drop(share);
+    let reply = exchange(endpoint, |mut c| async move { c.unseal(&share).await })?;
     if reply.sealed {
         println!(
             "share of {} accepted; the service is still sealed: {} more share(s) needed",
@@ -498,5 +609,189 @@ fn run_unseal(args: UnsealArgs) -> Result<(), Failure> {
             reply.generation.unwrap_or_default()
         );
     }
+    Ok(())
+}
+
+/// Runs one exchange with the service on a fresh connection. A refusal by
+/// the service is exit status 1, anything else that fails 2.
+fn exchange<T, F, Fut>(endpoint: cstatns::client::Endpoint, f: F) -> Result<T, Failure>
+where
+    F: FnOnce(cstatns::client::Connection) -> Fut,
+    Fut: std::future::Future<Output = Result<T, cstatns::client::ClientError>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime
+        .block_on(async { f(endpoint.connect().await?).await })
+        .map_err(|e| {
+            let refused = matches!(e, cstatns::client::ClientError::Refused { .. });
+            let e = anyhow::Error::new(e);
+            if refused {
+                Failure::refused(e)
+            } else {
+                Failure::error(e)
+            }
+        })
+}
+
+/// Checks a listed operation the way a holder must before approving: its
+/// form, and that the digest the service gives is the one recomputed here.
+fn check_listed(p: &seal::PendingView) -> Result<(), Failure> {
+    p.proposal
+        .check()
+        .map_err(|e| Failure::refused(anyhow::Error::new(e).context("operation refused")))?;
+    let digest = p.proposal.digest_hex();
+    if digest != p.digest {
+        return Err(Failure::refused(anyhow!(
+            "operation {}: the service gives digest {} but its parameters digest to {}; \
+             do not approve it",
+            p.proposal.id,
+            p.digest,
+            digest
+        )));
+    }
+    Ok(())
+}
+
+/// The operation as a holder reads it before approving.
+fn describe_operation(p: &seal::Proposal) -> String {
+    let what = match &p.operation {
+        seal::Operation::Renew {} => "renew the key: add a random K_(G+1); codes are then given \
+                                      in generation G+1 and older codes lifted to it"
+            .to_owned(),
+        other => format!("{other:?}"),
+    };
+    format!(
+        "Operation {id}\n  ceremony:    {ceremony}\n  kind:        {kind}\n  what:        {what}\n  \
+         proposed by: {by} at {at}\n  expires:     {exp}\n  parameters:  {params}\n  digest:      {digest}",
+        id = p.id,
+        ceremony = p.ceremony_id,
+        kind = p.operation.kind(),
+        by = p.proposed_by,
+        at = p.proposed_at,
+        exp = p.expires_at,
+        params = serde_json::to_string(&p.operation).unwrap_or_default(),
+        digest = p.digest_hex(),
+    )
+}
+
+fn run_propose(args: ProposeArgs) -> Result<(), Failure> {
+    let operation = match args.operation {
+        ProposeCommand::Renew => seal::Operation::Renew {},
+    };
+    let listed = exchange(args.server.endpoint(), |mut c| async move {
+        c.propose(&operation).await
+    })?;
+    check_listed(&listed)?;
+    println!("{}", describe_operation(&listed.proposal));
+    println!(
+        "Waiting for {} approval(s): each holder runs `keyceremony approve … {}` and checks the digest.",
+        listed.approvals_needed, listed.proposal.id
+    );
+    println!("{}", listed.proposal.id);
+    Ok(())
+}
+
+fn run_pending(args: PendingArgs) -> Result<(), Failure> {
+    let listed = exchange(
+        args.server.endpoint(),
+        |mut c| async move { c.pending().await },
+    )?;
+    for p in &listed {
+        check_listed(p)?;
+        println!(
+            "{}",
+            serde_json::to_string(p).context("cannot write the operation")?
+        );
+    }
+    Ok(())
+}
+
+fn run_approve(args: ApproveArgs) -> Result<(), Failure> {
+    let endpoint = args.server.endpoint();
+    let id = args.id.clone();
+    let listed = exchange(endpoint.clone(), |mut c| async move { c.pending().await })?;
+    let Some(p) = listed.into_iter().find(|p| p.proposal.id == id) else {
+        return Err(Failure::refused(anyhow!(
+            "no pending operation {id} (unknown, already run, cancelled or expired): \
+             `keyceremony pending` lists those waiting"
+        )));
+    };
+    check_listed(&p)?;
+    eprintln!("{}", describe_operation(&p.proposal));
+    eprintln!(
+        "  approved by: {} ({} more needed)",
+        if p.approved_by.is_empty() {
+            "nobody yet".to_owned()
+        } else {
+            p.approved_by.join(", ")
+        },
+        p.approvals_needed
+    );
+    if !args.yes && !confirm("Approve this operation with your share? Type yes: ")? {
+        return Err(Failure::refused(anyhow!("not approved")));
+    }
+    let share = open_share(&args.share, args.passphrase_file.as_deref())?;
+    if share.ceremony_id().to_string() != p.proposal.ceremony_id {
+        return Err(Failure::refused(anyhow!(
+            "this share belongs to ceremony {}, the operation to {}",
+            share.ceremony_id(),
+            p.proposal.ceremony_id
+        )));
+    }
+    let approval = seal::Approval {
+        digest: p.proposal.digest(),
+        share,
+    };
+    let reply = exchange(
+        endpoint,
+        |mut c| async move { c.approve(&id, &approval).await },
+    )?;
+    if reply.executed {
+        println!(
+            "approval of {} accepted; the quorum is complete and operation {} ran \
+             (the service is now in generation {})",
+            reply.holder,
+            reply.operation,
+            reply
+                .generation
+                .map_or_else(|| "unknown".to_owned(), |g| g.to_string())
+        );
+    } else {
+        println!(
+            "approval of {} accepted for operation {}: {} more approval(s) needed",
+            reply.holder, reply.operation, reply.approvals_needed
+        );
+    }
+    Ok(())
+}
+
+/// Asks on the terminal; anything but `yes` is a no.
+fn confirm(question: &str) -> Result<bool, Failure> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::error(anyhow!(
+            "confirmation needs a terminal: run this interactively, or pass --yes after \
+             checking the operation with `keyceremony pending`"
+        )));
+    }
+    eprint!("{question}");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the answer")?;
+    Ok(line.trim() == "yes")
+}
+
+fn run_cancel(args: CancelArgs) -> Result<(), Failure> {
+    let id = args.id;
+    let p = exchange(args.server.endpoint(), |mut c| async move {
+        c.cancel(&id).await
+    })?;
+    println!("operation {} ({}) cancelled", p.id, p.operation.kind());
     Ok(())
 }

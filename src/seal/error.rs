@@ -109,6 +109,10 @@ pub enum SealError {
     #[error("the rebuilt master secret does not match the key check value of the ceremony")]
     KeyCheckFailed,
 
+    /// A quorum operation's proposal or approval is not well formed.
+    #[error("malformed operation: {0}")]
+    MalformedOperation(String),
+
     /// `keyring.json` is not a well-formed sealed keyring.
     #[error("malformed keyring file: {0}")]
     MalformedKeyring(String),

@@ -36,6 +36,7 @@ mod id;
 mod keyring;
 mod master;
 mod passphrase;
+pub mod quorum;
 mod record;
 mod share;
 mod vault;
@@ -52,11 +53,12 @@ pub use keyring::{
 };
 pub use master::MasterSecret;
 pub use passphrase::{Passphrase, ShareKdf, MIN_NEW_PASSPHRASE_CHARS};
+pub use quorum::{Approval, Operation, PendingView, Proposal};
 pub use record::{CeremonyRecord, HolderRecord, CEREMONY_FORMAT, SIGNING_CONTEXT};
 pub use share::{Share, SHARE_FORMAT};
 pub use vault::{
-    Accepted, Journal, Keys, SealCause, Sealing, ShareRefusal, Vault, VaultView, KEY_RETIRE_WAIT,
-    MAX_SHARE_MESSAGE,
+    Accepted, Approved, Executed, Journal, Keys, QuorumRefusal, SealCause, Sealing, ShareRefusal,
+    Vault, VaultView, KEY_RETIRE_WAIT, MAX_SHARE_MESSAGE,
 };
 
 #[cfg(test)]

@@ -20,10 +20,15 @@
 //! through a [`Journal`] that the caller implements (the service binds it to
 //! its traceability log and to the requesting certificate).
 //!
-//! [`Vault::with_quorum`] is the one place where an operation approved by
-//! `t` holders rebuilds `S`: the same checks as an unseal, the keyring opened,
-//! `S` wiped when the operation returns.
+//! Quorum operations (`operations.rs`) rebuild `S` from `t` approvals in
+//! the one place an unseal does too (`Vault::open`): the same checks, the
+//! keyring opened, `S` wiped when the operation returns.
 
+mod operations;
+
+pub use operations::{Approved, Executed, QuorumRefusal};
+
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -97,6 +102,9 @@ enum Phase {
     },
     Unsealed {
         keys: Keys,
+        /// Chains replaced by a renewal that running batches may still
+        /// hold: a seal waits for them too.
+        older: Vec<std::sync::Weak<KeyChain>>,
     },
     /// A seal or stop is waiting for batches to let go of the keys.
     Retiring,
@@ -201,6 +209,10 @@ pub struct VaultView {
     pub sealed: bool,
     /// The current generation, when unsealed.
     pub generation: Option<u32>,
+    /// When each CStatNS generation was created (Unix seconds, 0 when
+    /// unknown), as last seen in the opened keyring; empty before the
+    /// first unseal. These dates are public.
+    pub created: Vec<i64>,
     /// Holders whose shares are held, while sealed.
     pub holders_received: Vec<String>,
 }
@@ -208,9 +220,19 @@ pub struct VaultView {
 /// The ceremony record, the sealed keyring, and the running key state.
 pub struct Vault {
     record: CeremonyRecord,
-    keyring: SealedKeyring,
+    /// Replaced (under the phase lock) when a quorum operation changes it.
+    keyring: Mutex<SealedKeyring>,
+    /// Where the keyring is written after a quorum operation; `None` keeps
+    /// it in memory (tests).
+    keyring_file: Option<PathBuf>,
+    /// Public creation dates of the CStatNS generations (see [`VaultView`]).
+    created: Mutex<Vec<i64>>,
     phase: Mutex<Phase>,
+    /// Proposed operations waiting for their quorum.
+    pending: Mutex<Vec<operations::Pending>>,
     retire_wait: Duration,
+    /// Years from a renewal to the next (for the `key_renewed` record).
+    renewal_years: u32,
 }
 
 impl Vault {
@@ -218,13 +240,30 @@ impl Vault {
     pub fn new(record: CeremonyRecord, keyring: SealedKeyring) -> Self {
         Self {
             record,
-            keyring,
+            keyring: Mutex::new(keyring),
+            keyring_file: None,
+            created: Mutex::new(Vec::new()),
             phase: Mutex::new(Phase::Sealed {
                 shares: Vec::new(),
                 since: None,
             }),
+            pending: Mutex::new(Vec::new()),
             retire_wait: KEY_RETIRE_WAIT,
+            renewal_years: crate::renewal::DEFAULT_PERIOD_YEARS,
         }
+    }
+
+    /// The same vault with another renewal period (years).
+    pub fn with_renewal_period(mut self, years: u32) -> Self {
+        self.renewal_years = years;
+        self
+    }
+
+    /// The same vault, writing its keyring to `path` (atomically) whenever
+    /// a quorum operation changes it.
+    pub fn with_keyring_file(mut self, path: PathBuf) -> Self {
+        self.keyring_file = Some(path);
+        self
     }
 
     /// The same vault with another wait for running batches at seal.
@@ -245,27 +284,36 @@ impl Vault {
     /// The keys for a batch; `None` unless unsealed.
     pub fn keys(&self) -> Option<Keys> {
         match &*self.lock() {
-            Phase::Unsealed { keys } => Some(keys.clone()),
+            Phase::Unsealed { keys, .. } => Some(keys.clone()),
             Phase::Sealed { .. } | Phase::Retiring => None,
         }
     }
 
     /// Sealed or not, the generation, the shares held.
     pub fn view(&self) -> VaultView {
-        match &*self.lock() {
+        let phase = self.lock();
+        let created = self
+            .created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match &*phase {
             Phase::Sealed { shares, .. } => VaultView {
                 sealed: true,
                 generation: None,
+                created,
                 holders_received: shares.iter().map(|s| s.holder().to_owned()).collect(),
             },
-            Phase::Unsealed { keys } => VaultView {
+            Phase::Unsealed { keys, .. } => VaultView {
                 sealed: false,
                 generation: Some(keys.chain.generation()),
+                created,
                 holders_received: Vec::new(),
             },
             Phase::Retiring => VaultView {
                 sealed: true,
                 generation: None,
+                created,
                 holders_received: Vec::new(),
             },
         }
@@ -355,6 +403,7 @@ impl Vault {
         };
         let Keyring {
             generations,
+            created,
             log_signing,
             ..
         } = keyring;
@@ -375,6 +424,7 @@ impl Vault {
         }) {
             return Err(ShareRefusal::LogUnavailable);
         }
+        *self.created.lock().unwrap_or_else(|p| p.into_inner()) = created;
         // Replacing the sealed phase drops (and zeroizes) every share; `S`
         // was dropped inside `open`.
         *phase = Phase::Unsealed {
@@ -382,6 +432,7 @@ impl Vault {
                 chain: Arc::new(chain),
                 live: CancellationToken::new(),
             },
+            older: Vec::new(),
         };
         // Still under the lock: a seal cannot slip between the keys becoming
         // usable and the log getting its signer.
@@ -419,23 +470,9 @@ impl Vault {
     /// opens the keyring with it. `S` is wiped when the caller drops it.
     fn open(&self, shares: &[Share]) -> Result<(MasterSecret, Keyring), SealError> {
         let master = combine(&self.record, shares)?;
-        let keyring = self.record.open_keyring(&self.keyring, &master)?;
+        let sealed = self.keyring.lock().unwrap_or_else(|p| p.into_inner());
+        let keyring = self.record.open_keyring(&sealed, &master)?;
         Ok((master, keyring))
-    }
-
-    /// The entry point for an operation approved by `t` holders (re-sharing,
-    /// renewal, project keys): rebuilds `S` from `shares` with the same
-    /// checks as an unseal, opens the keyring, and runs `op` with both under
-    /// the vault's lock, so that no unseal or seal interleaves. `S` and the
-    /// opened keyring are wiped when `op` returns.
-    pub fn with_quorum<R>(
-        &self,
-        shares: &[Share],
-        op: impl FnOnce(&MasterSecret, &Keyring) -> R,
-    ) -> Result<R, SealError> {
-        let _phase = self.lock();
-        let (master, keyring) = self.open(shares)?;
-        Ok(op(&master, &keyring))
     }
 
     /// Seals: makes the keys unusable at once (batches end at their next
@@ -451,11 +488,14 @@ impl Vault {
                 Phase::Retiring => return Sealing::InProgress,
                 Phase::Unsealed { .. } => {}
             }
-            let Phase::Unsealed { keys } = std::mem::replace(&mut *phase, Phase::Retiring) else {
+            let Phase::Unsealed { keys, mut older } =
+                std::mem::replace(&mut *phase, Phase::Retiring)
+            else {
                 unreachable!("matched just above, under the same lock")
             };
             keys.live.cancel();
-            Arc::downgrade(&keys.chain)
+            older.push(Arc::downgrade(&keys.chain));
+            older
         };
         // From here the seal completes even if this future is dropped (the
         // operator's connection closing mid-request): the guard finishes it.
@@ -467,7 +507,7 @@ impl Vault {
             done: false,
         };
         let deadline = tokio::time::Instant::now() + self.retire_wait;
-        while finish.weak.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+        while finish.held() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         finish.complete()
@@ -516,14 +556,19 @@ struct FinishSeal<'a> {
     vault: &'a Vault,
     journal: &'a dyn Journal,
     cause: SealCause,
-    weak: std::sync::Weak<KeyChain>,
+    weak: Vec<std::sync::Weak<KeyChain>>,
     done: bool,
 }
 
 impl FinishSeal<'_> {
+    /// Some batch still holds a key chain.
+    fn held(&self) -> bool {
+        self.weak.iter().any(|w| w.strong_count() > 0)
+    }
+
     fn complete(&mut self) -> Sealing {
         self.done = true;
-        let keys_wiped = self.weak.strong_count() == 0;
+        let keys_wiped = !self.held();
         let mut phase = self.vault.lock();
         // Sealing happens whatever the log says (it is the safe direction),
         // but an unlogged seal is reported as such.
@@ -745,18 +790,136 @@ mod tests {
         assert!(vault.keys().is_some() && j.has_signer());
     }
 
+    fn approval(p: &crate::seal::Proposal, share: &Share) -> Vec<u8> {
+        crate::seal::Approval {
+            digest: p.digest(),
+            share: super::super::ceremony::tests::copy(share),
+        }
+        .to_wire_json()
+        .as_bytes()
+        .to_vec()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_renewal_runs_at_the_t_th_approval_and_running_batches_keep_their_chain() {
+        let out = ceremony(2, 3);
+        let vault = Vault::new(out.record.clone(), out.keyring.clone())
+            .with_retire_wait(Duration::from_secs(5));
+        let j = Memory::default();
+        unseal(&vault, &out, &j);
+        let running = vault.keys().expect("unsealed");
+        assert_eq!(running.chain.generation(), 2);
+        let ttl = Duration::from_secs(60);
+        let p = vault
+            .propose(crate::seal::Operation::Renew {}, "ops", ttl, &j)
+            .expect("proposed");
+        assert!(p.check().is_ok());
+        let first = vault
+            .approve(&p.id, &approval(&p, &out.shares[2]), &sender(&out, 2), &j)
+            .expect("first approval");
+        assert_eq!((first.approvals, first.approvals_needed), (1, 1));
+        assert!(first.executed.is_none());
+        assert_eq!(vault.keys().expect("unsealed").chain.generation(), 2);
+        let done = vault
+            .approve(&p.id, &approval(&p, &out.shares[0]), &sender(&out, 0), &j)
+            .expect("second approval");
+        assert_eq!(done.executed.map(|e| e.generation), Some(3));
+        assert_eq!(vault.keys().expect("unsealed").chain.generation(), 3);
+        assert_eq!(vault.view().created.len(), 3);
+        assert!(vault.pending(&j).is_empty(), "it ran once");
+        // The batch that started before still holds generation 2, and a
+        // seal waits for it as for any batch.
+        assert_eq!(running.chain.generation(), 2);
+        let cut = tokio::time::timeout(
+            Duration::from_millis(100),
+            vault.seal(&j, SealCause::Operator),
+        )
+        .await;
+        assert!(cut.is_err(), "the seal waits for the older chain too");
+        drop(running);
+        // Unsealed again, the vault opens the renewed keyring.
+        unseal(&vault, &out, &j);
+        assert_eq!(vault.keys().expect("unsealed").chain.generation(), 3);
+        let names = j.names();
+        for name in [
+            "operation_proposed",
+            "operation_approval",
+            "operation_executed",
+            "key_renewed",
+        ] {
+            assert!(names.contains(&name), "{name} in {names:?}");
+        }
+    }
+
     #[test]
-    fn a_quorum_operation_rebuilds_the_secret_with_the_unseal_checks() {
+    fn approvals_are_refused_naming_the_holder_and_change_nothing() {
         let out = ceremony(2, 3);
         let vault = Vault::new(out.record.clone(), out.keyring.clone());
-        let generations = vault
-            .with_quorum(&out.shares[1..], |_, k| k.generations.len())
-            .expect("quorum");
-        assert_eq!(generations, 2);
-        assert!(matches!(
-            vault.with_quorum(&out.shares[..1], |_, _| ()),
-            Err(SealError::NotEnoughShares { have: 1, need: 2 })
-        ));
+        let j = Memory::default();
+        let ttl = Duration::from_secs(60);
+        let a = vault
+            .propose(crate::seal::Operation::Renew {}, "ops", ttl, &j)
+            .expect("proposed");
+        let b = vault
+            .propose(crate::seal::Operation::Renew {}, "ops", ttl, &j)
+            .expect("proposed");
+        // Another operation's digest.
+        let r = vault.approve(&a.id, &approval(&b, &out.shares[0]), &sender(&out, 0), &j);
+        assert!(
+            matches!(r, Err(QuorumRefusal::DigestMismatch { ref holder }) if holder == "holder-1")
+        );
+        // Another holder's certificate.
+        let r = vault.approve(&a.id, &approval(&a, &out.shares[0]), &sender(&out, 1), &j);
+        assert!(matches!(r, Err(QuorumRefusal::WrongCertificate { .. })));
+        // Unknown id, malformed, too large.
+        let r = vault.approve(
+            &"0".repeat(32),
+            &approval(&a, &out.shares[0]),
+            &sender(&out, 0),
+            &j,
+        );
+        assert_eq!(r.unwrap_err(), QuorumRefusal::UnknownOperation);
+        let r = vault.approve(&a.id, b"{}", &sender(&out, 0), &j);
+        assert_eq!(r.unwrap_err(), QuorumRefusal::Malformed);
+        let r = vault.approve(&a.id, &[b' '; 5000], &sender(&out, 0), &j);
+        assert_eq!(r.unwrap_err(), QuorumRefusal::TooLarge);
+        // A second approval of the same holder.
+        vault
+            .approve(&a.id, &approval(&a, &out.shares[0]), &sender(&out, 0), &j)
+            .expect("valid");
+        let r = vault.approve(&a.id, &approval(&a, &out.shares[0]), &sender(&out, 0), &j);
+        assert_eq!(r.unwrap_err(), QuorumRefusal::Duplicate("holder-1".into()));
+        let pending = vault.pending(&j);
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].approved_by, ["holder-1"]);
+        assert!(vault.view().created.is_empty(), "nothing ran");
+        // Cancelled: gone, and its approvals with it.
+        assert_eq!(vault.cancel(&a.id, &j).expect("cancelled").id, a.id);
+        assert_eq!(
+            vault.cancel(&a.id, &j).unwrap_err(),
+            QuorumRefusal::UnknownOperation
+        );
+        assert_eq!(vault.pending(&j).len(), 1);
+    }
+
+    #[test]
+    fn an_operation_past_its_expiry_is_dropped_and_logged() {
+        let out = ceremony(2, 3);
+        let vault = Vault::new(out.record.clone(), out.keyring.clone());
+        let j = Memory::default();
+        let p = vault
+            .propose(
+                crate::seal::Operation::Renew {},
+                "ops",
+                Duration::from_secs(1),
+                &j,
+            )
+            .expect("proposed");
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(vault.expire_operations(&j), vec![p.id.clone()]);
+        assert!(j.names().contains(&"operation_expired"));
+        let r = vault.approve(&p.id, &approval(&p, &out.shares[0]), &sender(&out, 0), &j);
+        assert_eq!(r.unwrap_err(), QuorumRefusal::UnknownOperation);
     }
 
     #[test]

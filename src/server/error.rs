@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::config::Role;
+use crate::seal::QuorumRefusal;
 
 /// A refused request.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,9 @@ pub enum ApiError {
     /// The traceability log cannot be written: the service fails closed.
     #[error("the traceability log cannot be written; the service refuses work until it can")]
     AuditUnavailable,
+    /// A quorum operation's proposal, approval or cancellation was refused.
+    #[error("{0}")]
+    Quorum(crate::seal::QuorumRefusal),
     /// Something failed inside the service; details are in its own log.
     #[error("internal error")]
     Internal,
@@ -57,6 +61,7 @@ impl ApiError {
             ApiError::ShareRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Quorum(r) => quorum_status(r),
         }
     }
 
@@ -74,7 +79,26 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::AuditUnavailable => "audit_unavailable",
             ApiError::Internal => "internal",
+            ApiError::Quorum(QuorumRefusal::WrongCertificate { .. }) => "wrong_holder_certificate",
+            ApiError::Quorum(QuorumRefusal::Verification { .. }) => "share_refused",
+            ApiError::Quorum(QuorumRefusal::LogUnavailable) => "audit_unavailable",
+            ApiError::Quorum(r) => r.reason(),
         }
+    }
+}
+
+fn quorum_status(r: &QuorumRefusal) -> StatusCode {
+    match r {
+        QuorumRefusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        QuorumRefusal::Malformed | QuorumRefusal::Invalid(_) => StatusCode::BAD_REQUEST,
+        QuorumRefusal::UnknownOperation => StatusCode::NOT_FOUND,
+        QuorumRefusal::WrongCertificate { .. } => StatusCode::FORBIDDEN,
+        QuorumRefusal::Verification { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        QuorumRefusal::DigestMismatch { .. }
+        | QuorumRefusal::Duplicate(_)
+        | QuorumRefusal::TooManyPending => StatusCode::CONFLICT,
+        QuorumRefusal::Sealing | QuorumRefusal::LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -85,7 +109,12 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut r = (self.status(), axum::Json(body)).into_response();
-        if matches!(self, ApiError::Sealed | ApiError::AuditUnavailable) {
+        if matches!(
+            self,
+            ApiError::Sealed
+                | ApiError::AuditUnavailable
+                | ApiError::Quorum(QuorumRefusal::LogUnavailable | QuorumRefusal::Sealing)
+        ) {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         }

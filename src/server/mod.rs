@@ -10,6 +10,7 @@
 mod audit;
 mod batch;
 mod error;
+mod operations;
 mod unseal;
 
 use std::net::SocketAddr;
@@ -109,9 +110,12 @@ impl AppState {
         let keyring = SealedKeyring::from_json(&read(&config.keyring)?)?;
         let audit =
             AuditLog::open_verified(&config.audit_dir, &record, config.audit_max_file_bytes)?;
+        let vault = Vault::new(record, keyring)
+            .with_keyring_file(config.keyring.clone())
+            .with_renewal_period(config.renewal_period_years);
         Ok(Self {
             config,
-            vault: Vault::new(record, keyring),
+            vault,
             receipts: Mutex::new(Default::default()),
             audit,
             refusals: RefusalLog::default(),
@@ -233,6 +237,105 @@ impl Journal for Logbook<'_> {
     }
 }
 
+/// Reads a small request body whole (a share, an approval, a proposal),
+/// at most `limit` bytes: 413 beyond, 400 if it cannot be read.
+async fn read_small_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(b),
+        Err(e) if is_length_limit(&e) => Err(ApiError::TooLarge(limit as u64)),
+        Err(_) => Err(ApiError::BadRequest(
+            "the request body could not be read".into(),
+        )),
+    }
+}
+
+/// Whether reading a body failed on its length limit (axum's
+/// `LengthLimitError`, somewhere in the error's chain).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The renewal schedule of the key chain the vault last opened, if any:
+/// from the newest generation's creation date (or the ceremony's, for a
+/// keyring that kept no dates).
+fn schedule_of(state: &AppState, created: &[i64]) -> Option<crate::renewal::Schedule> {
+    let last = *created.last()?;
+    let last = if last > 0 {
+        time::OffsetDateTime::from_unix_timestamp(last).ok()?
+    } else {
+        time::OffsetDateTime::parse(
+            state.record().created(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()?
+    };
+    Some(crate::renewal::Schedule::of(
+        last,
+        time::OffsetDateTime::now_utc(),
+        state.config.renewal_period_years,
+        state.config.renewal_warning_days,
+    ))
+}
+
+/// Adds [`crate::wire::RENEWAL_WARNING_HEADER`] to every response while the key is past
+/// its renewal date (DESIGN §3: at least every five years).
+async fn renewal_warning(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut resp = next.run(req).await;
+    let view = state.vault.view();
+    if let Some(s) = schedule_of(&state, &view.created) {
+        if s.standing == crate::renewal::Standing::Overdue {
+            let text = format!(
+                "key renewal overdue since {} ({} days): holders must approve a renewal",
+                s.due, -s.days_left
+            );
+            if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+                resp.headers_mut()
+                    .insert(crate::wire::RENEWAL_WARNING_HEADER, v);
+            }
+        }
+    }
+    resp
+}
+
+/// Logs (and warns in the server log) that the renewal date is near or
+/// past; at unseal, and once a day from housekeeping while it is.
+fn notice_renewal(state: &AppState) {
+    let view = state.vault.view();
+    let Some(s) = schedule_of(state, &view.created) else {
+        return;
+    };
+    if s.standing == crate::renewal::Standing::Current {
+        return;
+    }
+    let overdue = s.standing == crate::renewal::Standing::Overdue;
+    tracing::warn!(
+        due = %s.due,
+        days_left = s.days_left,
+        overdue,
+        "KEY RENEWAL DUE: holders must approve `keyceremony propose renew`"
+    );
+    state.log(
+        Event::RenewalDue {
+            generation: u32::try_from(view.created.len()).unwrap_or(u32::MAX),
+            renewal_due: crate::event::Day::of(&s.due),
+            days_left: s.days_left,
+            overdue,
+        },
+        None,
+    );
+}
+
 fn status_of(state: &AppState) -> Status {
     let view = state.vault.view();
     let record = state.record();
@@ -251,6 +354,19 @@ fn status_of(state: &AppState) -> Status {
         holders_received: view.holders_received,
         insecure_dev_env: state.config.insecure_dev_env,
         audit: state.audit.health(),
+        generations: view
+            .created
+            .iter()
+            .zip(1u32..)
+            .map(|(&t, generation)| crate::wire::GenerationInfo {
+                generation,
+                created: (t > 0)
+                    .then(|| time::OffsetDateTime::from_unix_timestamp(t).ok())
+                    .flatten()
+                    .map(crate::event::rfc3339_seconds),
+            })
+            .collect(),
+        renewal: schedule_of(state, &view.created),
     }
 }
 
@@ -288,6 +404,16 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/receipts/{id}", get(receipt))
         .route("/v1/seal", post(unseal::seal))
         .route("/v1/audit", get(audit::stream))
+        .route(
+            "/v1/operations",
+            get(operations::list).post(operations::propose),
+        )
+        .route("/v1/operations/{id}/approve", post(operations::approve))
+        .route("/v1/operations/{id}/cancel", post(operations::cancel))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            renewal_warning,
+        ))
         .with_state(state)
 }
 
@@ -533,6 +659,8 @@ async fn housekeeping(state: Arc<AppState>) {
     let every = std::time::Duration::from_secs(state.config.audit_checkpoint_seconds.max(1));
     let mut next_checkpoint = tokio::time::Instant::now() + every;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2).min(every));
+    // The day the renewal notice was last considered (once a day).
+    let mut renewal_noticed: Option<time::Date> = None;
     loop {
         tick.tick().await;
         state.refusals.flush(&state);
@@ -540,6 +668,14 @@ async fn housekeeping(state: Arc<AppState>) {
         // (their record is then missing, and the status says the log fails).
         let window = std::time::Duration::from_secs(state.config.unseal_window_seconds);
         let journal = state.journal(None);
+        for id in state.vault.expire_operations(&journal) {
+            tracing::warn!(operation = %id, "a key operation expired before its quorum");
+        }
+        let today = time::OffsetDateTime::now_utc().date();
+        if renewal_noticed != Some(today) && !state.vault.view().sealed {
+            renewal_noticed = Some(today);
+            notice_renewal(&state);
+        }
         match state
             .vault
             .discard_shares("unseal_window_expired", Some(window), &journal)

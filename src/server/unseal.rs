@@ -21,39 +21,21 @@ pub(super) async fn unseal(
     body: Body,
 ) -> Result<Json<UnsealReply>, ApiError> {
     state.require(&id, Role::Holder)?;
-    let body = match axum::body::to_bytes(body, MAX_SHARE_MESSAGE + 1).await {
-        Ok(b) => b,
-        Err(e) if is_length_limit(&e) => return Err(ApiError::TooLarge(MAX_SHARE_MESSAGE as u64)),
-        Err(_) => {
-            return Err(ApiError::BadRequest(
-                "the request body could not be read".into(),
-            ))
-        }
-    };
+    let body = super::read_small_body(body, MAX_SHARE_MESSAGE).await?;
     let journal = state.journal(Some(&id));
     let accepted = state
         .vault
         .submit_share(&body, &id.fingerprint, &journal)
         .map_err(refusal)?;
+    if accepted.generation.is_some() {
+        super::notice_renewal(&state);
+    }
     Ok(Json(UnsealReply {
         holder: accepted.holder,
         sealed: accepted.generation.is_none(),
         holders_needed: accepted.holders_needed,
         generation: accepted.generation,
     }))
-}
-
-/// Whether reading a body failed on its length limit (axum's
-/// `LengthLimitError`, somewhere in the error's chain).
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
 }
 
 fn refusal(r: ShareRefusal) -> ApiError {

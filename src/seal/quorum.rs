@@ -1,0 +1,259 @@
+//! Operations on the keys that a quorum of holders approves (DESIGN §5): no
+//! one person can change the key.
+//!
+//! A holder or the operator *proposes* an operation; the service gives it
+//! an id and an expiry and publishes it as a [`Proposal`]. Each holder's
+//! tool shows the proposal's exact parameters, recomputes its [`digest`]
+//! itself, and *approves* with an [`Approval`]: the digest and the holder's
+//! share, sent over the holder's own certificate. The operation runs only
+//! once `t` approvals of that exact digest, each with a share that passes
+//! the unseal checks, are held: the service then rebuilds `S` from them
+//! (checked against `C0`), performs the operation, writes the keyring and
+//! wipes `S` and the shares. Approving is therefore cryptographic, not a
+//! flag: without `t` real shares nothing can rebuild the `S` that seals the
+//! keyring.
+//!
+//! ## The proposal and its digest
+//!
+//! ```json
+//! {"format":"cstatns-operation-v1","id":"<32 hex>","ceremony_id":"<32 hex>",
+//!  "operation":{"kind":"renew"},"proposed_by":"ops",
+//!  "proposed_at":"2026-12-03T10:00:00Z","expires_at":"2026-12-04T10:00:00Z"}
+//! ```
+//!
+//! `digest = SHA-256("cstatns operation v1\n" || the proposal as compact
+//! JSON, members in exactly the order above)`. Every string of a proposal
+//! is plain ASCII that JSON does not escape (ids and times are the
+//! service's; names follow the holder-name rule), so any JSON writer
+//! reproduces the bytes; a proposal that breaks the rule is refused.
+//!
+//! ## The approval message (`POST /v1/operations/{id}/approve`)
+//!
+//! ```json
+//! {"digest":"<64 hex>","share":{ …the share payload of share.rs… }}
+//! ```
+//!
+//! Pending operations live in memory only: a restart forgets them (they
+//! hold shares, which are never written anywhere), and the holders propose
+//! again.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::id::{is_lower_hex, is_valid_holder_name};
+use super::share::Share;
+use super::SealError;
+
+/// The `format` member of a proposal.
+pub const OPERATION_FORMAT: &str = "cstatns-operation-v1";
+
+/// Prefix of the digested message (domain separation).
+pub const DIGEST_CONTEXT: &[u8] = b"cstatns operation v1\n";
+
+/// Largest approval message accepted: a share payload and a digest.
+pub const MAX_APPROVAL_MESSAGE: usize = 4096;
+
+/// Operations pending at once; past that a proposal is refused.
+pub const MAX_PENDING: usize = 16;
+
+/// What a quorum may do to the keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Add a random `K_(G+1)`: the service answers in generation `G+1`
+    /// from then on, and lifts older codes to it (DESIGN §3).
+    Renew {},
+}
+
+impl Operation {
+    /// The operation's name, as in `kind` (and in the log).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Operation::Renew {} => "renew",
+        }
+    }
+}
+
+/// An operation as proposed: what the holders approve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proposal {
+    /// [`OPERATION_FORMAT`].
+    pub format: String,
+    /// 32 lowercase hex digits, drawn by the service.
+    pub id: String,
+    /// The ceremony whose keys it changes.
+    pub ceremony_id: String,
+    /// What it does, with its parameters.
+    pub operation: Operation,
+    /// The configuration name of the client that proposed it.
+    pub proposed_by: String,
+    /// RFC 3339 UTC, whole seconds.
+    pub proposed_at: String,
+    /// RFC 3339 UTC, whole seconds: not run after this.
+    pub expires_at: String,
+}
+
+impl Proposal {
+    /// Checks the proposal's form (the rule that makes its digest
+    /// reproducible); a proposal read from the service is checked before
+    /// a holder's tool shows it.
+    pub fn check(&self) -> Result<(), SealError> {
+        let bad = |m: &str| SealError::MalformedOperation(m.to_owned());
+        if self.format != OPERATION_FORMAT {
+            return Err(bad("unknown format"));
+        }
+        if !is_lower_hex(&self.id, 32) || !is_lower_hex(&self.ceremony_id, 32) {
+            return Err(bad("an id is not 32 lowercase hex digits"));
+        }
+        if !is_valid_holder_name(&self.proposed_by) {
+            return Err(bad("the proposer's name breaks the naming rule"));
+        }
+        for t in [&self.proposed_at, &self.expires_at] {
+            let parsed =
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| bad("a time is not RFC 3339"))?;
+            if crate::event::rfc3339_seconds(parsed) != *t {
+                return Err(bad("a time is not RFC 3339 UTC in whole seconds"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes the digest covers: the context, then the compact JSON.
+    pub fn digested_message(&self) -> Vec<u8> {
+        let mut m = DIGEST_CONTEXT.to_vec();
+        // A struct of strings and a tagged enum of strings always serialises.
+        m.extend_from_slice(
+            &serde_json::to_vec(self).unwrap_or_else(|_| unreachable!("plain strings")),
+        );
+        m
+    }
+
+    /// The digest the holders approve.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.digested_message()).into()
+    }
+
+    /// The digest in lowercase hex.
+    pub fn digest_hex(&self) -> String {
+        hex::encode(self.digest())
+    }
+
+    /// When it expires.
+    pub fn expires(&self) -> Option<time::OffsetDateTime> {
+        time::OffsetDateTime::parse(
+            &self.expires_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()
+    }
+}
+
+/// A pending operation as `GET /v1/operations` lists it (one JSON object a
+/// line in `keyceremony pending`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingView {
+    /// The proposal.
+    pub proposal: Proposal,
+    /// Its digest, lowercase hex (a holder's tool recomputes it).
+    pub digest: String,
+    /// Holders whose approval is held.
+    pub approved_by: Vec<String>,
+    /// Approvals still needed.
+    pub approvals_needed: usize,
+}
+
+/// One holder's approval: the digest approved and the holder's share.
+pub struct Approval {
+    /// The digest of the proposal approved.
+    pub digest: [u8; 32],
+    /// The holder's share (zeroized on drop).
+    pub share: Share,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalIn<'a> {
+    #[serde(borrow)]
+    digest: &'a str,
+    #[serde(borrow)]
+    share: &'a serde_json::value::RawValue,
+}
+
+impl Approval {
+    /// The wire form (a zeroizing buffer: it holds the share's value).
+    pub fn to_wire_json(&self) -> zeroize::Zeroizing<String> {
+        let share = self.share.to_wire_json();
+        let mut s = zeroize::Zeroizing::new(String::with_capacity(share.len() + 96));
+        s.push_str("{\"digest\":\"");
+        s.push_str(&hex::encode(self.digest));
+        s.push_str("\",\"share\":");
+        s.push_str(&share);
+        s.push('}');
+        s
+    }
+
+    /// Reads an approval message; the share is parsed by
+    /// [`Share::from_wire_json`] (which never copies the value into an
+    /// intermediate string).
+    pub fn from_wire_json(bytes: &[u8]) -> Result<Self, SealError> {
+        let bad = || SealError::MalformedOperation("not an approval message".into());
+        let a: ApprovalIn<'_> = serde_json::from_slice(bytes).map_err(|_| bad())?;
+        if !is_lower_hex(a.digest, 64) {
+            return Err(bad());
+        }
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(a.digest, &mut digest).map_err(|_| bad())?;
+        let share = Share::from_wire_json(a.share.get().as_bytes())?;
+        Ok(Self { digest, share })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposal() -> Proposal {
+        Proposal {
+            format: OPERATION_FORMAT.into(),
+            id: "0123456789abcdef0123456789abcdef".into(),
+            ceremony_id: "fedcba9876543210fedcba9876543210".into(),
+            operation: Operation::Renew {},
+            proposed_by: "ops".into(),
+            proposed_at: "2026-12-03T10:00:00Z".into(),
+            expires_at: "2026-12-04T10:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn the_digest_covers_the_documented_bytes() {
+        let p = proposal();
+        p.check().expect("well formed");
+        let text = String::from_utf8(p.digested_message()).expect("ascii");
+        assert_eq!(
+            text,
+            "cstatns operation v1\n{\"format\":\"cstatns-operation-v1\",\
+             \"id\":\"0123456789abcdef0123456789abcdef\",\
+             \"ceremony_id\":\"fedcba9876543210fedcba9876543210\",\
+             \"operation\":{\"kind\":\"renew\"},\"proposed_by\":\"ops\",\
+             \"proposed_at\":\"2026-12-03T10:00:00Z\",\"expires_at\":\"2026-12-04T10:00:00Z\"}"
+        );
+        let mut other = p.clone();
+        other.expires_at = "2026-12-04T10:00:01Z".into();
+        assert_ne!(p.digest(), other.digest());
+    }
+
+    #[test]
+    fn malformed_proposals_are_refused() {
+        let mut p = proposal();
+        p.proposed_at = "2026-12-03T10:00:00.5Z".into();
+        assert!(p.check().is_err());
+        let mut p = proposal();
+        p.proposed_by = "a\"b".into();
+        assert!(p.check().is_err());
+        let v = serde_json::json!({"kind": "renew", "extra": 1});
+        assert!(serde_json::from_value::<Operation>(v).is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! `/v1/operations`: key operations a quorum of holders approves (DESIGN
+//! §5). The HTTP side only: the vault ([`crate::seal::Vault`]) owns every
+//! rule (see [`crate::seal::quorum`] for the protocol).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::{Extension, Json};
+
+use super::{read_small_body, ApiError, AppState};
+use crate::config::{ClientEntry, Role};
+use crate::seal::quorum::MAX_APPROVAL_MESSAGE;
+use crate::seal::{Operation, PendingView, QuorumRefusal};
+use crate::tls::PeerIdentity;
+use crate::wire::ApprovalReply;
+
+/// Largest proposal body (an operation's parameters).
+const MAX_PROPOSAL: usize = 16 * 1024;
+
+/// Holders and the operator propose, list and cancel; only holders approve.
+fn holder_or_operator<'a>(
+    state: &'a AppState,
+    id: &PeerIdentity,
+) -> Result<&'a ClientEntry, ApiError> {
+    match state.config.entry_with_role(id, Role::Holder) {
+        Some(e) => Ok(e),
+        None => state.require(id, Role::Operator),
+    }
+}
+
+/// `POST /v1/operations` with the operation as JSON (`{"kind":"renew"}`):
+/// the proposal, its digest and its expiry.
+pub(super) async fn propose(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<PeerIdentity>,
+    body: Body,
+) -> Result<Json<PendingView>, ApiError> {
+    let entry = holder_or_operator(&state, &id)?;
+    let body = read_small_body(body, MAX_PROPOSAL).await?;
+    let operation: Operation = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Quorum(QuorumRefusal::Invalid(format!("not an operation: {e}"))))?;
+    let journal = state.journal(Some(&id));
+    let ttl = std::time::Duration::from_secs(state.config.operation_ttl_seconds.max(1));
+    let proposal = state
+        .vault
+        .propose(operation, &entry.name, ttl, &journal)
+        .map_err(ApiError::Quorum)?;
+    tracing::info!(operation = %proposal.id, kind = proposal.operation.kind(), "operation proposed");
+    Ok(Json(PendingView {
+        digest: proposal.digest_hex(),
+        approved_by: Vec::new(),
+        approvals_needed: state.record().threshold(),
+        proposal,
+    }))
+}
+
+/// `GET /v1/operations`: every operation waiting for its quorum.
+pub(super) async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<PeerIdentity>,
+) -> Result<Json<Vec<PendingView>>, ApiError> {
+    holder_or_operator(&state, &id)?;
+    Ok(Json(state.vault.pending(&state.journal(Some(&id)))))
+}
+
+/// `POST /v1/operations/{id}/approve` with an approval message (a holder's
+/// share and the digest approved), over the holder's own certificate.
+pub(super) async fn approve(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<PeerIdentity>,
+    UrlPath(operation): UrlPath<String>,
+    body: Body,
+) -> Result<Json<ApprovalReply>, ApiError> {
+    state.require(&id, Role::Holder)?;
+    let body = read_small_body(body, MAX_APPROVAL_MESSAGE).await?;
+    let journal = state.journal(Some(&id));
+    let approved = state
+        .vault
+        .approve(&operation, &body, &id.fingerprint, &journal)
+        .map_err(ApiError::Quorum)?;
+    Ok(Json(ApprovalReply {
+        operation,
+        holder: approved.holder,
+        approvals: approved.approvals,
+        approvals_needed: approved.approvals_needed,
+        executed: approved.executed.is_some(),
+        generation: approved.executed.map(|e| e.generation),
+    }))
+}
+
+/// `POST /v1/operations/{id}/cancel`: drops a pending operation and its approvals.
+pub(super) async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<PeerIdentity>,
+    UrlPath(operation): UrlPath<String>,
+) -> Result<Json<crate::seal::Proposal>, ApiError> {
+    holder_or_operator(&state, &id)?;
+    let journal = state.journal(Some(&id));
+    state
+        .vault
+        .cancel(&operation, &journal)
+        .map(Json)
+        .map_err(ApiError::Quorum)
+}
