@@ -14,15 +14,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
-use time::{Date, Month, OffsetDateTime};
+use time::{Date, OffsetDateTime};
 
 use super::verify::{self, Record, SavedCheckpoint, Verified, VerifyError};
 use crate::batch::Status;
 use crate::event::Event;
 use crate::seal::CeremonyRecord;
 
-/// Years after the ceremony by which the key must be renewed (DESIGN).
-pub const RENEWAL_YEARS: i32 = 5;
+/// Years after the last renewal (or the ceremony) by which the key must be
+/// renewed again (DESIGN §3). A service configured with a shorter period
+/// says so in its own `status` and `renewal_due` records.
+pub const RENEWAL_YEARS: u32 = crate::renewal::DEFAULT_PERIOD_YEARS;
 
 /// How records are grouped in time (by their UTC date).
 #[derive(
@@ -108,13 +110,31 @@ pub struct KeyEvents {
     pub connections_refused: u64,
     /// `audit_read`.
     pub audit_reads: u64,
+    /// `operation_proposed`: a key operation put to the holders.
+    pub operations_proposed: u64,
+    /// `operation_approval` with `valid: true`.
+    pub approvals_valid: u64,
+    /// `operation_approval` with `valid: false`.
+    pub approvals_refused: u64,
+    /// `operation_executed`: a quorum changed the keys.
+    pub operations_executed: u64,
+    /// `operation_cancelled`, `operation_expired` or `operation_failed`.
+    pub operations_dropped: u64,
+    /// `key_renewed`: a new generation.
+    pub key_renewals: u64,
 }
 
-/// When the key must be renewed.
+/// When the key must be renewed: [`RENEWAL_YEARS`] after the newest
+/// generation the log records (`key_renewed`), or after the ceremony when
+/// the log records no renewal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Renewal {
     /// The ceremony's date (`created` of the record).
     pub ceremony_created: String,
+    /// The newest generation the log records (1 when it records no renewal).
+    pub generation: u32,
+    /// When it was created: the last `key_renewed`, or the ceremony's date.
+    pub last_renewal: String,
     /// [`RENEWAL_YEARS`] later (`YYYY-MM-DD`, UTC; 29 February falls back to
     /// the 28th).
     pub due: String,
@@ -123,20 +143,19 @@ pub struct Renewal {
 }
 
 impl Renewal {
-    /// The renewal date of a ceremony created at `created` (RFC 3339), seen
-    /// from `today`. `None` if `created` is not a date (a record that parsed
-    /// always has one).
-    pub fn of(created: &str, today: Date) -> Option<Self> {
-        let created_at = OffsetDateTime::parse(created, &Rfc3339).ok()?;
-        let d = created_at.date();
-        let year = d.year() + RENEWAL_YEARS;
-        let due = d
-            .replace_year(year)
-            .or_else(|_| Date::from_calendar_date(year, Month::February, 28))
-            .ok()?;
+    /// The renewal date of a ceremony created at `created` (RFC 3339) whose
+    /// newest generation is `generation`, created at `last` (RFC 3339),
+    /// seen from `today`. `None` if a time is not a date (a record that
+    /// parsed always has one).
+    pub fn of(created: &str, generation: u32, last: &str, today: Date) -> Option<Self> {
+        OffsetDateTime::parse(created, &Rfc3339).ok()?;
+        let last_at = OffsetDateTime::parse(last, &Rfc3339).ok()?;
+        let due = crate::renewal::add_years(last_at.date(), RENEWAL_YEARS);
         Some(Self {
             ceremony_created: created.to_owned(),
-            due: Period::Day.label(due.midnight().assume_utc()),
+            generation,
+            last_renewal: last.to_owned(),
+            due: crate::renewal::date_label(due),
             days_left: (due - today).whole_days(),
         })
     }
@@ -165,6 +184,8 @@ pub struct Tally {
     period: Period,
     usage: BTreeMap<(String, String, String), Usage>,
     events: BTreeMap<String, KeyEvents>,
+    /// The newest `key_renewed`: its generation and creation time.
+    renewed: Option<(u32, String)>,
 }
 
 impl Tally {
@@ -174,6 +195,7 @@ impl Tally {
             period,
             usage: BTreeMap::new(),
             events: BTreeMap::new(),
+            renewed: None,
         }
     }
 
@@ -240,6 +262,21 @@ impl Tally {
                 return;
             }
             Event::AuditRead { .. } => &mut e.audit_reads,
+            Event::OperationProposed { .. } => &mut e.operations_proposed,
+            Event::OperationApproval { valid: true, .. } => &mut e.approvals_valid,
+            Event::OperationApproval { valid: false, .. } => &mut e.approvals_refused,
+            Event::OperationExecuted { .. } => &mut e.operations_executed,
+            Event::OperationCancelled { .. }
+            | Event::OperationExpired { .. }
+            | Event::OperationFailed { .. } => &mut e.operations_dropped,
+            Event::KeyRenewed {
+                generation,
+                created,
+                ..
+            } => {
+                self.renewed = Some((generation, created.as_str().to_owned()));
+                &mut e.key_renewals
+            }
             _ => return,
         };
         *slot += 1;
@@ -248,8 +285,14 @@ impl Tally {
     /// The report, for the log `log` of the ceremony `record`, seen from `today`.
     pub fn finish(self, log: Verified, record: &CeremonyRecord, today: Date) -> Report {
         let created = record.created();
-        let renewal = Renewal::of(created, today).unwrap_or_else(|| Renewal {
+        let (generation, last) = self
+            .renewed
+            .clone()
+            .unwrap_or_else(|| (1, created.to_owned()));
+        let renewal = Renewal::of(created, generation, &last, today).unwrap_or_else(|| Renewal {
             ceremony_created: created.to_owned(),
+            generation,
+            last_renewal: last,
             due: String::from("unknown"),
             days_left: 0,
         });
@@ -345,7 +388,7 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
 const USAGE_COLUMNS: [&str; 8] = [
     "period", "client", "purpose", "batches", "records", "ok", "refused", "aborted",
 ];
-const EVENT_COLUMNS: [&str; 12] = [
+const EVENT_COLUMNS: [&str; 18] = [
     "period",
     "service_start",
     "service_stop",
@@ -358,6 +401,12 @@ const EVENT_COLUMNS: [&str; 12] = [
     "requests_refused",
     "connections_refused",
     "audit_reads",
+    "operations_proposed",
+    "approvals_valid",
+    "approvals_refused",
+    "operations_executed",
+    "operations_dropped",
+    "key_renewals",
 ];
 
 impl Usage {
@@ -376,7 +425,7 @@ impl Usage {
 }
 
 impl KeyEvents {
-    fn numbers(&self) -> [u64; 11] {
+    fn numbers(&self) -> [u64; 17] {
         [
             self.service_start,
             self.service_stop,
@@ -389,6 +438,12 @@ impl KeyEvents {
             self.requests_refused,
             self.connections_refused,
             self.audit_reads,
+            self.operations_proposed,
+            self.approvals_valid,
+            self.approvals_refused,
+            self.operations_executed,
+            self.operations_dropped,
+            self.key_renewals,
         ]
     }
 }
@@ -412,10 +467,11 @@ impl Report {
         let r = &self.renewal;
         let _ = writeln!(
             out,
-            "Key renewal due {} ({} years after the ceremony of {}): {}",
+            "Key renewal due {} ({} years after generation {} of {}): {}",
             r.due,
             RENEWAL_YEARS,
-            r.ceremony_created,
+            r.generation,
+            r.last_renewal,
             if r.days_left >= 0 {
                 format!("{} days left", r.days_left)
             } else {
@@ -486,6 +542,15 @@ impl Report {
             "ceremony_created",
             &r.ceremony_created,
         );
+        row(
+            "renewal",
+            "",
+            "",
+            "",
+            "generation",
+            &r.generation.to_string(),
+        );
+        row("renewal", "", "", "", "last_renewal", &r.last_renewal);
         row("renewal", "", "", "", "due", &r.due);
         row("renewal", "", "", "", "days_left", &r.days_left.to_string());
         out
@@ -504,18 +569,33 @@ mod tests {
 
     #[test]
     fn renewal_is_due_five_years_after_the_ceremony() {
-        let r = Renewal::of("2024-03-10T09:00:00Z", date!(2024 - 03 - 10)).unwrap();
+        let c = "2024-03-10T09:00:00Z";
+        let r = Renewal::of(c, 1, c, date!(2024 - 03 - 10)).unwrap();
         assert_eq!(r.due, "2029-03-10");
         assert_eq!(r.days_left, 365 * 5 + 1);
-        let late = Renewal::of("2019-01-01T00:00:00Z", date!(2024 - 01 - 02)).unwrap();
+        let c = "2019-01-01T00:00:00Z";
+        let late = Renewal::of(c, 1, c, date!(2024 - 01 - 02)).unwrap();
         assert_eq!(late.due, "2024-01-01");
         assert_eq!(late.days_left, -1);
     }
 
     #[test]
     fn renewal_of_a_leap_day_ceremony_falls_on_the_28th() {
-        let r = Renewal::of("2024-02-29T12:00:00Z", date!(2025 - 01 - 01)).unwrap();
+        let c = "2024-02-29T12:00:00Z";
+        let r = Renewal::of(c, 1, c, date!(2025 - 01 - 01)).unwrap();
         assert_eq!(r.due, "2029-02-28");
+    }
+
+    #[test]
+    fn renewal_counts_from_the_newest_generation() {
+        let r = Renewal::of(
+            "2024-03-10T09:00:00Z",
+            3,
+            "2026-12-03T10:00:00Z",
+            date!(2026 - 12 - 03),
+        )
+        .unwrap();
+        assert_eq!((r.generation, r.due.as_str()), (3, "2031-12-03"));
     }
 
     #[test]
