@@ -216,6 +216,83 @@ async fn kill_9_during_a_batch_leaves_a_log_that_verifies_with_the_batch_started
     verify_dir(&audit_dir(&env), &record(&env), None).expect("verifies after the restart");
 }
 
+/// A renewal whose last approval is in flight when the service dies, at
+/// several moments: the keyring on disk is the old one or the new one, never
+/// a mix; the restarted service is sealed, unseals with the same shares, and
+/// answers in the old or the new generation; its log verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_renewal_leaves_the_old_keyring_or_the_new_one() {
+    use cstatns::seal::{Approval, Operation, SealedKeyring};
+    let env = TestEnv::new();
+    let keyring = env.dir().join("keyring.json");
+    let mut generation = 1;
+    let mut renewed = 0;
+    for delay_ms in [0u64, 1, 2, 4, 8, 30] {
+        let mut server = env.serve();
+        env.unseal(&server).await;
+        assert_eq!(env.status(&server).await.generation, Some(generation));
+        let mut op = env
+            .endpoint(&server, cstatns::pki::OPERATOR)
+            .connect()
+            .await
+            .expect("operator connects");
+        let listed = op.propose(&Operation::Renew {}).await.expect("proposed");
+        let id = listed.proposal.id.clone();
+        let digest = listed.proposal.digest();
+        for i in 1..=2 {
+            let mut c = env
+                .endpoint(&server, &cstatns::pki::holder_role(i))
+                .connect()
+                .await
+                .expect("holder connects");
+            let approval = Approval {
+                digest,
+                share: env.share(i),
+            };
+            c.approve(&id, &approval).await.expect("approval accepted");
+        }
+        // The third, completing approval, and a kill -9 `delay_ms` later.
+        let mut c = env
+            .endpoint(&server, &cstatns::pki::holder_role(3))
+            .connect()
+            .await
+            .expect("holder connects");
+        let approval = Approval {
+            digest,
+            share: env.share(3),
+        };
+        let last = tokio::spawn(async move { c.approve(&id, &approval).await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        run("kill", &["-9", &server.pid().to_string()]);
+        let answered = last.await.expect("approval task");
+        server.stop(); // reaps the killed process
+
+        // Whole and readable: the old keyring or the new one.
+        SealedKeyring::from_json(&std::fs::read(&keyring).expect("keyring"))
+            .expect("the keyring on disk is whole after kill -9");
+        verify_dir(&audit_dir(&env), &record(&env), None).expect("the log verifies after kill -9");
+        let server = env.serve();
+        let status = env.status(&server).await;
+        assert!(status.sealed, "a restarted service is sealed");
+        env.unseal(&server).await;
+        let now = env.status(&server).await.generation.expect("unsealed");
+        assert!(
+            now == generation || now == generation + 1,
+            "generation {now} after a renewal from {generation} was killed"
+        );
+        if answered {
+            assert_eq!(now, generation + 1, "an answered renewal was on disk");
+        }
+        if now > generation {
+            renewed += 1;
+        }
+        generation = now;
+        drop(server);
+    }
+    // Not a property, a sign that the moments chosen hit both sides.
+    eprintln!("renewals that survived the kill: {renewed} of 6");
+}
+
 /// Runs `cstatns serve` on a deployment expected to refuse to start; its
 /// exit status and stderr (the test fails if it is still running after 30 s).
 fn serve_refused(env: &TestEnv) -> (std::process::ExitStatus, String) {
