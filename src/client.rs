@@ -322,6 +322,35 @@ impl Connection {
             .await
     }
 
+    /// `GET /v1/projects/{project}/results/{batch}` (matching body): the
+    /// encrypted table, written to `encrypted` as it comes (the service
+    /// erases it as it hands it over).
+    pub async fn fetch_result(
+        &mut self,
+        project: &str,
+        batch: &str,
+        encrypted: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<u64, ClientError> {
+        let req = self
+            .request("GET", &format!("/v1/projects/{project}/results/{batch}"))
+            .body(full(Bytes::new()))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.send(req).await?;
+        let mut body = resp.into_body();
+        let mut n = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| ClientError::Protocol(format!("the result broke off: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                n += data.len() as u64;
+                tokio::io::AsyncWriteExt::write_all(encrypted, data)
+                    .await
+                    .map_err(|e| ClientError::Protocol(format!("cannot write the result: {e}")))?;
+            }
+        }
+        Ok(n)
+    }
+
     /// `POST /v1/unseal` with one share.
     pub async fn unseal(&mut self, share: &Share) -> Result<UnsealReply, ClientError> {
         let wire = share.to_wire_json();
@@ -407,6 +436,10 @@ pub struct Submission<'a> {
     pub output: &'a Path,
     /// Declared purpose (may be left out when the certificate has one).
     pub purpose: Option<&'a str>,
+    /// A research project's id: the batch goes to its CSpeNS chain, and the
+    /// answer holds statuses only (`index,status`); the codes go, encrypted,
+    /// to the project's matching body.
+    pub project: Option<&'a str>,
     /// Called with the number of bytes sent so far.
     pub progress: Option<Box<dyn Fn(u64) + Send + Sync>>,
 }
@@ -491,12 +524,18 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
         futures_util::StreamExt::filter_map(wait, |r| async move { r.err().map(Err) }),
         file,
     );
-    let path = match sub.operation {
-        Operation::Derive => "/v1/cstatns",
-        Operation::Renew => "/v1/renewal",
+    let path = match (sub.project, sub.operation) {
+        (Some(p), Operation::Derive) => format!("/v1/projects/{p}/cspens"),
+        (Some(_), Operation::Renew) => {
+            return Err(ClientError::Protocol(
+                "a research project takes NIR batches only".into(),
+            ))
+        }
+        (None, Operation::Derive) => "/v1/cstatns".to_owned(),
+        (None, Operation::Renew) => "/v1/renewal".to_owned(),
     };
     let mut req = conn
-        .request("POST", path)
+        .request("POST", &path)
         .header(hyper::header::CONTENT_TYPE, sub.input_type.content_type())
         .header(hyper::header::CONTENT_LENGTH, len)
         .header(hyper::header::EXPECT, "100-continue");

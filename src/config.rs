@@ -26,6 +26,9 @@ pub enum Role {
     Auditor,
     /// Runs the host: reads the status.
     Operator,
+    /// A research project's matching body: fetches the encrypted results
+    /// of the projects whose terms name its certificate.
+    Matcher,
 }
 
 /// One client entry.
@@ -110,6 +113,14 @@ pub struct Config {
     /// `body_timeout`) rather than hold a connection and the keys.
     #[serde(default = "default_body_idle")]
     pub body_idle_timeout_seconds: u64,
+    /// Where research projects' results wait, encrypted to their matching
+    /// body, until fetched (default: `results` beside the log directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_dir: Option<PathBuf>,
+    /// Seconds a project result waits to be fetched before it is erased
+    /// (default 604800, a week).
+    #[serde(default = "default_result_window")]
+    pub result_window_seconds: u64,
     /// Seconds a proposed key operation waits for its quorum before it
     /// expires (default 86400, one day).
     #[serde(default = "default_operation_ttl")]
@@ -141,6 +152,10 @@ fn default_log_file() -> u64 {
 
 fn default_unseal_window() -> u64 {
     3600
+}
+
+fn default_result_window() -> u64 {
+    7 * 86_400
 }
 
 fn default_operation_ttl() -> u64 {
@@ -186,6 +201,13 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Where project results wait (resolved at load).
+    pub fn results_dir(&self) -> PathBuf {
+        self.results_dir
+            .clone()
+            .unwrap_or_else(|| self.audit_dir.with_file_name("results"))
+    }
+
     /// Reads a configuration and makes its paths absolute.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -210,6 +232,15 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        let results = c
+            .results_dir
+            .take()
+            .unwrap_or_else(|| c.audit_dir.with_file_name("results"));
+        c.results_dir = Some(if results.is_relative() {
+            base.join(results)
+        } else {
+            results
+        });
         // A production build (without the `dev-kit` feature) serves no
         // deployment whose secrets were made to be thrown away.
         if c.insecure_dev_env && !cfg!(feature = "dev-kit") {

@@ -159,6 +159,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
             input_type: InputType::guess(&input),
             output: &output,
             purpose: None,
+            project: None,
             progress: bar
                 .clone()
                 .map(|b| Box::new(move |n| b.set_position(n)) as Box<dyn Fn(u64) + Send + Sync>),

@@ -59,6 +59,20 @@ impl DevEnv {
     pub fn pass(&self, i: usize) -> PathBuf {
         self.dir.join("shares").join(format!("holder-{i}.pass"))
     }
+
+    /// `pki/matcher.agekey`: the matching body's age identity (secret).
+    pub fn matcher_identity(&self) -> PathBuf {
+        self.dir.join("pki").join("matcher.agekey")
+    }
+
+    /// The matching body's age recipient (`age1…`), from `pki/matcher.agepub`.
+    pub fn matcher_recipient(&self) -> std::io::Result<String> {
+        Ok(
+            std::fs::read_to_string(self.dir.join("pki").join("matcher.agepub"))?
+                .trim()
+                .to_owned(),
+        )
+    }
 }
 
 /// Creating the deployment failed.
@@ -175,7 +189,27 @@ pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
         ),
         entry(pki::AUDITOR, vec![Role::Auditor], vec![]),
         entry(pki::OPERATOR, vec![Role::Operator], vec![]),
+        entry(pki::MATCHER, vec![Role::Matcher], vec![]),
     ];
+    // The matching body's own age key, to which research results are
+    // encrypted (a real matching body keeps it on its own machines).
+    let matcher_key = age::x25519::Identity::generate();
+    {
+        use age::secrecy::ExposeSecret;
+        let secret = matcher_key.to_string();
+        let path = dir.join("pki").join("matcher.agekey");
+        write_new(
+            &path,
+            format!("{}\n", secret.expose_secret()).as_bytes(),
+            0o600,
+        )?;
+    }
+    let path = dir.join("pki").join("matcher.agepub");
+    write_new(
+        &path,
+        format!("{}\n", matcher_key.to_public()).as_bytes(),
+        0o644,
+    )?;
     clients.extend(
         (1..=opts.holders).map(|i| entry(&pki::holder_role(i), vec![Role::Holder], vec![])),
     );
@@ -190,6 +224,8 @@ pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
         audit_checkpoint_seconds: crate::audit::DEFAULT_CHECKPOINT_SECONDS,
         unseal_window_seconds: 3600,
         body_idle_timeout_seconds: 60,
+        results_dir: None,
+        result_window_seconds: 7 * 86_400,
         operation_ttl_seconds: 86_400,
         renewal_period_years: crate::renewal::DEFAULT_PERIOD_YEARS,
         renewal_warning_days: crate::renewal::DEFAULT_WARNING_DAYS,

@@ -143,6 +143,26 @@ text_newtype!(
     /// A quorum operation's identifier: 32 lowercase hex digits drawn at random.
     OperationId
 );
+text_newtype!(
+    /// A research project's id, as the quorum approved it (the holder-name
+    /// rule: 1–64 of `A-Za-z0-9._-`).
+    ProjectName
+);
+
+impl ProjectName {
+    /// The id of a project the quorum approved (checked by
+    /// [`crate::seal::Operation::check`]).
+    pub fn of_project(id: &str) -> Self {
+        Self(id.to_owned())
+    }
+}
+
+impl BatchId {
+    /// A batch id as the service drew it (a result file's name).
+    pub fn of_drawn(id: &str) -> Self {
+        Self(id.to_owned())
+    }
+}
 
 impl HolderName {
     /// The name of a holder of the ceremony (names follow
@@ -320,6 +340,8 @@ events! {
         client: ClientName,
         purpose: Purpose,
         generation: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        project: Option<ProjectName>,
     },
     /// A batch ended (completed or aborted), with its counts.
     BatchEnd = "batch_end" {
@@ -417,6 +439,34 @@ events! {
         renewal_due: Day,
         days_left: i64,
         overdue: bool,
+    },
+    /// A research project's key chain was created by a quorum.
+    ProjectKeyCreated = "project_key_created" {
+        project: ProjectName,
+        end_date: Day,
+        purpose: Purpose,
+        submitter: ClientName,
+    },
+    /// A research project's key chain was destroyed: `reason` is
+    /// `end_date` (without anyone's action) or `operation` (a quorum);
+    /// `keyring_rewritten` says the keyring on disk no longer holds it.
+    ProjectKeyDestroyed = "project_key_destroyed" {
+        project: ProjectName,
+        reason: Term,
+        keyring_rewritten: bool,
+    },
+    /// The matching body fetched a project batch's encrypted result (erased).
+    ProjectResultFetched = "project_result_fetched" {
+        project: ProjectName,
+        batch: BatchId,
+        bytes: u64,
+    },
+    /// A project batch's encrypted result was erased unfetched: `reason`
+    /// is `window_closed` or `batch_aborted`.
+    ProjectResultErased = "project_result_erased" {
+        project: ProjectName,
+        batch: BatchId,
+        reason: Term,
     },
     /// A signed checkpoint over the chain up to `covers_seq`.
     Checkpoint = "checkpoint" {
@@ -522,7 +572,7 @@ mod tests {
 
     #[test]
     fn every_event_name_is_known_and_unknown_ones_are_skipped() {
-        assert_eq!(Event::NAMES.len(), 24);
+        assert_eq!(Event::NAMES.len(), 28);
         assert_eq!(
             Event::from_parts("from_a_newer_version", &serde_json::json!({"x": 1})),
             Ok(None)

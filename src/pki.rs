@@ -53,10 +53,12 @@ pub const SUBMITTER: &str = "submitter";
 pub const AUDITOR: &str = "auditor";
 /// Role of the operator running the host.
 pub const OPERATOR: &str = "operator";
+/// Role of a research project's matching body.
+pub const MATCHER: &str = "matcher";
 /// A valid clientAuth certificate from a CA the service does not trust.
 pub const STRANGER: &str = "stranger";
 /// The client roles issued by the dev CA, besides the key holders.
-pub const CLIENT_ROLES: [&str; 3] = [SUBMITTER, AUDITOR, OPERATOR];
+pub const CLIENT_ROLES: [&str; 4] = [SUBMITTER, AUDITOR, OPERATOR, MATCHER];
 
 /// Most key holders [`write_dev_pki`] will make (share identifiers are small
 /// integers; a dev PKI has no use for more).
@@ -445,6 +447,7 @@ mod tests {
             "holder-1",
             "holder-2",
             "holder-3",
+            "matcher",
             "operator",
             "server",
             "stranger",
@@ -470,8 +473,8 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        // 8 roles × 2 files + ca.pem, ca.key, stranger-ca.pem.
-        assert_eq!(names.len(), 8 * 2 + 3, "{names:?}");
+        // 9 roles × 2 files + ca.pem, ca.key, stranger-ca.pem.
+        assert_eq!(names.len(), 9 * 2 + 3, "{names:?}");
     }
 
     #[test]

@@ -40,6 +40,26 @@ pub struct Status {
     /// before the first unseal).
     #[serde(default)]
     pub renewal: Option<crate::renewal::Schedule>,
+    /// The research projects whose key exists (as last seen unsealed).
+    #[serde(default)]
+    pub projects: Vec<ProjectInfo>,
+}
+
+/// A research project, as `status` shows it (public facts only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectInfo {
+    /// Its id.
+    pub project: String,
+    /// The day its key is destroyed (when it begins, UTC).
+    pub end_date: String,
+    /// The purpose of its batches.
+    pub purpose: String,
+    /// The client allowed to submit its batches.
+    pub submitter: String,
+    /// SHA-256 of the matching body's certificate.
+    pub matcher_fingerprint: String,
+    /// Its chain's current generation.
+    pub generation: u32,
 }
 
 /// One generation of the key chain (public facts only).

@@ -131,6 +131,36 @@ enum ProposeCommand {
     /// Renew the key: add a random K_(G+1). Codes are then given in generation G+1, and
     /// older codes are lifted to it by POST /v1/renewal (DESIGN §3).
     Renew,
+    /// Create a research project's own key (CSpeNS), destroyed when its end date begins.
+    ProjectCreate(ProjectCreateArgs),
+    /// Destroy a research project's key now.
+    ProjectDestroy {
+        /// The project's id.
+        #[arg(long)]
+        project: String,
+    },
+}
+
+#[derive(Args)]
+struct ProjectCreateArgs {
+    /// The project's id (1 to 64 of A-Z a-z 0-9 . _ -).
+    #[arg(long)]
+    project: String,
+    /// The purpose its batches declare.
+    #[arg(long)]
+    purpose: String,
+    /// YYYY-MM-DD (UTC): the key is destroyed, without anyone's action, when this day begins.
+    #[arg(long, value_name = "DATE")]
+    end_date: String,
+    /// The name, in the service's configuration, of the only submitter allowed.
+    #[arg(long, value_name = "NAME")]
+    submitter: String,
+    /// The matching body's certificate (PEM): the only one that may fetch the results.
+    #[arg(long, value_name = "PEM")]
+    matcher_cert: PathBuf,
+    /// The matching body's age X25519 recipient (age1…): results are held only encrypted to it.
+    #[arg(long, value_name = "AGE1")]
+    matcher_recipient: String,
 }
 
 #[derive(Args)]
@@ -661,6 +691,24 @@ fn describe_operation(p: &seal::Proposal) -> String {
         seal::Operation::Renew {} => "renew the key: add a random K_(G+1); codes are then given \
                                       in generation G+1 and older codes lifted to it"
             .to_owned(),
+        seal::Operation::ProjectCreate {
+            project,
+            purpose,
+            end_date,
+            submitter,
+            matcher_fingerprint,
+            matcher_recipient,
+        } => format!(
+            "create research project {project}: its own key, destroyed when {end_date} begins \
+             (UTC); batches from {submitter} only, purpose {purpose}; results encrypted to \
+             {matcher_recipient}, fetched only by the certificate with SHA-256 \
+             {matcher_fingerprint}"
+        ),
+        seal::Operation::ProjectDestroy { project } => {
+            format!(
+                "destroy research project {project}'s key now: its codes can never be made again"
+            )
+        }
         other => format!("{other:?}"),
     };
     format!(
@@ -680,7 +728,25 @@ fn describe_operation(p: &seal::Proposal) -> String {
 fn run_propose(args: ProposeArgs) -> Result<(), Failure> {
     let operation = match args.operation {
         ProposeCommand::Renew => seal::Operation::Renew {},
+        ProposeCommand::ProjectDestroy { project } => seal::Operation::ProjectDestroy { project },
+        ProposeCommand::ProjectCreate(a) => {
+            let pem = std::fs::read(&a.matcher_cert)
+                .with_context(|| format!("cannot read {}", a.matcher_cert.display()))?;
+            let matcher_fingerprint = seal::holder_fingerprint_from_pem(&pem)
+                .with_context(|| format!("{} is not a certificate", a.matcher_cert.display()))?;
+            seal::Operation::ProjectCreate {
+                project: a.project,
+                purpose: a.purpose,
+                end_date: a.end_date,
+                submitter: a.submitter,
+                matcher_fingerprint,
+                matcher_recipient: a.matcher_recipient,
+            }
+        }
     };
+    operation
+        .check()
+        .map_err(|e| Failure::refused(anyhow::Error::new(e).context("operation refused")))?;
     let listed = exchange(args.server.endpoint(), |mut c| async move {
         c.propose(&operation).await
     })?;

@@ -122,6 +122,12 @@ pub struct KeyEvents {
     pub operations_dropped: u64,
     /// `key_renewed`: a new generation.
     pub key_renewals: u64,
+    /// `project_key_created`.
+    pub project_keys_created: u64,
+    /// `project_key_destroyed` (by a quorum or at the end date).
+    pub project_keys_destroyed: u64,
+    /// `project_result_fetched`.
+    pub project_results_fetched: u64,
 }
 
 /// When the key must be renewed: [`RENEWAL_YEARS`] after the newest
@@ -277,6 +283,9 @@ impl Tally {
                 self.renewed = Some((generation, created.as_str().to_owned()));
                 &mut e.key_renewals
             }
+            Event::ProjectKeyCreated { .. } => &mut e.project_keys_created,
+            Event::ProjectKeyDestroyed { .. } => &mut e.project_keys_destroyed,
+            Event::ProjectResultFetched { .. } => &mut e.project_results_fetched,
             _ => return,
         };
         *slot += 1;
@@ -388,7 +397,7 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
 const USAGE_COLUMNS: [&str; 8] = [
     "period", "client", "purpose", "batches", "records", "ok", "refused", "aborted",
 ];
-const EVENT_COLUMNS: [&str; 18] = [
+const EVENT_COLUMNS: [&str; 21] = [
     "period",
     "service_start",
     "service_stop",
@@ -407,6 +416,9 @@ const EVENT_COLUMNS: [&str; 18] = [
     "operations_executed",
     "operations_dropped",
     "key_renewals",
+    "project_keys_created",
+    "project_keys_destroyed",
+    "project_results_fetched",
 ];
 
 impl Usage {
@@ -425,7 +437,7 @@ impl Usage {
 }
 
 impl KeyEvents {
-    fn numbers(&self) -> [u64; 17] {
+    fn numbers(&self) -> [u64; 20] {
         [
             self.service_start,
             self.service_stop,
@@ -444,6 +456,9 @@ impl KeyEvents {
             self.operations_executed,
             self.operations_dropped,
             self.key_renewals,
+            self.project_keys_created,
+            self.project_keys_destroyed,
+            self.project_results_fetched,
         ]
     }
 }

@@ -18,6 +18,7 @@
 mod chunk;
 mod decode;
 mod line;
+pub mod project;
 mod status;
 mod validate;
 

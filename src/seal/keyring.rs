@@ -55,7 +55,7 @@ use zeroize::Zeroizing;
 
 use super::error::SealError;
 use super::id::{is_lower_hex, CeremonyId};
-use super::master::MasterSecret;
+use super::master::{KeyringKek, MasterSecret};
 use crate::code::{GenerationKey, KEY_LEN};
 use crate::files::Replace;
 
@@ -218,7 +218,16 @@ impl Keyring {
         master: &MasterSecret,
         ceremony_id: CeremonyId,
     ) -> Result<SealedKeyring, SealError> {
-        seal_layout(self.encode()?, KEYRING_FORMAT, master, ceremony_id)
+        self.seal_with_kek(&master.keyring_kek(&ceremony_id), ceremony_id)
+    }
+
+    /// [`Keyring::seal`] with the key-encryption key already derived.
+    pub fn seal_with_kek(
+        &self,
+        kek: &KeyringKek,
+        ceremony_id: CeremonyId,
+    ) -> Result<SealedKeyring, SealError> {
+        seal_layout(self.encode()?, KEYRING_FORMAT, kek, ceremony_id)
     }
 
     /// The version-2 plaintext layout, in a zeroizing buffer with room for
@@ -315,11 +324,10 @@ impl Keyring {
 fn seal_layout(
     mut buf: Zeroizing<Vec<u8>>,
     format: &'static str,
-    master: &MasterSecret,
+    kek: &KeyringKek,
     ceremony_id: CeremonyId,
 ) -> Result<SealedKeyring, SealError> {
-    let kek = master.keyring_kek(&ceremony_id);
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(kek.as_ref()));
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(kek.bytes()));
     let mut nonce = [0u8; 12];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
     cipher
@@ -530,8 +538,12 @@ impl SealedKeyring {
     /// give [`SealError::KeyringDoesNotOpen`] (an AEAD cannot tell them
     /// apart).
     pub fn open(&self, master: &MasterSecret) -> Result<Keyring, SealError> {
-        let kek = master.keyring_kek(&self.ceremony_id);
-        let cipher = ChaCha20Poly1305::new(Key::from_slice(kek.as_ref()));
+        self.open_with_kek(&master.keyring_kek(&self.ceremony_id))
+    }
+
+    /// [`SealedKeyring::open`] with the key-encryption key already derived.
+    pub fn open_with_kek(&self, kek: &KeyringKek) -> Result<Keyring, SealError> {
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(kek.bytes()));
         let mut buf = Zeroizing::new(self.ciphertext.clone());
         cipher
             .decrypt_in_place(
@@ -697,7 +709,7 @@ mod tests {
         let v1 = seal_layout(
             layout_v1(&current),
             KEYRING_FORMAT_V1,
-            &s,
+            &s.keyring_kek(&out.keyring.ceremony_id()),
             out.keyring.ceremony_id(),
         )
         .expect("seal v1");

@@ -67,7 +67,7 @@ impl MasterSecret {
     /// The keyring's key-encryption key:
     /// `HKDF-SHA-256(ikm = S as 32 big-endian bytes, salt = the 16 bytes of
     /// the ceremony id, info = "cstatns keyring kek v1")`.
-    pub(crate) fn keyring_kek(&self, ceremony: &CeremonyId) -> Zeroizing<[u8; 32]> {
+    pub(crate) fn keyring_kek(&self, ceremony: &CeremonyId) -> KeyringKek {
         let mut ikm = Zeroizing::new([0u8; 32]);
         let mut repr = self.0.to_bytes();
         ikm.copy_from_slice(&repr);
@@ -77,7 +77,25 @@ impl MasterSecret {
         // 32 bytes is far below HKDF-SHA-256's 255·32-byte limit.
         hk.expand(KEK_INFO, okm.as_mut())
             .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA-256 output length"));
-        okm
+        KeyringKek(okm)
+    }
+}
+
+/// The keyring's key-encryption key, derived from `S`. The unsealed
+/// service keeps it (and not `S`) so that it can rewrite the keyring
+/// without anyone's action when a research project's end date comes;
+/// zeroized on drop, dropped at seal.
+pub struct KeyringKek(Zeroizing<[u8; 32]>);
+
+impl KeyringKek {
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for KeyringKek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyringKek { … }")
     }
 }
 

@@ -51,14 +51,18 @@ pub use id::{is_valid_holder_name, CeremonyId, MAX_HOLDERS};
 pub use keyring::{
     Keyring, LogSigningKey, ProjectChain, SealedKeyring, KEYRING_FORMAT, KEYRING_FORMAT_V1,
 };
-pub use master::MasterSecret;
+pub use master::{KeyringKek, MasterSecret};
 pub use passphrase::{Passphrase, ShareKdf, MIN_NEW_PASSPHRASE_CHARS};
-pub use quorum::{Approval, Operation, PendingView, Proposal};
+pub use quorum::{Approval, Operation, PendingView, ProjectTerms, Proposal};
 pub use record::{CeremonyRecord, HolderRecord, CEREMONY_FORMAT, SIGNING_CONTEXT};
 pub use share::{Share, SHARE_FORMAT};
+#[cfg(feature = "dev-kit")]
+pub use vault::advance_project_calendar;
+pub(crate) use vault::project_today;
 pub use vault::{
-    Accepted, Approved, Executed, Journal, Keys, QuorumRefusal, SealCause, Sealing, ShareRefusal,
-    Vault, VaultView, KEY_RETIRE_WAIT, MAX_SHARE_MESSAGE,
+    Accepted, Approved, Executed, Journal, Keys, ProjectKeys, ProjectRefusal, ProjectView,
+    QuorumRefusal, SealCause, Sealing, ShareRefusal, Vault, VaultView, KEY_RETIRE_WAIT,
+    MAX_SHARE_MESSAGE,
 };
 
 #[cfg(test)]

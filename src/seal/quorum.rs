@@ -64,6 +64,29 @@ pub enum Operation {
     /// Add a random `K_(G+1)`: the service answers in generation `G+1`
     /// from then on, and lifts older codes to it (DESIGN §3).
     Renew {},
+    /// Create a research project's key chain (CSpeNS, DESIGN §3, §5) with
+    /// one random key; destroyed at `end_date` without anyone's action.
+    ProjectCreate {
+        /// The project's id (the holder-name rule: 1–64 of `A-Za-z0-9._-`).
+        project: String,
+        /// The purpose its batches declare (the same rule).
+        purpose: String,
+        /// `YYYY-MM-DD` (UTC): the key is destroyed when this day begins.
+        end_date: String,
+        /// The configuration name of the only submitter allowed.
+        submitter: String,
+        /// SHA-256 (lowercase hex) of the matching body's certificate
+        /// (DER): the only one that may fetch the results.
+        matcher_fingerprint: String,
+        /// The matching body's age X25519 recipient (`age1…`): results are
+        /// held only encrypted to it.
+        matcher_recipient: String,
+    },
+    /// Destroy a research project's key chain now.
+    ProjectDestroy {
+        /// The project's id.
+        project: String,
+    },
 }
 
 impl Operation {
@@ -71,8 +94,96 @@ impl Operation {
     pub fn kind(&self) -> &'static str {
         match self {
             Operation::Renew {} => "renew",
+            Operation::ProjectCreate { .. } => "project_create",
+            Operation::ProjectDestroy { .. } => "project_destroy",
         }
     }
+
+    /// Checks what the operation alone can tell: names, date form, the
+    /// fingerprint and recipient forms. (The service also checks the
+    /// submitter against its configuration and the date against today.)
+    pub fn check(&self) -> Result<(), SealError> {
+        let bad = |m: &str| SealError::MalformedOperation(m.to_owned());
+        match self {
+            Operation::Renew {} => Ok(()),
+            Operation::ProjectDestroy { project } => {
+                if is_valid_holder_name(project) {
+                    Ok(())
+                } else {
+                    Err(bad(
+                        "the project id breaks the naming rule (1 to 64 of A-Z a-z 0-9 . _ -)",
+                    ))
+                }
+            }
+            Operation::ProjectCreate {
+                project,
+                purpose,
+                end_date,
+                submitter,
+                matcher_fingerprint,
+                matcher_recipient,
+            } => {
+                for (what, name) in [
+                    ("project id", project),
+                    ("purpose", purpose),
+                    ("submitter", submitter),
+                ] {
+                    if !is_valid_holder_name(name) {
+                        return Err(SealError::MalformedOperation(format!(
+                            "the {what} breaks the naming rule (1 to 64 of A-Z a-z 0-9 . _ -)"
+                        )));
+                    }
+                }
+                parse_day(end_date).ok_or_else(|| bad("the end date is not YYYY-MM-DD"))?;
+                if !is_lower_hex(matcher_fingerprint, 64) {
+                    return Err(bad(
+                        "the matching body's fingerprint is not 64 lowercase hex digits",
+                    ));
+                }
+                if matcher_recipient.len() > 100
+                    || !matcher_recipient.bytes().all(|b| b.is_ascii_alphanumeric())
+                    || matcher_recipient.parse::<age::x25519::Recipient>().is_err()
+                {
+                    return Err(bad(
+                        "the matching body's key is not an age X25519 recipient (age1…)",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The project an operation is about, if any.
+    pub fn project(&self) -> Option<&str> {
+        match self {
+            Operation::Renew {} => None,
+            Operation::ProjectCreate { project, .. } | Operation::ProjectDestroy { project } => {
+                Some(project)
+            }
+        }
+    }
+}
+
+/// A `YYYY-MM-DD` date.
+pub fn parse_day(s: &str) -> Option<time::Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(s, &format).ok()?;
+    (crate::renewal::date_label(d) == s).then_some(d)
+}
+
+/// What the quorum approved about a research project besides its id and end
+/// date, kept with its key chain in the keyring (as compact JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectTerms {
+    /// The purpose its batches declare.
+    pub purpose: String,
+    /// The configuration name of its submitter.
+    pub submitter: String,
+    /// SHA-256 of the matching body's certificate.
+    pub matcher_fingerprint: String,
+    /// The matching body's age recipient.
+    pub matcher_recipient: String,
 }
 
 /// An operation as proposed: what the holders approve.
@@ -110,6 +221,7 @@ impl Proposal {
         if !is_valid_holder_name(&self.proposed_by) {
             return Err(bad("the proposer's name breaks the naming rule"));
         }
+        self.operation.check()?;
         for t in [&self.proposed_at, &self.expires_at] {
             let parsed =
                 time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)

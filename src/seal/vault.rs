@@ -25,8 +25,13 @@
 //! keyring opened, `S` wiped when the operation returns.
 
 mod operations;
+mod projects;
 
 pub use operations::{Approved, Executed, QuorumRefusal};
+#[cfg(feature = "dev-kit")]
+pub use projects::advance_project_calendar;
+pub(crate) use projects::today as project_today;
+pub use projects::{ProjectKeys, ProjectRefusal, ProjectView};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -68,6 +73,8 @@ pub trait Journal: Sync {
 pub struct Keys {
     chain: Arc<KeyChain>,
     live: CancellationToken,
+    /// The research projects' chains (empty in a project's own `Keys`).
+    projects: Arc<Vec<Arc<ProjectKeys>>>,
 }
 
 impl Keys {
@@ -102,9 +109,11 @@ enum Phase {
     },
     Unsealed {
         keys: Keys,
-        /// Chains replaced by a renewal that running batches may still
-        /// hold: a seal waits for them too.
+        /// Chains replaced by a renewal or destroyed that running batches
+        /// may still hold: a seal waits for them too.
         older: Vec<std::sync::Weak<KeyChain>>,
+        /// To rewrite the keyring when a project's end date comes.
+        kek: crate::seal::KeyringKek,
     },
     /// A seal or stop is waiting for batches to let go of the keys.
     Retiring,
@@ -230,6 +239,8 @@ pub struct Vault {
     phase: Mutex<Phase>,
     /// Proposed operations waiting for their quorum.
     pending: Mutex<Vec<operations::Pending>>,
+    /// The research projects as last seen unsealed (public terms only).
+    project_view: Mutex<Vec<projects::ProjectView>>,
     retire_wait: Duration,
     /// Years from a renewal to the next (for the `key_renewed` record).
     renewal_years: u32,
@@ -248,6 +259,7 @@ impl Vault {
                 since: None,
             }),
             pending: Mutex::new(Vec::new()),
+            project_view: Mutex::new(Vec::new()),
             retire_wait: KEY_RETIRE_WAIT,
             renewal_years: crate::renewal::DEFAULT_PERIOD_YEARS,
         }
@@ -388,9 +400,10 @@ impl Vault {
                 generation: None,
             });
         }
-        let keyring = match self.open(shares) {
-            // S is not needed past opening the keyring: wiped here.
-            Ok((_, k)) => k,
+        let (keyring, kek) = match self.open(shares) {
+            // S is not needed past opening the keyring and deriving its
+            // key-encryption key: wiped here.
+            Ok((master, k)) => (k, master.keyring_kek(&self.record.ceremony_id())),
             Err(e) => {
                 // Every share passed Feldman's check, so this is a broken
                 // record or keyring: keep the shares, stay sealed, say so.
@@ -401,6 +414,21 @@ impl Vault {
                 return Err(ShareRefusal::UnsealFailed);
             }
         };
+        // Projects past their end date (while the service was sealed) are
+        // destroyed before any key is usable.
+        let (keyring, destroyed) = match self.drop_ended_projects(keyring, &kek) {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "ended projects could not be destroyed");
+                journal.record(Event::UnsealFailed {
+                    reason: Term::from_error(&e),
+                });
+                return Err(ShareRefusal::UnsealFailed);
+            }
+        };
+        let live = CancellationToken::new();
+        let projects = projects::project_keys(&keyring.projects, &live, &[])
+            .map_err(|_| ShareRefusal::UnsealFailed)?;
         let Keyring {
             generations,
             created,
@@ -424,15 +452,19 @@ impl Vault {
         }) {
             return Err(ShareRefusal::LogUnavailable);
         }
+        self.log_destroyed(&destroyed, "end_date", journal);
         *self.created.lock().unwrap_or_else(|p| p.into_inner()) = created;
+        self.set_project_view(&projects);
         // Replacing the sealed phase drops (and zeroizes) every share; `S`
-        // was dropped inside `open`.
+        // was dropped above.
         *phase = Phase::Unsealed {
             keys: Keys {
                 chain: Arc::new(chain),
-                live: CancellationToken::new(),
+                live,
+                projects: Arc::new(projects),
             },
             older: Vec::new(),
+            kek,
         };
         // Still under the lock: a seal cannot slip between the keys becoming
         // usable and the log getting its signer.
@@ -488,13 +520,16 @@ impl Vault {
                 Phase::Retiring => return Sealing::InProgress,
                 Phase::Unsealed { .. } => {}
             }
-            let Phase::Unsealed { keys, mut older } =
-                std::mem::replace(&mut *phase, Phase::Retiring)
+            let Phase::Unsealed {
+                keys, mut older, ..
+            } = std::mem::replace(&mut *phase, Phase::Retiring)
             else {
                 unreachable!("matched just above, under the same lock")
             };
+            // Cancels the projects' tokens too (they are its children).
             keys.live.cancel();
             older.push(Arc::downgrade(&keys.chain));
+            older.extend(keys.projects.iter().map(|p| p.weak_chain()));
             older
         };
         // From here the seal completes even if this future is dropped (the

@@ -20,11 +20,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{ApiError, AppState};
-use crate::batch::{process_chunk, Chunk, Counts, Decoder, Format, Operation, Scratch};
+use crate::batch::{process_chunk, project, Chunk, Counts, Decoder, Format, Operation, Scratch};
 use crate::config::{ClientEntry, Role};
-use crate::event::{BatchId, ClientName, Event, Purpose, Term};
+use crate::event::{BatchId, ClientName, Event, ProjectName, Purpose, Term};
 use crate::receipt::{now_rfc3339, Receipt};
-use crate::seal::Keys;
+use crate::seal::{Keys, ProjectTerms};
 use crate::tls::PeerIdentity;
 
 /// Chunks answered or being answered, beyond the one the reader is filling.
@@ -56,6 +56,20 @@ pub(super) async fn renew(
     start(state, id, headers, body, Operation::Renew).await
 }
 
+/// `POST /v1/projects/{id}/cspens`: a research project's batch. The
+/// submitter gets `index,status`; the codes go, encrypted to the project's
+/// matching body, to its result file.
+pub(super) async fn cspens(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<PeerIdentity>,
+    axum::extract::Path(project): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let admitted = admit(&state, &id, &headers, Operation::Derive, Some(&project))?;
+    run_batch(state, id, admitted, body, Operation::Derive).await
+}
+
 fn refused(state: &AppState, id: &PeerIdentity, op: Operation, e: ApiError) -> ApiError {
     state.log(
         Event::RequestRefused {
@@ -77,6 +91,8 @@ struct Admitted {
     max: u64,
     /// Longest wait for the body's next bytes.
     idle: std::time::Duration,
+    /// For a research project's batch: its id and terms.
+    project: Option<(String, ProjectTerms)>,
 }
 
 /// Content type, then purpose, then size: the cheap checks before any byte
@@ -86,9 +102,26 @@ fn admit(
     id: &PeerIdentity,
     headers: &HeaderMap,
     op: Operation,
+    project: Option<&str>,
 ) -> Result<Admitted, ApiError> {
     let entry = state.require(id, Role::Submitter)?.clone();
     let keys = state.keys().map_err(|e| refused(state, id, op, e))?;
+    // A project batch runs on the project's own chain, from its submitter only.
+    let (keys, project) = match project {
+        None => (keys, None),
+        Some(p) => {
+            let (keys, terms) = keys
+                .project(p)
+                .map_err(|e| refused(state, id, op, ApiError::Project(e)))?;
+            if terms.submitter != entry.name {
+                let e = ApiError::NotForThisProject(
+                    "this certificate is not the submitter this research project allows",
+                );
+                return Err(refused(state, id, op, e));
+            }
+            (keys, Some((p.to_owned(), terms)))
+        }
+    };
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -104,7 +137,11 @@ fn admit(
         Some("application/x-ndjson") => false,
         _ => return Err(refused(state, id, op, ApiError::UnsupportedType)),
     };
-    let purpose = purpose_of(&entry, headers).map_err(|e| refused(state, id, op, e))?;
+    let purpose = match &project {
+        None => purpose_of(&entry, headers),
+        Some((_, terms)) => project_purpose(terms, headers),
+    }
+    .map_err(|e| refused(state, id, op, e))?;
     let max = state.config.max_request_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -120,7 +157,23 @@ fn admit(
         purpose,
         max,
         idle: std::time::Duration::from_secs(state.config.body_idle_timeout_seconds.max(1)),
+        project,
     })
+}
+
+/// A project batch's purpose is the project's: `CStatNS-Purpose` may be
+/// left out, or must name it.
+fn project_purpose(terms: &ProjectTerms, headers: &HeaderMap) -> Result<String, ApiError> {
+    let mut given = headers.get_all("cstatns-purpose").iter();
+    match (given.next(), given.next()) {
+        (None, _) => Ok(terms.purpose.clone()),
+        (Some(v), None) if v.to_str().ok() == Some(terms.purpose.as_str()) => {
+            Ok(terms.purpose.clone())
+        }
+        _ => Err(ApiError::BadRequest(
+            "CStatNS-Purpose must be the research project's purpose (or be left out)".into(),
+        )),
+    }
 }
 
 /// The batch's purpose: the `CStatNS-Purpose` header, once, naming one of the
@@ -212,14 +265,40 @@ async fn start(
     body: Body,
     op: Operation,
 ) -> Result<Response, ApiError> {
-    let admitted = admit(&state, &id, &headers, op)?;
+    let admitted = admit(&state, &id, &headers, op, None)?;
+    run_batch(state, id, admitted, body, op).await
+}
+
+async fn run_batch(
+    state: Arc<AppState>,
+    id: PeerIdentity,
+    admitted: Admitted,
+    body: Body,
+    op: Operation,
+) -> Result<Response, ApiError> {
     let mut body = body.into_data_stream();
     let (decoder, ready, format) = read_start(&mut body, op, &admitted)
         .await
         .map_err(|e| refused(&state, &id, op, e))?;
     let batch = BatchId::random();
-    let run =
+    let mut run =
         Run::begin(&state, &id, &admitted, op, &batch).map_err(|e| refused(&state, &id, op, e))?;
+    if let Some((project, terms)) = &admitted.project {
+        // Dropped with the run if this fails: the batch is logged aborted.
+        let file = super::results::ResultFile::create(
+            &state.config.results_dir(),
+            project,
+            batch.as_str(),
+            &terms.matcher_recipient,
+            &terms.matcher_fingerprint,
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot create a project result file");
+            ApiError::Internal
+        })?;
+        run.result = Some((project.clone(), file));
+    }
+    let is_project = admitted.project.is_some();
     let (tx, rx) = mpsc::channel::<Job>(IN_FLIGHT);
     run.bytes_read.store(decoder.bytes_fed(), Ordering::Relaxed);
     let reader = tokio::spawn(read_body(
@@ -232,11 +311,12 @@ async fn start(
         admitted.keys.clone(),
         admitted.max,
         admitted.idle,
+        is_project,
         tx,
     ));
     let mut resp = (
         StatusCode::OK,
-        Body::from_stream(answer(rx, reader, run, format)),
+        Body::from_stream(answer(rx, reader, run, format, is_project)),
     )
         .into_response();
     let h = resp.headers_mut();
@@ -267,8 +347,14 @@ fn answer(
     reader: JoinHandle<Result<(), Abort>>,
     run: Run,
     format: Format,
+    is_project: bool,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
-    let header_line = format.response_header().map(Bytes::from);
+    let header_line = if is_project {
+        project::response_header(format)
+    } else {
+        format.response_header()
+    }
+    .map(Bytes::from);
     futures_util::stream::unfold(
         (rx, Some(reader), run, header_line),
         |(mut rx, reader, mut run, header_line)| async move {
@@ -279,8 +365,16 @@ fn answer(
             let end = |run, e| Some((Err(e), (rx_none(), None, run, None)));
             match rx.recv().await {
                 Some(handle) => match handle.await {
-                    Ok(Some((out, counts))) => {
+                    Ok(Some((out, codes, counts))) => {
                         run.add(&counts);
+                        if let Some(mut codes) = codes {
+                            let written = run.write_result(&codes);
+                            zeroize::Zeroize::zeroize(&mut codes);
+                            if let Err(e) = written {
+                                tracing::error!(error = %e, "a project result could not be written");
+                                return end(run, e);
+                            }
+                        }
                         Some((Ok(Bytes::from(out)), (rx, Some(reader), run, None)))
                     }
                     Ok(None) => {
@@ -310,8 +404,9 @@ fn rx_none() -> mpsc::Receiver<Job> {
     mpsc::channel(1).1
 }
 
-/// A chunk's answer and counts; `None` when the keys were retired first.
-type Job = JoinHandle<Option<(Vec<u8>, Counts)>>;
+/// A chunk's answer to the client, for a project batch the matching body's
+/// lines, and the counts; `None` when the keys were retired first.
+type Job = JoinHandle<Option<(Vec<u8>, Option<Vec<u8>>, Counts)>>;
 
 /// Reads the body, cuts it into chunks and queues one blocking job per chunk.
 /// Counts the body bytes read in `bytes_read` (for the receipt, even of an
@@ -327,10 +422,11 @@ async fn read_body(
     keys: Keys,
     max: u64,
     idle: std::time::Duration,
+    is_project: bool,
     tx: mpsc::Sender<Job>,
 ) -> Result<(), Abort> {
     while !decoder.is_finished() {
-        queue(&mut ready, op, format, &keys, &tx).await?;
+        queue(&mut ready, op, format, &keys, is_project, &tx).await?;
         // A seal or a stop must not wait for a slow client's next bytes.
         let next = tokio::select! {
             next = tokio::time::timeout(idle, futures_util::StreamExt::next(&mut body)) => {
@@ -350,7 +446,7 @@ async fn read_body(
             return Err(Abort::TooLarge);
         }
     }
-    queue(&mut ready, op, format, &keys, &tx).await?;
+    queue(&mut ready, op, format, &keys, is_project, &tx).await?;
     Ok(())
 }
 
@@ -380,6 +476,7 @@ async fn queue(
     op: Operation,
     format: Format,
     keys: &Keys,
+    is_project: bool,
     tx: &mpsc::Sender<Job>,
 ) -> Result<(), Abort> {
     for chunk in ready.drain(..) {
@@ -402,7 +499,15 @@ async fn queue(
             SCRATCH.with_borrow_mut(|s| {
                 process_chunk(op, format, chain, &chunk, s, &mut out, &mut counts)
             });
-            Some((out, counts))
+            if !is_project {
+                return Some((out, None, counts));
+            }
+            // No code reaches the submitter of a project batch.
+            let mut client = Vec::with_capacity(out.len() / 2);
+            let mut codes = Vec::with_capacity(out.len());
+            project::split_answer(format, &out, &mut client, &mut codes);
+            zeroize::Zeroize::zeroize(&mut out);
+            Some((client, Some(codes), counts))
         });
         // A client that stops reading fills the channel: a seal must not
         // wait on it (the job, dropped, finds the keys retired and wipes
@@ -508,7 +613,10 @@ impl Abort {
 struct Run {
     state: Arc<AppState>,
     batch: BatchId,
-    op: Operation,
+    /// `cstatns`, `renewal` or `cspens`, as in the log and the receipt.
+    op_name: &'static str,
+    /// A project batch's result file, until it is whole.
+    result: Option<(String, super::results::ResultFile)>,
     purpose: Purpose,
     receipt: Option<Receipt>,
     clock: Instant,
@@ -539,14 +647,23 @@ impl Run {
         let generation = admitted.keys.chain().generation();
         let purpose = Purpose::allowed(&admitted.purpose);
         let started = now_rfc3339();
+        let op_name = if admitted.project.is_some() {
+            "cspens"
+        } else {
+            op.name()
+        };
         state
             .log(
                 Event::BatchStart {
                     batch: batch.clone(),
-                    operation: Term::from(op.name()),
+                    operation: Term::from(op_name),
                     client: ClientName::of_client(&admitted.entry),
                     purpose: purpose.clone(),
                     generation,
+                    project: admitted
+                        .project
+                        .as_ref()
+                        .map(|(p, _)| ProjectName::of_project(p)),
                 },
                 Some(id),
             )
@@ -554,11 +671,12 @@ impl Run {
         Ok(Self {
             state: state.clone(),
             batch: batch.clone(),
-            op,
+            op_name,
+            result: None,
             purpose,
             receipt: Some(Receipt {
                 batch: batch.as_str().to_owned(),
-                operation: op.name().to_owned(),
+                operation: op_name.to_owned(),
                 client: id.subject.clone(),
                 client_fingerprint: id.fingerprint.clone(),
                 purpose: admitted.purpose.clone(),
@@ -602,7 +720,7 @@ impl Run {
         let seq = self.state.log(
             Event::BatchEnd {
                 batch: self.batch.clone(),
-                operation: Term::from(self.op.name()),
+                operation: Term::from(self.op_name),
                 purpose: self.purpose.clone(),
                 outcome: Term::from(outcome),
                 generation: r.generation,
@@ -632,6 +750,11 @@ impl Run {
     /// Logs the end and stores the receipt before the last byte leaves; if the
     /// log cannot be written, the response ends in error (no receipt).
     fn complete(&mut self) -> std::io::Result<()> {
+        // A project's result is whole on disk before the batch is logged
+        // completed.
+        if let Some((_, file)) = self.result.take() {
+            file.finish()?;
+        }
         match self.finish("completed") {
             Some(r) => {
                 self.state.store_receipt(r);
@@ -644,8 +767,30 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Appends the matching body's lines of a chunk to the result file.
+    fn write_result(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        match &mut self.result {
+            Some((_, file)) => file.write(lines),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Drop for Run {
     fn drop(&mut self) {
+        if let Some((project, file)) = self.result.take() {
+            // Its partial file goes with it.
+            drop(file);
+            self.state.log(
+                Event::ProjectResultErased {
+                    project: ProjectName::of_project(&project),
+                    batch: self.batch.clone(),
+                    reason: Term::from("batch_aborted"),
+                },
+                Some(&self.id),
+            );
+        }
         if self.receipt.is_some() {
             // An aborted batch has a receipt too (§4: every batch does).
             if let Some(r) = self.finish("aborted") {

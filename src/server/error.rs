@@ -44,6 +44,15 @@ pub enum ApiError {
     /// A quorum operation's proposal, approval or cancellation was refused.
     #[error("{0}")]
     Quorum(crate::seal::QuorumRefusal),
+    /// A research project batch or result was refused.
+    #[error("{0}")]
+    Project(crate::seal::ProjectRefusal),
+    /// The certificate is not the one the project's terms name.
+    #[error("{0}")]
+    NotForThisProject(&'static str),
+    /// A project result was fetched already, erased, or never made.
+    #[error("no such result: fetched already (results are erased once fetched), erased when its window closed, or never made")]
+    ResultGone,
     /// Something failed inside the service; details are in its own log.
     #[error("internal error")]
     Internal,
@@ -62,6 +71,11 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Quorum(r) => quorum_status(r),
+            ApiError::Project(crate::seal::ProjectRefusal::Ended(_)) | ApiError::ResultGone => {
+                StatusCode::GONE
+            }
+            ApiError::Project(_) => StatusCode::NOT_FOUND,
+            ApiError::NotForThisProject(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -83,6 +97,10 @@ impl ApiError {
             ApiError::Quorum(QuorumRefusal::Verification { .. }) => "share_refused",
             ApiError::Quorum(QuorumRefusal::LogUnavailable) => "audit_unavailable",
             ApiError::Quorum(r) => r.reason(),
+            ApiError::Project(crate::seal::ProjectRefusal::Ended(_)) => "project_ended",
+            ApiError::Project(_) => "unknown_project",
+            ApiError::NotForThisProject(_) => "not_for_this_project",
+            ApiError::ResultGone => "result_gone",
         }
     }
 }

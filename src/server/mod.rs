@@ -11,6 +11,7 @@ mod audit;
 mod batch;
 mod error;
 mod operations;
+mod results;
 mod unseal;
 
 use std::net::SocketAddr;
@@ -367,6 +368,19 @@ fn status_of(state: &AppState) -> Status {
             })
             .collect(),
         renewal: schedule_of(state, &view.created),
+        projects: state
+            .vault
+            .projects()
+            .into_iter()
+            .map(|p| crate::wire::ProjectInfo {
+                project: p.id,
+                end_date: p.end_date,
+                purpose: p.terms.purpose,
+                submitter: p.terms.submitter,
+                matcher_fingerprint: p.terms.matcher_fingerprint,
+                generation: p.generation,
+            })
+            .collect(),
     }
 }
 
@@ -410,6 +424,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/v1/operations/{id}/approve", post(operations::approve))
         .route("/v1/operations/{id}/cancel", post(operations::cancel))
+        .route("/v1/projects/{id}/cspens", post(batch::cspens))
+        .route("/v1/projects/{id}/results/{batch}", get(results::fetch))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             renewal_warning,
@@ -661,6 +677,7 @@ async fn housekeeping(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2).min(every));
     // The day the renewal notice was last considered (once a day).
     let mut renewal_noticed: Option<time::Date> = None;
+    results::erase_leftovers(&state);
     loop {
         tick.tick().await;
         state.refusals.flush(&state);
@@ -671,6 +688,9 @@ async fn housekeeping(state: Arc<AppState>) {
         for id in state.vault.expire_operations(&journal) {
             tracing::warn!(operation = %id, "a key operation expired before its quorum");
         }
+        // Without anyone's action (DESIGN §5).
+        state.vault.destroy_ended_projects(&journal);
+        results::erase_expired(&state);
         let today = time::OffsetDateTime::now_utc().date();
         if renewal_noticed != Some(today) && !state.vault.view().sealed {
             renewal_noticed = Some(today);

@@ -40,6 +40,17 @@ pub(super) async fn propose(
     let body = read_small_body(body, MAX_PROPOSAL).await?;
     let operation: Operation = serde_json::from_slice(&body)
         .map_err(|e| ApiError::Quorum(QuorumRefusal::Invalid(format!("not an operation: {e}"))))?;
+    check_against_config(&state, &operation).map_err(|m| {
+        state.log(
+            crate::event::Event::RequestRefused {
+                operation: Some(crate::event::Term::from("propose")),
+                reason: crate::event::Term::from("invalid"),
+                role: None,
+            },
+            Some(&id),
+        );
+        ApiError::Quorum(QuorumRefusal::Invalid(m))
+    })?;
     let journal = state.journal(Some(&id));
     let ttl = std::time::Duration::from_secs(state.config.operation_ttl_seconds.max(1));
     let proposal = state
@@ -53,6 +64,48 @@ pub(super) async fn propose(
         approvals_needed: state.record().threshold(),
         proposal,
     }))
+}
+
+/// What only the service knows about an operation's parameters: the
+/// submitter a project names must be one of its submitters, its end date
+/// after today, its id new.
+fn check_against_config(state: &AppState, operation: &Operation) -> Result<(), String> {
+    operation.check().map_err(|e| e.to_string())?;
+    let today = crate::seal::project_today();
+    match operation {
+        Operation::ProjectCreate {
+            project,
+            submitter,
+            end_date,
+            ..
+        } => {
+            let known = state
+                .config
+                .clients
+                .iter()
+                .any(|c| &c.name == submitter && c.roles.contains(&Role::Submitter));
+            if !known {
+                return Err(format!(
+                    "no client named {submitter} with the submitter role in the configuration"
+                ));
+            }
+            if crate::seal::quorum::parse_day(end_date).is_none_or(|d| d <= today) {
+                return Err(format!("the end date {end_date} is not after today"));
+            }
+            if state.vault.projects().iter().any(|p| &p.id == project) {
+                return Err(format!("project {project} exists already"));
+            }
+            Ok(())
+        }
+        Operation::ProjectDestroy { project } => {
+            let sealed = state.vault.view().sealed;
+            if !sealed && !state.vault.projects().iter().any(|p| &p.id == project) {
+                return Err(format!("no project {project}"));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `GET /v1/operations`: every operation waiting for its quorum.

@@ -297,6 +297,7 @@ async fn build(dir: PathBuf) -> Fixture {
                 input_type: InputType::Csv,
                 output: &answer,
                 purpose: None,
+                project: None,
                 progress: None,
             },
         )

@@ -68,6 +68,28 @@ enum Command {
         /// Declared purpose (needed when the certificate has several).
         #[arg(long)]
         purpose: Option<String>,
+        /// A research project's id: codes of its own key (CSpeNS) go, encrypted, to its
+        /// matching body; the answer holds `index,status` only.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Matching body: fetch a research project's result once (then erased) and decrypt it.
+    FetchResult {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// The project's id.
+        #[arg(long)]
+        project: String,
+        /// The batch id (from the submitter's receipt).
+        #[arg(long)]
+        batch: String,
+        /// Your age identity file (`AGE-SECRET-KEY-1…`), the key the project's results
+        /// are encrypted to.
+        #[arg(long, value_name = "FILE")]
+        identity: PathBuf,
+        /// Where to write the `index,cspens` table (created, never overwritten; mode 0600).
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Check a batch locally, without any key: per-status counts, duplicate indexes.
     Validate {
@@ -219,6 +241,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             renewal,
             input_type,
             purpose,
+            project,
         } => {
             let len = std::fs::metadata(&input)
                 .with_context(|| format!("cannot read {}", input.display()))?
@@ -239,6 +262,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     input: &input,
                     output: &output,
                     purpose: purpose.as_deref(),
+                    project: project.as_deref(),
                     progress: bar.clone().map(|b| {
                         Box::new(move |n| b.set_position(n)) as Box<dyn Fn(u64) + Send + Sync>
                     }),
@@ -279,6 +303,13 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(cmd) => audit::run(cmd).await,
+        Command::FetchResult {
+            endpoint,
+            project,
+            batch,
+            identity,
+            output,
+        } => fetch_result(endpoint.into(), &project, &batch, &identity, &output).await,
         Command::Seal { endpoint } => {
             let status = Endpoint::from(endpoint).connect().await?.seal().await?;
             eprintln!(
@@ -423,4 +454,78 @@ fn validate(
     } else {
         ExitCode::from(EXIT_REFUSED)
     })
+}
+
+/// Fetches a project result (encrypted, to a private temporary file beside
+/// the output), then decrypts it with the matching body's age identity.
+async fn fetch_result(
+    endpoint: Endpoint,
+    project: &str,
+    batch: &str,
+    identity: &Path,
+    output: &Path,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Read;
+    use std::str::FromStr;
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(identity)
+            .with_context(|| format!("cannot read {}", identity.display()))?,
+    );
+    let key = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .and_then(|l| age::x25519::Identity::from_str(l).ok())
+        .ok_or_else(|| anyhow::anyhow!("{}: not an age X25519 identity", identity.display()))?;
+    if output.exists() {
+        anyhow::bail!(
+            "{} exists already; answers are never overwritten",
+            output.display()
+        );
+    }
+    let encrypted = client::partial_path(output).with_extension("age");
+    let file = client::create_private(&encrypted)?;
+    let mut file = tokio::fs::File::from_std(file);
+    let fetched = endpoint
+        .connect()
+        .await?
+        .fetch_result(project, batch, &mut file)
+        .await;
+    drop(file);
+    let decrypted = fetched.map_err(anyhow::Error::new).and_then(|n| {
+        let reader = std::io::BufReader::new(std::fs::File::open(&encrypted)?);
+        let mut plain = age::Decryptor::new_buffered(reader)
+            .and_then(|d| d.decrypt(std::iter::once(&key as &dyn age::Identity)))
+            .map_err(|e| anyhow::anyhow!("the result does not decrypt with this identity: {e}"))?;
+        let out = client::create_private(output)?;
+        let mut out = std::io::BufWriter::new(out);
+        let mut buf = zeroize::Zeroizing::new(vec![0u8; 1 << 16]);
+        let mut lines = 0u64;
+        loop {
+            let k = plain.read(&mut buf)?;
+            if k == 0 {
+                break;
+            }
+            lines += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64;
+            std::io::Write::write_all(&mut out, &buf[..k])?;
+        }
+        std::io::Write::flush(&mut out)?;
+        out.get_ref().sync_all()?;
+        Ok((n, lines))
+    });
+    let _ = std::fs::remove_file(&encrypted);
+    match decrypted {
+        Ok((n, lines)) => {
+            eprintln!(
+                "result of batch {batch} of project {project}: {n} bytes fetched, {} codes; table in {}",
+                lines.saturating_sub(1),
+                output.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(output);
+            Err(e)
+        }
+    }
 }

@@ -8,15 +8,17 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
+use super::projects::{project_keys, today};
 use super::{Journal, Phase, Vault};
 use crate::code::{GenerationKey, KeyChain};
 use crate::event::{
-    rfc3339_seconds, ClientName, Day, Event, HolderName, OperationId, PublicHex, Term,
+    rfc3339_seconds, ClientName, Day, Event, HolderName, OperationId, ProjectName, PublicHex, Term,
 };
+use crate::seal::quorum::{parse_day, ProjectTerms};
 use crate::seal::quorum::{
     Approval, Operation, PendingView, Proposal, MAX_APPROVAL_MESSAGE, MAX_PENDING, OPERATION_FORMAT,
 };
-use crate::seal::{Keyring, SealError, SealedKeyring, Share};
+use crate::seal::{Keyring, ProjectChain, SealError, Share};
 
 /// A proposal and the approvals held for it (their shares are zeroized
 /// when it is dropped: run, cancelled or expired).
@@ -398,10 +400,11 @@ impl Vault {
         if matches!(*phase, Phase::Retiring) {
             return Err(fail(Term::from("sealing"), QuorumRefusal::Sealing));
         }
-        let applied = self.apply(&ready.proposal.operation, &ready.approvals);
+        let operation = ready.proposal.operation.clone();
+        let applied = self.apply(&operation, &ready.approvals);
         // The shares are wiped here, whatever the outcome.
         drop(ready);
-        let (sealed, keyring) = match applied {
+        let keyring = match applied {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!(error = %e, "a quorum operation failed");
@@ -410,56 +413,103 @@ impl Vault {
             }
         };
         // On disk now: make it current in memory too, whatever the log says.
-        *self.keyring.lock().unwrap_or_else(|p| p.into_inner()) = sealed;
         *self.created.lock().unwrap_or_else(|p| p.into_inner()) = keyring.created.clone();
         let generation = keyring.generation();
-        if let Phase::Unsealed { keys, older } = &mut *phase {
-            match KeyChain::new(&keyring.generations) {
-                Ok(chain) => {
-                    // Running batches finish on the chain they started
-                    // with; a seal waits for those too.
-                    older.push(Arc::downgrade(&keys.chain));
-                    keys.chain = Arc::new(chain);
+        match &mut *phase {
+            Phase::Unsealed { keys, older, .. } => {
+                if matches!(operation, Operation::Renew {}) {
+                    match KeyChain::new(&keyring.generations) {
+                        Ok(chain) => {
+                            // Running batches finish on the chain they
+                            // started with; a seal waits for those too.
+                            older.push(Arc::downgrade(&keys.chain));
+                            keys.chain = Arc::new(chain);
+                        }
+                        Err(e) => tracing::error!(error = %e, "the renewed chain is unusable"),
+                    }
                 }
-                Err(e) => tracing::error!(error = %e, "the renewed chain is unusable"),
+                match project_keys(&keyring.projects, &keys.live, &keys.projects) {
+                    Ok(projects) => {
+                        for gone in keys
+                            .projects
+                            .iter()
+                            .filter(|p| !projects.iter().any(|q| q.id == p.id))
+                        {
+                            // Its batches stop at their next chunk.
+                            gone.retire();
+                            older.push(gone.weak_chain());
+                        }
+                        keys.projects = Arc::new(projects);
+                        self.set_project_view(&keys.projects);
+                    }
+                    Err(e) => tracing::error!(error = %e, "the projects' chains are unusable"),
+                }
+            }
+            Phase::Sealed { .. } | Phase::Retiring => {
+                let scratch = tokio_util::sync::CancellationToken::new();
+                if let Ok(p) = project_keys(&keyring.projects, &scratch, &[]) {
+                    self.set_project_view(&p);
+                }
             }
         }
-        let logged = journal.record(Event::OperationExecuted {
+        let mut logged = journal.record(Event::OperationExecuted {
             operation: id,
             kind,
             holders,
             secret_and_shares_wiped: true,
         });
-        let created = keyring.created.last().copied().unwrap_or(0);
-        let created = OffsetDateTime::from_unix_timestamp(created).unwrap_or_else(|_| now());
-        let due = crate::renewal::add_years(created.date(), self.renewal_years);
-        let logged = logged
-            && journal.record(Event::KeyRenewed {
-                generation,
-                created: crate::event::Timestamp::of(&rfc3339_seconds(created)),
-                renewal_due: Day::of(&crate::renewal::date_label(due)),
-            });
+        logged &= match &operation {
+            Operation::Renew {} => {
+                let created = keyring.created.last().copied().unwrap_or(0);
+                let created =
+                    OffsetDateTime::from_unix_timestamp(created).unwrap_or_else(|_| now());
+                let due = crate::renewal::add_years(created.date(), self.renewal_years);
+                journal.record(Event::KeyRenewed {
+                    generation,
+                    created: crate::event::Timestamp::of(&rfc3339_seconds(created)),
+                    renewal_due: Day::of(&crate::renewal::date_label(due)),
+                })
+            }
+            Operation::ProjectCreate {
+                project,
+                purpose,
+                end_date,
+                submitter,
+                ..
+            } => journal.record(Event::ProjectKeyCreated {
+                project: ProjectName::of_project(project),
+                end_date: Day::of(end_date),
+                purpose: crate::event::Purpose::allowed(purpose),
+                submitter: ClientName::of_name(submitter),
+            }),
+            Operation::ProjectDestroy { project } => journal.record(Event::ProjectKeyDestroyed {
+                project: ProjectName::of_project(project),
+                reason: Term::from("operation"),
+                keyring_rewritten: true,
+            }),
+        };
         if !logged {
             tracing::error!("a quorum operation ran but its record could not be written");
         }
         drop(keyring);
         drop(phase);
-        tracing::info!(generation, "quorum operation executed");
+        tracing::info!(
+            kind = operation.kind(),
+            generation,
+            "quorum operation executed"
+        );
         Ok(Executed {
-            kind: "renew",
+            kind: operation.kind(),
             generation,
         })
     }
 
     /// Rebuilds `S`, applies the operation to the opened keyring, seals it
-    /// under the same `S` and writes it. Returns the new sealed keyring and
-    /// the opened one (for the in-memory keys).
-    fn apply(
-        &self,
-        operation: &Operation,
-        shares: &[Share],
-    ) -> Result<(SealedKeyring, Keyring), SealError> {
+    /// under the same `S`, writes it and makes it the vault's. Returns the
+    /// opened keyring (for the in-memory keys).
+    fn apply(&self, operation: &Operation, shares: &[Share]) -> Result<Keyring, SealError> {
         let (master, mut keyring) = self.open(shares)?;
+        let refuse = |m: String| Err(SealError::MalformedOperation(m));
         match operation {
             Operation::Renew {} => {
                 if keyring.generation() == u32::MAX {
@@ -468,12 +518,44 @@ impl Vault {
                 keyring.generations.push(GenerationKey::random());
                 keyring.created.push(now().unix_timestamp());
             }
+            Operation::ProjectCreate {
+                project,
+                purpose,
+                end_date,
+                submitter,
+                matcher_fingerprint,
+                matcher_recipient,
+            } => {
+                if keyring.projects.iter().any(|p| &p.id == project) {
+                    return refuse(format!("project {project} exists already"));
+                }
+                if parse_day(end_date).is_none_or(|d| d <= today()) {
+                    return refuse(format!("the end date {end_date} has come"));
+                }
+                let terms = ProjectTerms {
+                    purpose: purpose.clone(),
+                    submitter: submitter.clone(),
+                    matcher_fingerprint: matcher_fingerprint.clone(),
+                    matcher_recipient: matcher_recipient.clone(),
+                };
+                let terms = serde_json::to_string(&terms)
+                    .map_err(|e| SealError::MalformedOperation(e.to_string()))?;
+                keyring
+                    .projects
+                    .push(ProjectChain::new(project.clone(), end_date.clone(), terms));
+            }
+            Operation::ProjectDestroy { project } => {
+                let before = keyring.projects.len();
+                // Dropping the chain zeroizes its keys.
+                keyring.projects.retain(|p| &p.id != project);
+                if keyring.projects.len() == before {
+                    return refuse(format!("no project {project} in the keyring"));
+                }
+            }
         }
         let sealed = keyring.seal(&master, self.record.ceremony_id())?;
         drop(master);
-        if let Some(path) = &self.keyring_file {
-            sealed.write(path)?;
-        }
-        Ok((sealed, keyring))
+        self.store_keyring(sealed)?;
+        Ok(keyring)
     }
 }

@@ -1,0 +1,288 @@
+//! Research projects' key chains (CSpeNS, DESIGN §3, §5) as the vault
+//! holds them: created and destroyed by a quorum, and destroyed **without
+//! anyone's action** when their end date begins (UTC): in memory at once,
+//! and in the keyring on disk, which the unsealed vault rewrites with the
+//! key-encryption key it keeps for that purpose. A sealed vault holds no
+//! key; a project that ended while it was sealed is destroyed at the next
+//! unseal, before any key is usable.
+
+use std::sync::{Arc, Weak};
+
+use time::{Date, OffsetDateTime};
+use tokio_util::sync::CancellationToken;
+
+use super::{Journal, Keys, Phase, Vault};
+use crate::code::KeyChain;
+use crate::event::{Event, ProjectName, Term};
+use crate::seal::quorum::{parse_day, ProjectTerms};
+use crate::seal::{Keyring, KeyringKek, ProjectChain, SealError};
+
+/// A research project's keys in the running service.
+pub struct ProjectKeys {
+    /// The project's id.
+    pub id: String,
+    /// The day its key is destroyed (when it begins, UTC).
+    pub end_date: Date,
+    /// What the quorum approved.
+    pub terms: ProjectTerms,
+    chain: Arc<KeyChain>,
+    /// A child of the service's token: cancelled at seal, and at the
+    /// project's destruction.
+    live: CancellationToken,
+}
+
+impl ProjectKeys {
+    /// Stops its batches (at their next chunk): the project is destroyed.
+    pub(super) fn retire(&self) {
+        self.live.cancel();
+    }
+
+    pub(super) fn weak_chain(&self) -> Weak<KeyChain> {
+        Arc::downgrade(&self.chain)
+    }
+
+    /// Whether the project has ended by `today`.
+    pub fn ended(&self, today: Date) -> bool {
+        today >= self.end_date
+    }
+}
+
+/// The public side of a project, as `status` shows it (and as it stays
+/// known while sealed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectView {
+    /// The project's id.
+    pub id: String,
+    /// Its end date, `YYYY-MM-DD`.
+    pub end_date: String,
+    /// What the quorum approved.
+    pub terms: ProjectTerms,
+    /// Its current generation.
+    pub generation: u32,
+}
+
+/// Why a project batch cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectRefusal {
+    /// No live project has this id.
+    #[error("no research project has this id (unknown, or destroyed)")]
+    Unknown,
+    /// Its end date has begun: its key is destroyed.
+    #[error("this research project ended on {0}: its key is destroyed")]
+    Ended(String),
+}
+
+/// Days the projects' calendar is moved forward (tests only).
+#[cfg(feature = "dev-kit")]
+static DAYS_AHEAD: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Moves the calendar the projects' end dates are read against forward by
+/// `days`, for this process: a test of destruction at the end date need not
+/// wait for it. Only in builds with the `dev-kit` feature; a production
+/// build has no such switch.
+#[cfg(feature = "dev-kit")]
+pub fn advance_project_calendar(days: i64) {
+    DAYS_AHEAD.fetch_add(days, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Today's date (UTC), as the projects' end dates are read.
+pub(crate) fn today() -> Date {
+    let today = OffsetDateTime::now_utc().date();
+    #[cfg(feature = "dev-kit")]
+    let today = today
+        .checked_add(time::Duration::days(
+            DAYS_AHEAD.load(std::sync::atomic::Ordering::SeqCst),
+        ))
+        .unwrap_or(today);
+    today
+}
+
+/// The projects' keys for `chains`, each with a child of `live`; a project
+/// already in `previous` keeps its keys (and token).
+pub(super) fn project_keys(
+    chains: &[ProjectChain],
+    live: &CancellationToken,
+    previous: &[Arc<ProjectKeys>],
+) -> Result<Vec<Arc<ProjectKeys>>, SealError> {
+    let bad = |m: String| SealError::UnsupportedKeyring(m);
+    chains
+        .iter()
+        .map(|c| {
+            if let Some(p) = previous.iter().find(|p| p.id == c.id) {
+                return Ok(p.clone());
+            }
+            let terms: ProjectTerms = serde_json::from_str(&c.matching_body)
+                .map_err(|_| bad(format!("project {}: unreadable terms", c.id)))?;
+            let end_date = parse_day(&c.end_date)
+                .ok_or_else(|| bad(format!("project {}: unreadable end date", c.id)))?;
+            let chain = KeyChain::new(&c.generations)
+                .map_err(|_| bad(format!("project {}: no key", c.id)))?;
+            Ok(Arc::new(ProjectKeys {
+                id: c.id.clone(),
+                end_date,
+                terms,
+                chain: Arc::new(chain),
+                live: live.child_token(),
+            }))
+        })
+        .collect()
+}
+
+impl Keys {
+    /// The keys of project `id` for one batch: its chain, retired at seal
+    /// and at the project's destruction.
+    pub fn project(&self, id: &str) -> Result<(Keys, ProjectTerms), ProjectRefusal> {
+        let p = self
+            .projects
+            .iter()
+            .find(|p| p.id == id && !p.live.is_cancelled())
+            .ok_or(ProjectRefusal::Unknown)?;
+        if p.ended(today()) {
+            return Err(ProjectRefusal::Ended(crate::renewal::date_label(
+                p.end_date,
+            )));
+        }
+        let keys = Keys {
+            chain: p.chain.clone(),
+            live: p.live.clone(),
+            projects: Arc::new(Vec::new()),
+        };
+        Ok((keys, p.terms.clone()))
+    }
+}
+
+impl Vault {
+    /// The research projects, as last seen unsealed.
+    pub fn projects(&self) -> Vec<ProjectView> {
+        self.project_view
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(super) fn set_project_view(&self, projects: &[Arc<ProjectKeys>]) {
+        *self.project_view.lock().unwrap_or_else(|p| p.into_inner()) = projects
+            .iter()
+            .map(|p| ProjectView {
+                id: p.id.clone(),
+                end_date: crate::renewal::date_label(p.end_date),
+                terms: p.terms.clone(),
+                generation: p.chain.generation(),
+            })
+            .collect();
+    }
+
+    /// Writes a sealed keyring to the keyring file (atomically), if the
+    /// vault has one, then makes it the vault's.
+    pub(super) fn store_keyring(
+        &self,
+        sealed: crate::seal::SealedKeyring,
+    ) -> Result<(), SealError> {
+        if let Some(path) = &self.keyring_file {
+            sealed.write(path)?;
+        }
+        *self.keyring.lock().unwrap_or_else(|p| p.into_inner()) = sealed;
+        Ok(())
+    }
+
+    /// Removes from an opened keyring the projects whose end date has
+    /// begun, and if any, seals it again and writes it. Returns the keyring
+    /// and the ids destroyed.
+    pub(super) fn drop_ended_projects(
+        &self,
+        mut keyring: Keyring,
+        kek: &KeyringKek,
+    ) -> Result<(Keyring, Vec<String>), SealError> {
+        let today = today();
+        let ended: Vec<String> = keyring
+            .projects
+            .iter()
+            .filter(|p| parse_day(&p.end_date).is_none_or(|d| today >= d))
+            .map(|p| p.id.clone())
+            .collect();
+        if ended.is_empty() {
+            return Ok((keyring, ended));
+        }
+        // Dropping a chain zeroizes its keys.
+        keyring.projects.retain(|p| !ended.contains(&p.id));
+        let sealed = keyring.seal_with_kek(kek, self.record.ceremony_id())?;
+        self.store_keyring(sealed)?;
+        Ok((keyring, ended))
+    }
+
+    pub(super) fn log_destroyed(
+        &self,
+        ids: &[String],
+        reason: &'static str,
+        journal: &dyn Journal,
+    ) {
+        for id in ids {
+            tracing::warn!(project = %id, reason, "research project key destroyed");
+            journal.record(Event::ProjectKeyDestroyed {
+                project: ProjectName::of_project(id),
+                reason: Term::from(reason),
+                keyring_rewritten: true,
+            });
+        }
+    }
+
+    /// Destroys, without anyone's action, the keys of the projects whose end
+    /// date has begun: their batches stop at their next chunk, the keyring
+    /// on disk is rewritten without them. Housekeeping calls it; returns the
+    /// ids destroyed. Nothing to do while sealed (the next unseal does it).
+    pub fn destroy_ended_projects(&self, journal: &dyn Journal) -> Vec<String> {
+        let today = today();
+        let mut phase = self.lock();
+        let Phase::Unsealed { keys, older, kek } = &mut *phase else {
+            return Vec::new();
+        };
+        let ended: Vec<Arc<ProjectKeys>> = keys
+            .projects
+            .iter()
+            .filter(|p| p.ended(today))
+            .cloned()
+            .collect();
+        if ended.is_empty() {
+            return Vec::new();
+        }
+        // In memory first, whatever the disk says.
+        for p in &ended {
+            p.live.cancel();
+            older.push(p.weak_chain());
+        }
+        let kept: Vec<Arc<ProjectKeys>> = keys
+            .projects
+            .iter()
+            .filter(|p| !p.ended(today))
+            .cloned()
+            .collect();
+        keys.projects = Arc::new(kept);
+        self.set_project_view(&keys.projects);
+        let ids: Vec<String> = ended.iter().map(|p| p.id.clone()).collect();
+        drop(ended);
+        // Opened under the keyring's lock, which is let go before the
+        // rewrite takes it again.
+        let opened = {
+            let sealed = self.keyring.lock().unwrap_or_else(|p| p.into_inner());
+            sealed.open_with_kek(kek)
+        };
+        let rewritten = opened.and_then(|k| self.drop_ended_projects(k, kek));
+        match rewritten {
+            Ok(_) => self.log_destroyed(&ids, "end_date", journal),
+            Err(e) => {
+                // The keys are gone from memory; the next unseal removes
+                // them from the file (it drops ended projects first).
+                tracing::error!(error = %e, "the keyring could not be rewritten without ended projects");
+                for id in &ids {
+                    journal.record(Event::ProjectKeyDestroyed {
+                        project: ProjectName::of_project(id),
+                        reason: Term::from("end_date"),
+                        keyring_rewritten: false,
+                    });
+                }
+            }
+        }
+        ids
+    }
+}
