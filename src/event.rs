@@ -475,6 +475,14 @@ events! {
         covers_hash: PublicHex,
         public_key: PublicHex,
         signature: PublicHex,
+        /// 1 for the log's first numbered checkpoint, then one more each
+        /// (absent in checkpoints written before numbering).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        number: Option<u64>,
+        /// The `hash` of the previous checkpoint record (64 zeros for the
+        /// first): checkpoints are chained to each other too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prev_checkpoint: Option<PublicHex>,
     },
 }
 

@@ -293,6 +293,130 @@ async fn kill_9_during_a_renewal_leaves_the_old_keyring_or_the_new_one() {
     eprintln!("renewals that survived the kill: {renewed} of 6");
 }
 
+/// `cstatns ARGS…`: exit status and stdout.
+fn cstatns(args: &[&str]) -> (Option<i32>, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_cstatns"))
+        .args(args)
+        .output()
+        .expect("run cstatns");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code(), text)
+}
+
+/// The attack of the robustness issue in its cleanest form: with the
+/// service stopped, the log is cut back to an earlier checkpoint (a valid
+/// prefix: it verifies on its own), the service restarts, is unsealed and
+/// signs new checkpoints onto the shortened history. The auditor's copy,
+/// kept off the host by `audit fetch --follow`, catches it two ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_cut_back_on_the_host_is_caught_by_the_copy_that_left_it() {
+    let env = TestEnv::new();
+    let mut server = env.serve();
+    env.unseal(&server).await;
+    let copy = env.tmp.path().join("copy.jsonl");
+    let copy_s = copy.to_str().unwrap().to_owned();
+    let ca = env.ca();
+    let (cert, key) = (
+        env.cert(cstatns::pki::AUDITOR),
+        env.key(cstatns::pki::AUDITOR),
+    );
+    let fetch = |url: &str| {
+        cstatns(&[
+            "audit",
+            "fetch",
+            "--server",
+            url,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--follow",
+            "--rounds",
+            "1",
+            "-o",
+            &copy_s,
+        ])
+    };
+    let ceremony = env.dir().join("ceremony.json");
+    let ceremony = ceremony.to_str().unwrap().to_owned();
+    let audit = audit_dir(&env);
+    let audit_s = audit.to_str().unwrap().to_owned();
+
+    assert_eq!(env.derive_csv(&server, batch(10)).await.status, 200);
+    let (code, out) = fetch(&server.url());
+    assert_eq!(code, Some(0), "{out}");
+    // A second round resumes the copy and appends what is new.
+    assert_eq!(env.derive_csv(&server, batch(10)).await.status, 200);
+    let (code, out) = fetch(&server.url());
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("new records appended"), "{out}");
+    let (code, out) = cstatns(&[
+        "audit",
+        "verify",
+        "--ceremony",
+        &ceremony,
+        "--against",
+        &copy_s,
+        &audit_s,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    // The copy ends with the fetch's own audit_read, not signed yet.
+    let (code, out) = cstatns(&[
+        "audit",
+        "verify",
+        "--ceremony",
+        &ceremony,
+        "--require-signed",
+        &copy_s,
+    ]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("UNSIGNED TAIL"), "{out}");
+    server.stop();
+
+    // Cut back to the first checkpoint: a valid prefix of the chain.
+    let log = audit.join("log.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let first_checkpoint = lines
+        .iter()
+        .position(|l| l.contains("\"event\":\"checkpoint\""))
+        .expect("a checkpoint");
+    assert!(first_checkpoint + 5 < lines.len());
+    std::fs::write(&log, lines[..=first_checkpoint].join("\n") + "\n").unwrap();
+    let mut server = env.serve();
+    env.unseal(&server).await;
+    assert_eq!(env.derive_csv(&server, batch(10)).await.status, 200);
+    server.stop();
+    // Alone, the shortened log verifies, its new checkpoints signed by the
+    // genuine key: only the copy can tell.
+    let (code, out) = cstatns(&["audit", "verify", "--ceremony", &ceremony, &audit_s]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = cstatns(&[
+        "audit",
+        "verify",
+        "--ceremony",
+        &ceremony,
+        "--against",
+        &copy_s,
+        &audit_s,
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("TAMPERED"), "{out}");
+    let server = env.serve();
+    let (code, out) = fetch(&server.url());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("DIVERGED"), "{out}");
+}
+
 /// Runs `cstatns serve` on a deployment expected to refuse to start; its
 /// exit status and stderr (the test fails if it is still running after 30 s).
 fn serve_refused(env: &TestEnv) -> (std::process::ExitStatus, String) {

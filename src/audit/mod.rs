@@ -39,9 +39,59 @@ pub fn genesis(ceremony_id: &str) -> String {
     )))
 }
 
-/// The message a checkpoint signs.
+/// The message a checkpoint written before numbering signs.
 pub fn checkpoint_message(ceremony_id: &str, covers_seq: u64, covers_hash: &str) -> Vec<u8> {
     format!("cstatns log checkpoint v1\n{ceremony_id}\n{covers_seq}\n{covers_hash}").into_bytes()
+}
+
+/// The message a numbered checkpoint signs: its number and the previous
+/// checkpoint's record hash too, so that checkpoints are chained to each
+/// other under the signature.
+pub fn checkpoint_message_v2(
+    ceremony_id: &str,
+    number: u64,
+    covers_seq: u64,
+    covers_hash: &str,
+    prev_checkpoint: &str,
+) -> Vec<u8> {
+    format!(
+        "cstatns log checkpoint v2\n{ceremony_id}\n{number}\n{covers_seq}\n{covers_hash}\n{prev_checkpoint}"
+    )
+    .into_bytes()
+}
+
+/// `prev_checkpoint` of a log's first checkpoint.
+pub const NO_CHECKPOINT: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The number and record hash of the newest checkpoint in the log files of
+/// `dir` (newest file first); `(0, NO_CHECKPOINT)` when there is none. A
+/// checkpoint written before numbering counts as number 0.
+fn last_checkpoint(dir: &Path) -> Result<(u64, String), AuditError> {
+    let files = match log_files(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err(dir, e)),
+    };
+    for f in files.iter().rev() {
+        let text = match std::fs::read(f) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(f, e)),
+        };
+        let text = String::from_utf8_lossy(&text);
+        let found = text
+            .lines()
+            .rev()
+            .filter(|l| l.contains("\"event\":\"checkpoint\""))
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == "checkpoint");
+        if let Some(v) = found {
+            let number = v["details"]["number"].as_u64().unwrap_or(0);
+            let hash = v["hash"].as_str().unwrap_or(NO_CHECKPOINT).to_owned();
+            return Ok((number, hash));
+        }
+    }
+    Ok((0, NO_CHECKPOINT.to_owned()))
 }
 
 /// The message a receipt signature covers: the receipt's JSON with an empty
@@ -132,6 +182,8 @@ struct Tail {
     /// `time` of the last record: a clock stepped back must not make the
     /// log look tampered with (verifiers refuse times that go backwards).
     last_time: String,
+    /// The newest checkpoint's number and record hash.
+    checkpoint: (u64, String),
 }
 
 /// An open log.
@@ -287,6 +339,7 @@ impl AuditLog {
             unsigned: 0,
             error: None,
             last_time: String::new(),
+            checkpoint: last_checkpoint(dir)?,
         };
         if let Some(last) = last {
             let v: serde_json::Value =
@@ -466,15 +519,27 @@ impl AuditLog {
         if tail.unsigned == 0 {
             return Ok(None);
         }
-        let sig = signer.sign(&checkpoint_message(&self.ceremony_id, tail.seq, &tail.prev));
+        let number = tail.checkpoint.0 + 1;
+        let prev_checkpoint = tail.checkpoint.1.clone();
+        let sig = signer.sign(&checkpoint_message_v2(
+            &self.ceremony_id,
+            number,
+            tail.seq,
+            &tail.prev,
+            &prev_checkpoint,
+        ));
         let checkpoint = Event::Checkpoint {
             reason: Term::from(reason),
             covers_seq: tail.seq,
             covers_hash: PublicHex::of_hex(&tail.prev),
             public_key: PublicHex::of_hex(&signer.public_key_hex()),
             signature: PublicHex::of(sig),
+            number: Some(number),
+            prev_checkpoint: Some(PublicHex::of_hex(&prev_checkpoint)),
         };
-        self.record(&mut tail, &checkpoint, None).map(Some)
+        let seq = self.record(&mut tail, &checkpoint, None)?;
+        tail.checkpoint = (number, tail.prev.clone());
+        Ok(Some(seq))
     }
 
     /// Signs a receipt (the message of [`receipt_message`]); `None` while sealed.
@@ -741,12 +806,32 @@ mod tests {
         let all = lines(tmp.path());
         let v: serde_json::Value = serde_json::from_str(&all[1]).unwrap();
         let d = &v["details"];
-        let msg = checkpoint_message(CEREMONY, 1, d["covers_hash"].as_str().unwrap());
+        assert_eq!(
+            (d["number"].as_u64(), d["prev_checkpoint"].as_str()),
+            (Some(1), Some(NO_CHECKPOINT))
+        );
+        let msg = checkpoint_message_v2(
+            CEREMONY,
+            1,
+            1,
+            d["covers_hash"].as_str().unwrap(),
+            NO_CHECKPOINT,
+        );
         let sig = ed25519_dalek::Signature::from_slice(
             &hex::decode(d["signature"].as_str().unwrap()).unwrap(),
         )
         .unwrap();
         key.verifying_key().verify_strict(&msg, &sig).unwrap();
         assert_eq!(d["covers_hash"], v["prev"]);
+        // The next is number 2 and names the first, also after a reopen.
+        drop(log);
+        let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
+        log.set_signer(Some(key));
+        log.append(&Event::AuditProbe {}, None).unwrap();
+        assert_eq!(log.checkpoint("interval").unwrap(), Some(4));
+        let all = lines(tmp.path());
+        let second: serde_json::Value = serde_json::from_str(&all[3]).unwrap();
+        assert_eq!(second["details"]["number"], 2);
+        assert_eq!(second["details"]["prev_checkpoint"], v["hash"]);
     }
 }

@@ -32,7 +32,10 @@ use subtle::ConstantTimeEq;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-use super::{checkpoint_message, genesis, line_hash, log_files, receipt_message};
+use super::{
+    checkpoint_message, checkpoint_message_v2, genesis, line_hash, log_files, receipt_message,
+    NO_CHECKPOINT,
+};
 use crate::batch::Counts;
 use crate::event::{Event, EventError};
 use crate::receipt::Receipt;
@@ -50,6 +53,16 @@ pub const CHECKPOINT_MEMBERS: [&str; 5] = [
     "public_key",
     "signature",
 ];
+/// The members of a numbered checkpoint's `details`.
+pub const CHECKPOINT_MEMBERS_V2: [&str; 7] = [
+    "reason",
+    "covers_seq",
+    "covers_hash",
+    "public_key",
+    "signature",
+    "number",
+    "prev_checkpoint",
+];
 const ACTOR_MEMBERS: [&str; 2] = ["subject", "fingerprint"];
 
 /// A checkpoint an auditor keeps between two verifications: the `seq` and
@@ -64,6 +77,9 @@ pub struct SavedCheckpoint {
     pub seq: u64,
     /// The checkpoint record's `hash` (64 lowercase hex digits).
     pub hash: String,
+    /// Its number (absent for a checkpoint written before numbering).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
 }
 
 impl SavedCheckpoint {
@@ -351,6 +367,8 @@ struct Chain<'a> {
     records: u64,
     checkpoints: u64,
     last_checkpoint: Option<SavedCheckpoint>,
+    /// The newest checkpoint seen: its number (0 before numbering) and hash.
+    last_cp: Option<(u64, String)>,
     unsigned: u64,
     last_file: PathBuf,
     last_file_lines: u64,
@@ -371,6 +389,7 @@ impl<'a> Chain<'a> {
             records: 0,
             checkpoints: 0,
             last_checkpoint: None,
+            last_cp: None,
             unsigned: 0,
             last_file: PathBuf::new(),
             last_file_lines: 0,
@@ -586,10 +605,13 @@ impl<'a> Chain<'a> {
             }
         }
 
+        let mut checkpoint_number = None;
         if is_checkpoint {
             let order = nested.as_ref().and_then(|n| n.details.as_ref());
-            self.checkpoint(order, seq, &prev, &obj.0[4].1)
-                .map_err(err)?;
+            checkpoint_number = Some(
+                self.checkpoint(order, seq, &prev, &obj.0[4].1)
+                    .map_err(err)?,
+            );
         }
         if anchored && !is_checkpoint {
             return Err(err(
@@ -618,11 +640,14 @@ impl<'a> Chain<'a> {
         if is_checkpoint {
             self.checkpoints += 1;
             self.unsigned = 0;
+            let number = checkpoint_number.unwrap_or(0);
             self.last_checkpoint = Some(SavedCheckpoint {
                 ceremony_id: self.ceremony_id.clone(),
                 seq,
                 hash: hash.clone(),
+                number: (number > 0).then_some(number),
             });
+            self.last_cp = Some((number, hash.clone()));
         } else {
             self.unsigned += 1;
         }
@@ -643,21 +668,27 @@ impl<'a> Chain<'a> {
     }
 
     /// A checkpoint's details: it covers exactly the record before it, with
-    /// the ceremony's log key, and its signature verifies.
+    /// the ceremony's log key, and its signature verifies; a numbered one
+    /// follows the previous checkpoint's number and names its hash. Returns
+    /// its number (0 for one written before numbering).
     fn checkpoint(
         &self,
         order: Option<&Ordered>,
         seq: u64,
         prev: &str,
         details: &serde_json::Value,
-    ) -> Result<(), String> {
+    ) -> Result<u64, String> {
         let d = order.ok_or("checkpoint details are unreadable")?;
-        same_members(d, &CHECKPOINT_MEMBERS, "the checkpoint's details")?;
+        if same_members(d, &CHECKPOINT_MEMBERS_V2, "").is_err() {
+            same_members(d, &CHECKPOINT_MEMBERS, "the checkpoint's details")?;
+        }
         let Ok(Some(Event::Checkpoint {
             covers_seq,
             covers_hash,
             public_key,
             signature,
+            number,
+            prev_checkpoint,
             ..
         })) = Event::from_parts("checkpoint", details)
         else {
@@ -688,13 +719,56 @@ impl<'a> Chain<'a> {
             .filter(|s| is_lower_hex(s, 128))
             .and_then(|s| hex::decode_to_slice(s, &mut sig).ok())
             .ok_or("the checkpoint signature is not 128 lowercase hex digits")?;
+        let message = match (number, &prev_checkpoint) {
+            (Some(n), Some(p)) => {
+                self.checkpoint_order(n, p.as_str())?;
+                checkpoint_message_v2(&self.ceremony_id, n, covers_seq, covers_hash, p.as_str())
+            }
+            (None, None) => {
+                if self.last_cp.as_ref().is_some_and(|(n, _)| *n > 0) {
+                    return Err(
+                        "a checkpoint without a number after numbered ones: the log was rewritten"
+                            .into(),
+                    );
+                }
+                checkpoint_message(&self.ceremony_id, covers_seq, covers_hash)
+            }
+            _ => {
+                return Err(
+                    "a checkpoint has a number without prev_checkpoint, or the reverse".into(),
+                )
+            }
+        };
         self.record
             .log_verifying_key()
-            .verify_strict(
-                &checkpoint_message(&self.ceremony_id, covers_seq, covers_hash),
-                &Signature::from_bytes(&sig),
-            )
-            .map_err(|_| "checkpoint signature does not verify".to_owned())
+            .verify_strict(&message, &Signature::from_bytes(&sig))
+            .map_err(|_| "checkpoint signature does not verify".to_owned())?;
+        Ok(number.unwrap_or(0))
+    }
+
+    /// Checkpoint `number` naming `prev` must follow the newest checkpoint
+    /// seen. A copy that starts at a saved checkpoint takes its first as given.
+    fn checkpoint_order(&self, number: u64, prev: &str) -> Result<(), String> {
+        let expected = match &self.last_cp {
+            Some((n, hash)) => Some((n + 1, hash.as_str())),
+            // From the genesis: the first numbered checkpoint is number 1.
+            None if self.last.is_some() && self.from_genesis => Some((1, NO_CHECKPOINT)),
+            None => None,
+        };
+        if let Some((n, hash)) = expected {
+            if number != n {
+                return Err(format!(
+                    "checkpoint number {number} where {n} was due: checkpoints were removed or the log rewritten"
+                ));
+            }
+            if !same(prev, hash) {
+                return Err(
+                    "prev_checkpoint is not the hash of the previous checkpoint record: the log was rewritten"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
     }
 
     fn finish(self, files: usize) -> Result<Verified, VerifyError> {
