@@ -120,3 +120,158 @@ fn leftovers(memory: &[u8], seed: u64, n: u64, codes: &[&str]) -> Vec<String> {
     }
     left
 }
+
+/// The share values (raw) and `S` (raw, big-endian), rebuilt here by
+/// Lagrange interpolation at 0 with `p256`'s arithmetic: independently of
+/// the service's own combination.
+fn secret_and_shares(shares: &[cstatns::seal::Share]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    use p256::elliptic_curve::PrimeField;
+    use p256::Scalar;
+    let mut points = Vec::new();
+    let mut raw = Vec::new();
+    for s in shares {
+        let wire: serde_json::Value = serde_json::from_str(&s.to_wire_json()).unwrap();
+        let value = hex::decode(wire["value"].as_str().unwrap()).unwrap();
+        let y = Scalar::from_repr(*p256::FieldBytes::from_slice(&value)).unwrap();
+        points.push((Scalar::from(u64::from(s.id())), y));
+        raw.push(value);
+    }
+    let mut secret = Scalar::ZERO;
+    for (i, (xi, yi)) in points.iter().enumerate() {
+        let mut l = Scalar::ONE;
+        for (j, (xj, _)) in points.iter().enumerate() {
+            if i != j {
+                l *= *xj * (*xj - *xi).invert().unwrap();
+            }
+        }
+        secret += *yi * l;
+    }
+    (secret.to_bytes().to_vec(), raw)
+}
+
+/// What of these secrets (raw, and shares in hex too) is in `memory`.
+fn secrets_in(
+    memory: &[u8],
+    secret: &[u8],
+    shares: &[Vec<u8>],
+    others: &[(&str, &[u8])],
+) -> Vec<String> {
+    let mut left = Vec::new();
+    if contains(memory, secret) {
+        left.push("the master secret S".to_owned());
+    }
+    for (i, v) in shares.iter().enumerate() {
+        if contains(memory, v) {
+            left.push(format!("the share of holder-{} (raw)", i + 1));
+        }
+        if contains(memory, hex::encode(v).as_bytes()) {
+            left.push(format!("the share of holder-{} (hex)", i + 1));
+        }
+    }
+    for (what, bytes) in others {
+        if contains(memory, bytes) || contains(memory, hex::encode(bytes).as_bytes()) {
+            left.push((*what).to_owned());
+        }
+    }
+    left
+}
+
+/// Neither `S` nor a share stays in the service after an unseal and after
+/// quorum operations (each of which rebuilds `S` from `t` shares), and a
+/// research project's key is gone from memory once destroyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_master_secret_share_or_destroyed_project_key_stays_in_memory() {
+    use cstatns::seal::{Approval, Operation};
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    let shares: Vec<_> = (1..=3).map(|i| env.share(i)).collect();
+    let (secret, raw) = secret_and_shares(&shares);
+    // The interpolation is right: it gives the ceremony's key check value.
+    let record = cstatns::seal::CeremonyRecord::from_json(
+        &std::fs::read(env.dir().join("ceremony.json")).unwrap(),
+    )
+    .unwrap();
+    let master = cstatns::seal::combine(&record, &shares).unwrap();
+    let sealed = cstatns::seal::SealedKeyring::from_json(
+        &std::fs::read(env.dir().join("keyring.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(record.open_keyring(&sealed, &master).is_ok());
+
+    let left = secrets_in(&memory_of(server.pid()), &secret, &raw, &[]);
+    assert!(left.is_empty(), "after the unseal: {left:?}");
+
+    // A quorum operation: a research project, then its destruction.
+    let run = |op: Operation| {
+        let env = &env;
+        let server = &server;
+        async move {
+            let mut c = env
+                .endpoint(server, cstatns::pki::OPERATOR)
+                .connect()
+                .await
+                .unwrap();
+            let listed = c.propose(&op).await.unwrap();
+            for i in 1..=3 {
+                let mut h = env
+                    .endpoint(server, &cstatns::pki::holder_role(i))
+                    .connect()
+                    .await
+                    .unwrap();
+                let approval = Approval {
+                    digest: listed.proposal.digest(),
+                    share: env.share(i),
+                };
+                h.approve(&listed.proposal.id, &approval).await.unwrap();
+            }
+        }
+    };
+    let recipient = env.env.matcher_recipient().unwrap();
+    let end = time::OffsetDateTime::now_utc().date() + time::Duration::days(30);
+    run(Operation::ProjectCreate {
+        project: "erasure-check".into(),
+        purpose: "research".into(),
+        end_date: cstatns::renewal::date_label(end),
+        submitter: cstatns::pki::SUBMITTER.into(),
+        matcher_fingerprint: env
+            .env
+            .pki
+            .fingerprint(cstatns::pki::MATCHER)
+            .unwrap()
+            .into(),
+        matcher_recipient: recipient,
+    })
+    .await;
+    let sealed = cstatns::seal::SealedKeyring::from_json(
+        &std::fs::read(env.dir().join("keyring.json")).unwrap(),
+    )
+    .unwrap();
+    let keyring = record.open_keyring(&sealed, &master).unwrap();
+    let project_key = keyring.projects[0].generations[0].expose().to_vec();
+    drop(keyring);
+    let left = secrets_in(&memory_of(server.pid()), &secret, &raw, &[]);
+    assert!(left.is_empty(), "after a quorum operation: {left:?}");
+
+    run(Operation::ProjectDestroy {
+        project: "erasure-check".into(),
+    })
+    .await;
+    let memory = memory_of(server.pid());
+    let left = secrets_in(
+        &memory,
+        &secret,
+        &raw,
+        &[("the destroyed project key", &project_key)],
+    );
+    assert!(left.is_empty(), "after the project's destruction: {left:?}");
+    // The same scan finds them in this test's memory, which holds them.
+    let own = secrets_in(
+        &memory_of(std::process::id()),
+        &secret,
+        &raw,
+        &[("the project key", &project_key)],
+    );
+    assert!(own.len() >= 2, "the scan misses what is there: {own:?}");
+    drop(master);
+}

@@ -47,7 +47,9 @@ pub struct Share {
     ceremony_id: CeremonyId,
     holder: String,
     id: u8,
-    value: Zeroizing<[u8; 32]>,
+    /// On the heap: moving a share (into a list, out of a function) copies
+    /// the pointer, not the value, so no copy is left on a thread's stack.
+    value: Box<Zeroizing<[u8; 32]>>,
 }
 
 /// Outgoing payload, borrowing everything (the value's hex lives in a
@@ -82,7 +84,7 @@ impl Share {
     /// A share made by the ceremony (the caller guarantees the holder name
     /// is valid and `id ≥ 1`).
     pub(crate) fn new(ceremony_id: CeremonyId, holder: &str, id: u8, value: &Scalar) -> Self {
-        let mut bytes = Zeroizing::new([0u8; 32]);
+        let mut bytes = Box::new(Zeroizing::new([0u8; 32]));
         let mut repr = value.to_bytes();
         bytes.copy_from_slice(&repr);
         repr.as_mut_slice().zeroize();
@@ -114,7 +116,7 @@ impl Share {
     /// already excludes.
     pub(crate) fn with_scalar<R>(&self, f: impl FnOnce(&Scalar) -> R) -> Option<R> {
         let mut repr = FieldBytes::default();
-        repr.copy_from_slice(self.value.as_ref());
+        repr.copy_from_slice(self.value.as_slice());
         // Canonical encodings only (below the group order). Turning the
         // `CtOption` into an `Option` reveals only whether a share we hold
         // is well formed, which parsing has already established.
@@ -131,7 +133,7 @@ impl Share {
     pub fn to_wire_json(&self) -> Zeroizing<String> {
         let mut value_hex = Zeroizing::new([0u8; 64]);
         // 32 bytes always fit in 64 hex digits, which are ASCII.
-        let _ = hex::encode_to_slice(self.value.as_ref(), value_hex.as_mut());
+        let _ = hex::encode_to_slice(self.value.as_slice(), value_hex.as_mut());
         let value = std::str::from_utf8(value_hex.as_ref()).unwrap_or_default();
         let ceremony_id = self.ceremony_id.to_string();
         let payload = PayloadOut {
@@ -192,8 +194,8 @@ impl Share {
         if !is_lower_hex(payload.value, 64) {
             return Err(invalid_value());
         }
-        let mut value = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(payload.value, value.as_mut()).map_err(|_| invalid_value())?;
+        let mut value = Box::new(Zeroizing::new([0u8; 32]));
+        hex::decode_to_slice(payload.value, value.as_mut_slice()).map_err(|_| invalid_value())?;
         let share = Share {
             ceremony_id,
             holder: payload.holder.to_owned(),
@@ -292,7 +294,7 @@ fn map_decrypt_error(e: age::DecryptError, context: &str) -> SealError {
 impl PartialEq for Share {
     /// Constant time in the value (identity metadata is public).
     fn eq(&self, other: &Self) -> bool {
-        let value_eq: bool = self.value.as_ref().ct_eq(other.value.as_ref()).into();
+        let value_eq: bool = self.value.as_slice().ct_eq(other.value.as_slice()).into();
         value_eq
             && self.ceremony_id == other.ceremony_id
             && self.holder == other.holder
