@@ -107,11 +107,11 @@ impl Operation {
         match self {
             Operation::Renew {} => Ok(()),
             Operation::ProjectDestroy { project } => {
-                if is_valid_holder_name(project) {
+                if is_valid_project_id(project) {
                     Ok(())
                 } else {
                     Err(bad(
-                        "the project id breaks the naming rule (1 to 64 of A-Z a-z 0-9 . _ -)",
+                        "the project id breaks the naming rule (1 to 64 of A-Z a-z 0-9 . _ -, not starting with .)",
                     ))
                 }
             }
@@ -123,11 +123,12 @@ impl Operation {
                 matcher_fingerprint,
                 matcher_recipient,
             } => {
-                for (what, name) in [
-                    ("project id", project),
-                    ("purpose", purpose),
-                    ("submitter", submitter),
-                ] {
+                if !is_valid_project_id(project) {
+                    return Err(bad(
+                        "the project id breaks the naming rule (1 to 64 of A-Z a-z 0-9 . _ -, not starting with .)",
+                    ));
+                }
+                for (what, name) in [("purpose", purpose), ("submitter", submitter)] {
                     if !is_valid_holder_name(name) {
                         return Err(SealError::MalformedOperation(format!(
                             "the {what} breaks the naming rule (1 to 64 of A-Z a-z 0-9 . _ -)"
@@ -162,6 +163,12 @@ impl Operation {
             }
         }
     }
+}
+
+/// A research project's id: the holder-name rule, and not starting with a
+/// dot (the id names a directory of results: `.` and `..` must not be ids).
+pub fn is_valid_project_id(id: &str) -> bool {
+    is_valid_holder_name(id) && !id.starts_with('.')
 }
 
 /// A `YYYY-MM-DD` date.
@@ -367,5 +374,9 @@ mod tests {
         assert!(p.check().is_err());
         let v = serde_json::json!({"kind": "renew", "extra": 1});
         assert!(serde_json::from_value::<Operation>(v).is_err());
+        for id in [".", "..", ".hidden"] {
+            let op = Operation::ProjectDestroy { project: id.into() };
+            assert!(op.check().is_err(), "{id}");
+        }
     }
 }

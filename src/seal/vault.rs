@@ -73,8 +73,6 @@ pub trait Journal: Sync {
 pub struct Keys {
     chain: Arc<KeyChain>,
     live: CancellationToken,
-    /// The research projects' chains (empty in a project's own `Keys`).
-    projects: Arc<Vec<Arc<ProjectKeys>>>,
 }
 
 impl Keys {
@@ -114,6 +112,9 @@ enum Phase {
         older: Vec<std::sync::Weak<KeyChain>>,
         /// To rewrite the keyring when a project's end date comes.
         kek: crate::seal::KeyringKek,
+        /// The research projects' chains. Kept here, not in the `Keys` a
+        /// batch holds, so that a destroyed project's key goes at once.
+        projects: Vec<Arc<ProjectKeys>>,
     },
     /// A seal or stop is waiting for batches to let go of the keys.
     Retiring,
@@ -241,6 +242,9 @@ pub struct Vault {
     pending: Mutex<Vec<operations::Pending>>,
     /// The research projects as last seen unsealed (public terms only).
     project_view: Mutex<Vec<projects::ProjectView>>,
+    /// A project's end date came but the keyring file could not be
+    /// rewritten: housekeeping tries again.
+    destruction_owed: std::sync::atomic::AtomicBool,
     retire_wait: Duration,
     /// Years from a renewal to the next (for the `key_renewed` record).
     renewal_years: u32,
@@ -260,6 +264,7 @@ impl Vault {
             }),
             pending: Mutex::new(Vec::new()),
             project_view: Mutex::new(Vec::new()),
+            destruction_owed: std::sync::atomic::AtomicBool::new(false),
             retire_wait: KEY_RETIRE_WAIT,
             renewal_years: crate::renewal::DEFAULT_PERIOD_YEARS,
         }
@@ -356,6 +361,10 @@ impl Vault {
         let share =
             Share::from_wire_json(message).map_err(|_| refuse(None, ShareRefusal::Malformed))?;
         let holder = share.holder().to_owned();
+        // Only a name the record lists reaches the log (the message's own
+        // spelling is whatever the client sent).
+        let listed = self.record.holder(&holder).map(|h| h.name.clone());
+        let refuse = |_: Option<&str>, why: ShareRefusal| refuse(listed.as_deref(), why);
         if let Err(why) = self.check_sender(&holder, sender) {
             return Err(refuse(Some(&holder), why));
         }
@@ -416,7 +425,7 @@ impl Vault {
         };
         // Projects past their end date (while the service was sealed) are
         // destroyed before any key is usable.
-        let (keyring, destroyed) = match self.drop_ended_projects(keyring, &kek) {
+        let (keyring, destroyed) = match self.drop_ended_projects(keyring, &kek, None) {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!(error = %e, "ended projects could not be destroyed");
@@ -426,9 +435,22 @@ impl Vault {
                 return Err(ShareRefusal::UnsealFailed);
             }
         };
+        // Logged before the unseal record: a retry after a failed unseal
+        // record finds nothing left to destroy.
+        if !self.log_destroyed(&destroyed, "end_date", true, journal) {
+            return Err(ShareRefusal::LogUnavailable);
+        }
         let live = CancellationToken::new();
-        let projects = projects::project_keys(&keyring.projects, &live, &[])
-            .map_err(|_| ShareRefusal::UnsealFailed)?;
+        let projects = match projects::project_keys(&keyring.projects, &live, &[]) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "a research project's chain is unreadable");
+                journal.record(Event::UnsealFailed {
+                    reason: Term::from_error(&e),
+                });
+                return Err(ShareRefusal::UnsealFailed);
+            }
+        };
         let Keyring {
             generations,
             created,
@@ -452,7 +474,6 @@ impl Vault {
         }) {
             return Err(ShareRefusal::LogUnavailable);
         }
-        self.log_destroyed(&destroyed, "end_date", journal);
         *self.created.lock().unwrap_or_else(|p| p.into_inner()) = created;
         self.set_project_view(&projects);
         // Replacing the sealed phase drops (and zeroizes) every share; `S`
@@ -461,10 +482,10 @@ impl Vault {
             keys: Keys {
                 chain: Arc::new(chain),
                 live,
-                projects: Arc::new(projects),
             },
             older: Vec::new(),
             kek,
+            projects,
         };
         // Still under the lock: a seal cannot slip between the keys becoming
         // usable and the log getting its signer.
@@ -521,7 +542,10 @@ impl Vault {
                 Phase::Unsealed { .. } => {}
             }
             let Phase::Unsealed {
-                keys, mut older, ..
+                keys,
+                mut older,
+                projects,
+                ..
             } = std::mem::replace(&mut *phase, Phase::Retiring)
             else {
                 unreachable!("matched just above, under the same lock")
@@ -529,9 +553,12 @@ impl Vault {
             // Cancels the projects' tokens too (they are its children).
             keys.live.cancel();
             older.push(Arc::downgrade(&keys.chain));
-            older.extend(keys.projects.iter().map(|p| p.weak_chain()));
+            older.extend(projects.iter().map(|p| p.weak_chain()));
             older
         };
+        // Operations waiting for their quorum hold shares: a seal (often on
+        // suspicion) drops them too.
+        self.drop_pending("seal", journal);
         // From here the seal completes even if this future is dropped (the
         // operator's connection closing mid-request): the guard finishes it.
         let mut finish = FinishSeal {

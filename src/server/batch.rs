@@ -71,9 +71,14 @@ pub(super) async fn cspens(
 }
 
 fn refused(state: &AppState, id: &PeerIdentity, op: Operation, e: ApiError) -> ApiError {
+    refused_as(state, id, op.name(), e)
+}
+
+/// [`refused`] for a batch whose operation is logged under `name`.
+fn refused_as(state: &AppState, id: &PeerIdentity, name: &'static str, e: ApiError) -> ApiError {
     state.log(
         Event::RequestRefused {
-            operation: Some(Term::from(op.name())),
+            operation: Some(Term::from(name)),
             reason: Term::from(e.code()),
             role: None,
         },
@@ -110,17 +115,21 @@ fn admit(
     let (keys, project) = match project {
         None => (keys, None),
         Some(p) => {
-            let (keys, terms) = keys
-                .project(p)
-                .map_err(|e| refused(state, id, op, ApiError::Project(e)))?;
-            if terms.submitter != entry.name {
-                let e = ApiError::NotForThisProject(
-                    "this certificate is not the submitter this research project allows",
-                );
-                return Err(refused(state, id, op, e));
-            }
+            drop(keys);
+            let (keys, terms) = state
+                .vault
+                .project_keys(p, &entry.name)
+                .map_err(|e| refused_as(state, id, "cspens", ApiError::Project(e)))?;
             (keys, Some((p.to_owned(), terms)))
         }
+    };
+    let op_name = if project.is_some() {
+        "cspens"
+    } else {
+        op.name()
+    };
+    let refused = |state: &AppState, id: &PeerIdentity, _: Operation, e: ApiError| {
+        refused_as(state, id, op_name, e)
     };
     let ctype = headers
         .get(header::CONTENT_TYPE)
@@ -750,20 +759,35 @@ impl Run {
     /// Logs the end and stores the receipt before the last byte leaves; if the
     /// log cannot be written, the response ends in error (no receipt).
     fn complete(&mut self) -> std::io::Result<()> {
-        // A project's result is whole on disk before the batch is logged
-        // completed.
-        if let Some((_, file)) = self.result.take() {
-            file.finish()?;
-        }
+        let result = self.result.take();
         match self.finish("completed") {
             Some(r) => {
                 self.state.store_receipt(r);
-                Ok(())
             }
-            None => Err(std::io::Error::other(
-                "the traceability log cannot be written",
-            )),
+            None => {
+                // The result (if any) is dropped unpublished with its
+                // partial file: nothing fetchable without a `batch_end`.
+                return Err(std::io::Error::other(
+                    "the traceability log cannot be written",
+                ));
+            }
         }
+        // A project's table is published only once its batch is logged.
+        if let Some((project, file)) = result {
+            if let Err(e) = file.finish() {
+                tracing::error!(error = %e, "a project result could not be completed");
+                self.state.log(
+                    Event::ProjectResultErased {
+                        project: ProjectName::of_project(&project),
+                        batch: self.batch.clone(),
+                        reason: Term::from("write_failed"),
+                    },
+                    Some(&self.id),
+                );
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -239,15 +239,29 @@ impl Journal for Logbook<'_> {
 }
 
 /// Reads a small request body whole (a share, an approval, a proposal),
-/// at most `limit` bytes: 413 beyond, 400 if it cannot be read.
-async fn read_small_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    match axum::body::to_bytes(body, limit).await {
-        Ok(b) => Ok(b),
-        Err(e) if is_length_limit(&e) => Err(ApiError::TooLarge(limit as u64)),
-        Err(_) => Err(ApiError::BadRequest(
-            "the request body could not be read".into(),
-        )),
-    }
+/// at most `limit` bytes: 413 beyond, 400 if it cannot be read; either
+/// refusal is logged (`request_refused`, with `operation`).
+async fn read_small_body(
+    state: &AppState,
+    id: &PeerIdentity,
+    operation: &'static str,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    let e = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => return Ok(b),
+        Err(e) if is_length_limit(&e) => ApiError::TooLarge(limit as u64),
+        Err(_) => ApiError::BadRequest("the request body could not be read".into()),
+    };
+    state.log(
+        Event::RequestRefused {
+            operation: Some(crate::event::Term::from(operation)),
+            reason: crate::event::Term::from(e.code()),
+            role: None,
+        },
+        Some(id),
+    );
+    Err(e)
 }
 
 /// Whether reading a body failed on its length limit (axum's

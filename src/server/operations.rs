@@ -37,7 +37,7 @@ pub(super) async fn propose(
     body: Body,
 ) -> Result<Json<PendingView>, ApiError> {
     let entry = holder_or_operator(&state, &id)?;
-    let body = read_small_body(body, MAX_PROPOSAL).await?;
+    let body = read_small_body(&state, &id, "propose", body, MAX_PROPOSAL).await?;
     let operation: Operation = serde_json::from_slice(&body)
         .map_err(|e| ApiError::Quorum(QuorumRefusal::Invalid(format!("not an operation: {e}"))))?;
     check_against_config(&state, &operation).map_err(|m| {
@@ -126,7 +126,7 @@ pub(super) async fn approve(
     body: Body,
 ) -> Result<Json<ApprovalReply>, ApiError> {
     state.require(&id, Role::Holder)?;
-    let body = read_small_body(body, MAX_APPROVAL_MESSAGE).await?;
+    let body = read_small_body(&state, &id, "approve", body, MAX_APPROVAL_MESSAGE).await?;
     let journal = state.journal(Some(&id));
     let approved = state
         .vault

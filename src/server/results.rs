@@ -24,7 +24,6 @@ use super::{ApiError, AppState};
 use crate::batch::project::MATCHER_HEADER;
 use crate::config::Role;
 use crate::event::{BatchId, Event, ProjectName, Term};
-use crate::seal::is_valid_holder_name;
 use crate::tls::PeerIdentity;
 
 /// What a result's public side says.
@@ -95,8 +94,21 @@ impl ResultFile {
     }
 
     /// Completes the file: the age stream closed, synced, its public side
-    /// written, then renamed to its final name (by hard link: never over a file).
+    /// written, then renamed to its final name (by hard link: never over a
+    /// file). On any failure nothing of it is left.
     pub(super) fn finish(mut self) -> std::io::Result<()> {
+        let meta_path = self.dir.join(format!("{}.json", self.batch));
+        let done = self.dir.join(format!("{}.age", self.batch));
+        let result = self.complete(&meta_path, &done);
+        if result.is_err() {
+            for p in [&self.partial, &meta_path, &done] {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        result
+    }
+
+    fn complete(&mut self, meta_path: &Path, done: &Path) -> std::io::Result<()> {
         let writer = self
             .writer
             .take()
@@ -109,14 +121,12 @@ impl ResultFile {
             matcher_fingerprint: self.matcher_fingerprint.clone(),
             written: crate::receipt::now_rfc3339(),
         };
-        let meta_path = self.dir.join(format!("{}.json", self.batch));
         crate::files::write_new(
-            &meta_path,
+            meta_path,
             &serde_json::to_vec(&meta).map_err(std::io::Error::other)?,
             0o600,
         )?;
-        let done = self.dir.join(format!("{}.age", self.batch));
-        std::fs::hard_link(&self.partial, &done)?;
+        std::fs::hard_link(&self.partial, done)?;
         std::fs::remove_file(&self.partial)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
         Ok(())
@@ -153,7 +163,7 @@ pub(super) async fn fetch(
         && batch
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !is_valid_holder_name(&project) || !batch_like {
+    if !crate::seal::quorum::is_valid_project_id(&project) || !batch_like {
         return Err(ApiError::ResultGone);
     }
     let dir = project_dir(&state.config.results_dir(), &project);
@@ -179,26 +189,50 @@ pub(super) async fn fetch(
         ));
     }
     // Taken before it is sent: a second fetch finds nothing, even while
-    // the first is under way.
-    let file = dir.join(format!("{batch}.age"));
+    // the first is under way. Erased once wholly sent; put back if the
+    // transfer breaks, so that a broken connection does not lose it.
+    let file_path = dir.join(format!("{batch}.age"));
     let taken = dir.join(format!("{batch}.age.fetching"));
-    std::fs::rename(&file, &taken).map_err(|_| ApiError::ResultGone)?;
-    let _ = std::fs::remove_file(&meta_path);
-    // Opened, then unlinked: nothing of it is left on disk once the answer
-    // is sent (the kernel frees it when the stream closes the file).
-    let opened = tokio::fs::File::open(&taken).await;
-    let _ = std::fs::remove_file(&taken);
-    let file = opened.map_err(|_| ApiError::Internal)?;
-    let bytes = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    state.log(
-        Event::ProjectResultFetched {
-            project: ProjectName::of_project(&project),
-            batch: BatchId::of_drawn(&batch),
-            bytes,
+    std::fs::rename(&file_path, &taken).map_err(|_| ApiError::ResultGone)?;
+    let file = match tokio::fs::File::open(&taken).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "a project result could not be opened");
+            let _ = std::fs::rename(&taken, &file_path);
+            return Err(ApiError::Internal);
+        }
+    };
+    let handover = Handover {
+        state: state.clone(),
+        id: id.clone(),
+        project,
+        batch,
+        taken,
+        back: file_path,
+        meta: meta_path,
+        bytes: 0,
+        done: false,
+    };
+    let chunks = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+    let stream = futures_util::stream::unfold(
+        (chunks, Some(handover)),
+        |(mut chunks, mut handover)| async move {
+            let h = handover.as_mut()?;
+            match futures_util::StreamExt::next(&mut chunks).await {
+                Some(Ok(b)) => {
+                    h.bytes += b.len() as u64;
+                    Some((Ok(b), (chunks, handover)))
+                }
+                Some(Err(e)) => Some((Err(e), (chunks, None))),
+                None => {
+                    if let Some(h) = handover.take() {
+                        h.complete();
+                    }
+                    None
+                }
+            }
         },
-        Some(&id),
     );
-    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
     let mut resp = (StatusCode::OK, Body::from_stream(stream)).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -207,8 +241,48 @@ pub(super) async fn fetch(
     Ok(resp)
 }
 
+/// A result being handed over: erased and logged once wholly read, put
+/// back (for another try) if the transfer stops before.
+struct Handover {
+    state: Arc<AppState>,
+    id: PeerIdentity,
+    project: String,
+    batch: String,
+    taken: PathBuf,
+    back: PathBuf,
+    meta: PathBuf,
+    bytes: u64,
+    done: bool,
+}
+
+impl Handover {
+    fn complete(mut self) {
+        self.done = true;
+        let _ = std::fs::remove_file(&self.taken);
+        let _ = std::fs::remove_file(&self.meta);
+        self.state.log(
+            Event::ProjectResultFetched {
+                project: ProjectName::of_project(&self.project),
+                batch: BatchId::of_drawn(&self.batch),
+                bytes: self.bytes,
+            },
+            Some(&self.id),
+        );
+    }
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        if !self.done {
+            tracing::warn!("a project result's transfer broke off: kept for another fetch");
+            let _ = std::fs::rename(&self.taken, &self.back);
+        }
+    }
+}
+
 /// At start, no batch is running and no fetch under way: what a crash left
-/// half-written (`.partial`) or half-handed-over (`.fetching`) is erased.
+/// half-written (`.partial`) is erased, and a result whose handing over a
+/// crash cut off (`.fetching`) is put back for another fetch.
 pub(super) fn erase_leftovers(state: &AppState) {
     let Ok(projects) = std::fs::read_dir(state.config.results_dir()) else {
         return;
@@ -220,9 +294,12 @@ pub(super) fn erase_leftovers(state: &AppState) {
         for f in files.flatten() {
             let path = f.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.ends_with(".age.partial") || name.ends_with(".age.fetching") {
-                tracing::warn!("a project result left by a crash was erased");
+            if name.ends_with(".age.partial") {
+                tracing::warn!("a project result half-written at a crash was erased");
                 let _ = std::fs::remove_file(&path);
+            } else if let Some(stem) = name.strip_suffix(".fetching") {
+                // A fetch cut off by a crash: kept for another fetch.
+                let _ = std::fs::rename(&path, path.with_file_name(stem));
             }
         }
     }

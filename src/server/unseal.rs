@@ -21,7 +21,7 @@ pub(super) async fn unseal(
     body: Body,
 ) -> Result<Json<UnsealReply>, ApiError> {
     state.require(&id, Role::Holder)?;
-    let body = super::read_small_body(body, MAX_SHARE_MESSAGE).await?;
+    let body = super::read_small_body(&state, &id, "unseal", body, MAX_SHARE_MESSAGE).await?;
     let journal = state.journal(Some(&id));
     let accepted = state
         .vault

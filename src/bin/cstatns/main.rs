@@ -492,6 +492,8 @@ async fn fetch_result(
         .fetch_result(project, batch, &mut file)
         .await;
     drop(file);
+    let got_it = fetched.is_ok();
+    let fetched_whole = |_: &Path| got_it;
     let decrypted = fetched.map_err(anyhow::Error::new).and_then(|n| {
         let reader = std::io::BufReader::new(std::fs::File::open(&encrypted)?);
         let mut plain = age::Decryptor::new_buffered(reader)
@@ -513,7 +515,18 @@ async fn fetch_result(
         out.get_ref().sync_all()?;
         Ok((n, lines))
     });
-    let _ = std::fs::remove_file(&encrypted);
+    match &decrypted {
+        // The service erased its copy as it handed it over: a table that
+        // does not decrypt (another identity file?) is kept, encrypted.
+        Err(_) if fetched_whole(&encrypted) => eprintln!(
+            "the encrypted result is kept in {}: decrypt it with the right identity \
+             (`age -d -i KEYFILE`)",
+            encrypted.display()
+        ),
+        _ => {
+            let _ = std::fs::remove_file(&encrypted);
+        }
+    }
     match decrypted {
         Ok((n, lines)) => {
             eprintln!(

@@ -242,6 +242,20 @@ impl Vault {
         gone
     }
 
+    /// Drops every pending operation and its approvals (at seal and stop),
+    /// each logged as cancelled.
+    pub(super) fn drop_pending(&self, why: &'static str, journal: &dyn Journal) {
+        let dropped: Vec<Pending> = self.pending_lock().drain(..).collect();
+        for p in &dropped {
+            tracing::warn!(operation = %p.proposal.id, why, "a pending key operation was dropped");
+            journal.record(Event::OperationCancelled {
+                operation: p.id(),
+                kind: p.kind(),
+                approvals: p.approvals(),
+            });
+        }
+    }
+
     /// Cancels a pending operation (its approvals are dropped).
     pub fn cancel(&self, id: &str, journal: &dyn Journal) -> Result<Proposal, QuorumRefusal> {
         self.expire_operations(journal);
@@ -303,6 +317,10 @@ impl Vault {
         let approval = Approval::from_wire_json(message)
             .map_err(|_| refuse(None, QuorumRefusal::Malformed))?;
         let holder = approval.share.holder().to_owned();
+        // Only a name the record lists reaches the log (the message's own
+        // spelling is whatever the client sent).
+        let listed = self.record.holder(&holder).map(|h| h.name.clone());
+        let refuse = |_: Option<&str>, why: QuorumRefusal| refuse(listed.as_deref(), why);
         if known.is_none() {
             return Err(refuse(Some(&holder), QuorumRefusal::UnknownOperation));
         }
@@ -329,6 +347,10 @@ impl Vault {
             return Err(refuse(Some(&holder), QuorumRefusal::UnknownOperation));
         };
         let p = &mut pending[i];
+        if p.expires <= OffsetDateTime::now_utc() {
+            // Expired while its share was being checked: not run after it.
+            return Err(refuse(Some(&holder), QuorumRefusal::UnknownOperation));
+        }
         if !bool::from(p.digest.ct_eq(&approval.digest)) {
             let why = QuorumRefusal::DigestMismatch {
                 holder: holder.clone(),
@@ -404,7 +426,7 @@ impl Vault {
         let applied = self.apply(&operation, &ready.approvals);
         // The shares are wiped here, whatever the outcome.
         drop(ready);
-        let keyring = match applied {
+        let (sealed, keyring, ended) = match applied {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!(error = %e, "a quorum operation failed");
@@ -412,11 +434,69 @@ impl Vault {
                 return Err(fail(Term::from_error(&e), why));
             }
         };
-        // On disk now: make it current in memory too, whatever the log says.
-        *self.created.lock().unwrap_or_else(|p| p.into_inner()) = keyring.created.clone();
         let generation = keyring.generation();
+        // Logged before the keyring is written: no change to the keys
+        // reaches the disk unrecorded. (A crash between the two leaves a
+        // record of a change the disk does not hold; the next `unseal`
+        // record, with its generation, shows which.)
+        let mut logged = journal.record(Event::OperationExecuted {
+            operation: id.clone(),
+            kind: kind.clone(),
+            holders,
+            secret_and_shares_wiped: true,
+        });
+        logged = logged
+            && match &operation {
+                Operation::Renew {} => {
+                    let created = keyring.created.last().copied().unwrap_or(0);
+                    let created =
+                        OffsetDateTime::from_unix_timestamp(created).unwrap_or_else(|_| now());
+                    let due = crate::renewal::add_years(created.date(), self.renewal_years);
+                    journal.record(Event::KeyRenewed {
+                        generation,
+                        created: crate::event::Timestamp::of(&rfc3339_seconds(created)),
+                        renewal_due: Day::of(&crate::renewal::date_label(due)),
+                    })
+                }
+                Operation::ProjectCreate {
+                    project,
+                    purpose,
+                    end_date,
+                    submitter,
+                    ..
+                } => journal.record(Event::ProjectKeyCreated {
+                    project: ProjectName::of_project(project),
+                    end_date: Day::of(end_date),
+                    purpose: crate::event::Purpose::allowed(purpose),
+                    submitter: ClientName::of_name(submitter),
+                }),
+                Operation::ProjectDestroy { project } => {
+                    journal.record(Event::ProjectKeyDestroyed {
+                        project: ProjectName::of_project(project),
+                        reason: Term::from("operation"),
+                        keyring_rewritten: true,
+                    })
+                }
+            };
+        logged = logged && self.log_destroyed(&ended, "end_date", true, journal);
+        if !logged {
+            // Nothing written: the operation did not happen.
+            return Err(QuorumRefusal::LogUnavailable);
+        }
+        if let Err(e) = self.store_keyring(sealed) {
+            tracing::error!(error = %e, "the changed keyring could not be written");
+            let why = QuorumRefusal::Failed(e.to_string());
+            return Err(fail(Term::from("keyring_write_failed"), why));
+        }
+        // On disk now: make it current in memory too.
+        *self.created.lock().unwrap_or_else(|p| p.into_inner()) = keyring.created.clone();
         match &mut *phase {
-            Phase::Unsealed { keys, older, .. } => {
+            Phase::Unsealed {
+                keys,
+                older,
+                projects,
+                ..
+            } => {
                 if matches!(operation, Operation::Renew {}) {
                     match KeyChain::new(&keyring.generations) {
                         Ok(chain) => {
@@ -428,22 +508,21 @@ impl Vault {
                         Err(e) => tracing::error!(error = %e, "the renewed chain is unusable"),
                     }
                 }
-                match project_keys(&keyring.projects, &keys.live, &keys.projects) {
-                    Ok(projects) => {
-                        for gone in keys
-                            .projects
-                            .iter()
-                            .filter(|p| !projects.iter().any(|q| q.id == p.id))
-                        {
-                            // Its batches stop at their next chunk.
-                            gone.retire();
-                            older.push(gone.weak_chain());
-                        }
-                        keys.projects = Arc::new(projects);
-                        self.set_project_view(&keys.projects);
-                    }
-                    Err(e) => tracing::error!(error = %e, "the projects' chains are unusable"),
+                // Projects gone from the keyring go from memory, whatever
+                // else happens.
+                for gone in projects
+                    .iter()
+                    .filter(|p| !keyring.projects.iter().any(|q| q.id == p.id))
+                {
+                    gone.retire();
+                    older.push(gone.weak_chain());
                 }
+                projects.retain(|p| keyring.projects.iter().any(|q| q.id == p.id));
+                match project_keys(&keyring.projects, &keys.live, projects) {
+                    Ok(all) => *projects = all,
+                    Err(e) => tracing::error!(error = %e, "a project's chain is unusable"),
+                }
+                self.set_project_view(projects);
             }
             Phase::Sealed { .. } | Phase::Retiring => {
                 let scratch = tokio_util::sync::CancellationToken::new();
@@ -451,45 +530,6 @@ impl Vault {
                     self.set_project_view(&p);
                 }
             }
-        }
-        let mut logged = journal.record(Event::OperationExecuted {
-            operation: id,
-            kind,
-            holders,
-            secret_and_shares_wiped: true,
-        });
-        logged &= match &operation {
-            Operation::Renew {} => {
-                let created = keyring.created.last().copied().unwrap_or(0);
-                let created =
-                    OffsetDateTime::from_unix_timestamp(created).unwrap_or_else(|_| now());
-                let due = crate::renewal::add_years(created.date(), self.renewal_years);
-                journal.record(Event::KeyRenewed {
-                    generation,
-                    created: crate::event::Timestamp::of(&rfc3339_seconds(created)),
-                    renewal_due: Day::of(&crate::renewal::date_label(due)),
-                })
-            }
-            Operation::ProjectCreate {
-                project,
-                purpose,
-                end_date,
-                submitter,
-                ..
-            } => journal.record(Event::ProjectKeyCreated {
-                project: ProjectName::of_project(project),
-                end_date: Day::of(end_date),
-                purpose: crate::event::Purpose::allowed(purpose),
-                submitter: ClientName::of_name(submitter),
-            }),
-            Operation::ProjectDestroy { project } => journal.record(Event::ProjectKeyDestroyed {
-                project: ProjectName::of_project(project),
-                reason: Term::from("operation"),
-                keyring_rewritten: true,
-            }),
-        };
-        if !logged {
-            tracing::error!("a quorum operation ran but its record could not be written");
         }
         drop(keyring);
         drop(phase);
@@ -504,10 +544,15 @@ impl Vault {
         })
     }
 
-    /// Rebuilds `S`, applies the operation to the opened keyring, seals it
-    /// under the same `S`, writes it and makes it the vault's. Returns the
-    /// opened keyring (for the in-memory keys).
-    fn apply(&self, operation: &Operation, shares: &[Share]) -> Result<Keyring, SealError> {
+    /// Rebuilds `S`, applies the operation to the opened keyring (dropping
+    /// any project whose end date has come), and seals it under the same
+    /// `S`. Returns the sealed keyring (not yet written), the opened one,
+    /// and the ended projects dropped.
+    fn apply(
+        &self,
+        operation: &Operation,
+        shares: &[Share],
+    ) -> Result<(crate::seal::SealedKeyring, Keyring, Vec<String>), SealError> {
         let (master, mut keyring) = self.open(shares)?;
         let refuse = |m: String| Err(SealError::MalformedOperation(m));
         match operation {
@@ -553,9 +598,17 @@ impl Vault {
                 }
             }
         }
+        // An ended project never goes back to disk with a changed keyring.
+        let today = today();
+        let ended: Vec<String> = keyring
+            .projects
+            .iter()
+            .filter(|p| parse_day(&p.end_date).is_none_or(|d| today >= d))
+            .map(|p| p.id.clone())
+            .collect();
+        keyring.projects.retain(|p| !ended.contains(&p.id));
         let sealed = keyring.seal(&master, self.record.ceremony_id())?;
         drop(master);
-        self.store_keyring(sealed)?;
-        Ok(keyring)
+        Ok((sealed, keyring, ended))
     }
 }

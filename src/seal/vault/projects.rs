@@ -65,8 +65,8 @@ pub struct ProjectView {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProjectRefusal {
-    /// No live project has this id.
-    #[error("no research project has this id (unknown, or destroyed)")]
+    /// No live project of this submitter has this id.
+    #[error("no research project of this certificate has this id (unknown, destroyed, or another submitter's)")]
     Unknown,
     /// Its end date has begun: its key is destroyed.
     #[error("this research project ended on {0}: its key is destroyed")]
@@ -129,29 +129,6 @@ pub(super) fn project_keys(
         .collect()
 }
 
-impl Keys {
-    /// The keys of project `id` for one batch: its chain, retired at seal
-    /// and at the project's destruction.
-    pub fn project(&self, id: &str) -> Result<(Keys, ProjectTerms), ProjectRefusal> {
-        let p = self
-            .projects
-            .iter()
-            .find(|p| p.id == id && !p.live.is_cancelled())
-            .ok_or(ProjectRefusal::Unknown)?;
-        if p.ended(today()) {
-            return Err(ProjectRefusal::Ended(crate::renewal::date_label(
-                p.end_date,
-            )));
-        }
-        let keys = Keys {
-            chain: p.chain.clone(),
-            live: p.live.clone(),
-            projects: Arc::new(Vec::new()),
-        };
-        Ok((keys, p.terms.clone()))
-    }
-}
-
 impl Vault {
     /// The research projects, as last seen unsealed.
     pub fn projects(&self) -> Vec<ProjectView> {
@@ -186,13 +163,44 @@ impl Vault {
         Ok(())
     }
 
+    /// The keys of project `id` for one batch of the client named
+    /// `submitter`: its chain, retired at seal and at the project's
+    /// destruction; and its terms. A project that is not this client's is
+    /// refused as unknown: whether it exists is none of that client's business.
+    pub fn project_keys(
+        &self,
+        id: &str,
+        submitter: &str,
+    ) -> Result<(Keys, ProjectTerms), ProjectRefusal> {
+        let phase = self.lock();
+        let Phase::Unsealed { projects, .. } = &*phase else {
+            return Err(ProjectRefusal::Unknown);
+        };
+        let p = projects
+            .iter()
+            .find(|p| p.id == id && p.terms.submitter == submitter && !p.live.is_cancelled())
+            .ok_or(ProjectRefusal::Unknown)?;
+        if p.ended(today()) {
+            return Err(ProjectRefusal::Ended(crate::renewal::date_label(
+                p.end_date,
+            )));
+        }
+        let keys = Keys {
+            chain: p.chain.clone(),
+            live: p.live.clone(),
+        };
+        Ok((keys, p.terms.clone()))
+    }
+
     /// Removes from an opened keyring the projects whose end date has
     /// begun, and if any, seals it again and writes it. Returns the keyring
-    /// and the ids destroyed.
+    /// and the ids destroyed. With a journal, the destructions are logged
+    /// before the keyring is written.
     pub(super) fn drop_ended_projects(
         &self,
         mut keyring: Keyring,
         kek: &KeyringKek,
+        journal: Option<&dyn Journal>,
     ) -> Result<(Keyring, Vec<String>), SealError> {
         let today = today();
         let ended: Vec<String> = keyring
@@ -207,58 +215,73 @@ impl Vault {
         // Dropping a chain zeroizes its keys.
         keyring.projects.retain(|p| !ended.contains(&p.id));
         let sealed = keyring.seal_with_kek(kek, self.record.ceremony_id())?;
+        if let Some(j) = journal {
+            if !self.log_destroyed(&ended, "end_date", true, j) {
+                return Err(SealError::UnsupportedKeyring(
+                    "the traceability log cannot be written".into(),
+                ));
+            }
+        }
         self.store_keyring(sealed)?;
         Ok((keyring, ended))
     }
 
+    /// Logs each project destroyed; false if a record could not be written.
     pub(super) fn log_destroyed(
         &self,
         ids: &[String],
         reason: &'static str,
+        keyring_rewritten: bool,
         journal: &dyn Journal,
-    ) {
+    ) -> bool {
+        let mut all = true;
         for id in ids {
             tracing::warn!(project = %id, reason, "research project key destroyed");
-            journal.record(Event::ProjectKeyDestroyed {
+            all &= journal.record(Event::ProjectKeyDestroyed {
                 project: ProjectName::of_project(id),
                 reason: Term::from(reason),
-                keyring_rewritten: true,
+                keyring_rewritten,
             });
         }
+        all
     }
 
     /// Destroys, without anyone's action, the keys of the projects whose end
-    /// date has begun: their batches stop at their next chunk, the keyring
-    /// on disk is rewritten without them. Housekeeping calls it; returns the
-    /// ids destroyed. Nothing to do while sealed (the next unseal does it).
+    /// date has begun: their batches stop at their next chunk, the key goes
+    /// from memory at once, and the keyring on disk is rewritten without
+    /// them (the destruction logged first). A rewrite that fails is tried
+    /// again at each call. Housekeeping calls it every few seconds; returns
+    /// the ids destroyed. Nothing to do while sealed (the next unseal does
+    /// it before any key is usable).
     pub fn destroy_ended_projects(&self, journal: &dyn Journal) -> Vec<String> {
+        use std::sync::atomic::Ordering;
         let today = today();
         let mut phase = self.lock();
-        let Phase::Unsealed { keys, older, kek } = &mut *phase else {
+        let Phase::Unsealed {
+            older,
+            kek,
+            projects,
+            ..
+        } = &mut *phase
+        else {
             return Vec::new();
         };
-        let ended: Vec<Arc<ProjectKeys>> = keys
-            .projects
+        let ended: Vec<Arc<ProjectKeys>> = projects
             .iter()
             .filter(|p| p.ended(today))
             .cloned()
             .collect();
-        if ended.is_empty() {
+        let owed = self.destruction_owed.load(Ordering::SeqCst);
+        if ended.is_empty() && !owed {
             return Vec::new();
         }
         // In memory first, whatever the disk says.
         for p in &ended {
-            p.live.cancel();
+            p.retire();
             older.push(p.weak_chain());
         }
-        let kept: Vec<Arc<ProjectKeys>> = keys
-            .projects
-            .iter()
-            .filter(|p| !p.ended(today))
-            .cloned()
-            .collect();
-        keys.projects = Arc::new(kept);
-        self.set_project_view(&keys.projects);
+        projects.retain(|p| !p.ended(today));
+        self.set_project_view(projects);
         let ids: Vec<String> = ended.iter().map(|p| p.id.clone()).collect();
         drop(ended);
         // Opened under the keyring's lock, which is let go before the
@@ -267,19 +290,26 @@ impl Vault {
             let sealed = self.keyring.lock().unwrap_or_else(|p| p.into_inner());
             sealed.open_with_kek(kek)
         };
-        let rewritten = opened.and_then(|k| self.drop_ended_projects(k, kek));
+        let rewritten = opened.and_then(|k| self.drop_ended_projects(k, kek, Some(journal)));
         match rewritten {
-            Ok(_) => self.log_destroyed(&ids, "end_date", journal),
+            Ok((_, on_disk)) => {
+                self.destruction_owed.store(false, Ordering::SeqCst);
+                // Ended in memory but already gone from the disk (a rewrite
+                // owed from before): logged here.
+                let missing: Vec<String> = ids
+                    .iter()
+                    .filter(|i| !on_disk.contains(i))
+                    .cloned()
+                    .collect();
+                self.log_destroyed(&missing, "end_date", true, journal);
+            }
             Err(e) => {
-                // The keys are gone from memory; the next unseal removes
-                // them from the file (it drops ended projects first).
+                // The keys are gone from memory; the file is rewritten at
+                // the next call (or the next unseal).
+                self.destruction_owed.store(true, Ordering::SeqCst);
                 tracing::error!(error = %e, "the keyring could not be rewritten without ended projects");
-                for id in &ids {
-                    journal.record(Event::ProjectKeyDestroyed {
-                        project: ProjectName::of_project(id),
-                        reason: Term::from("end_date"),
-                        keyring_rewritten: false,
-                    });
+                if !owed {
+                    self.log_destroyed(&ids, "end_date", false, journal);
                 }
             }
         }
