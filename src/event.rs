@@ -311,6 +311,18 @@ events! {
         config_sha256: PublicHex,
         hardening: Option<Hardening>,
         insecure_dev_env: bool,
+        /// The ceremony record's revision (absent before re-sharing existed: 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ceremony_revision: Option<u32>,
+    },
+    /// The service started on a new revision of the ceremony record: the
+    /// master secret was re-shared (new holders, threshold, a revocation or
+    /// a rotation). `previous` is the digest the new record names.
+    Resharing = "resharing" {
+        revision: u32,
+        previous: PublicHex,
+        threshold: u64,
+        holders: Vec<HolderName>,
     },
     /// The service stopped; `keys_wiped` is false if a batch still held the keys.
     ServiceStop = "service_stop" { keys_wiped: bool },
@@ -580,7 +592,7 @@ mod tests {
 
     #[test]
     fn every_event_name_is_known_and_unknown_ones_are_skipped() {
-        assert_eq!(Event::NAMES.len(), 28);
+        assert_eq!(Event::NAMES.len(), 29);
         assert_eq!(
             Event::from_parts("from_a_newer_version", &serde_json::json!({"x": 1})),
             Ok(None)

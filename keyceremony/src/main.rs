@@ -68,6 +68,9 @@ enum Command {
     /// Run the share ceremony and write DIR/ceremony.json, DIR/keyring.json and
     /// DIR/shares/NAME.share.
     Init(InitArgs),
+    /// Re-share the master secret (new holders, new threshold, a revoked holder, a rotation):
+    /// offline, with t current shares; writes a new ceremony revision into a new directory.
+    Reshare(ReshareArgs),
     /// Check a share file offline against the signed ceremony record.
     VerifyShare(VerifyShareArgs),
     /// Send your share to the sealed service over mutual TLS, with your own certificate.
@@ -296,6 +299,65 @@ struct InitArgs {
 
 #[derive(Args)]
 #[command(after_help = "\
+Run it on an offline machine, like `init`, with the service's current ceremony.json and \
+keyring.json, and t holders of the current ceremony, each bringing their share and typing its \
+passphrase. A new master secret is drawn and split among the new holders, who each type a new \
+passphrase: no one but a holder can read their new share, and no share ever crosses a network. \
+The keyring is re-encrypted under the new secret, and a new revision of the record, chained to \
+the current one, is signed with the log key.
+
+Then, with the service stopped, the operator replaces ceremony.json and keyring.json by the new \
+ones (both: they go together) and starts it; it logs the re-sharing (`resharing`) and is unsealed \
+with the new shares. Old shares are refused from then on, and the new keyring does not open with \
+the old secret: who kept t old shares and an old keyring file opens that old file only.
+
+--revoke NAME keeps every other holder and the threshold; --rotate keeps every holder (a new \
+secret after a suspected compromise; add --renew to add a key generation in the same step); \
+otherwise give the new list with --holder/--external-holder and --threshold.
+
+Exit status: 0 written; 1 a share or the record was refused; 2 unreadable input, wrong \
+passphrase, or the output exists.")]
+struct ReshareArgs {
+    /// The current ceremony record (ceremony.json).
+    #[arg(long, value_name = "FILE")]
+    record: PathBuf,
+    /// The current sealed keyring (keyring.json).
+    #[arg(long, value_name = "FILE")]
+    keyring: PathBuf,
+    /// A current share file; give t of them (--share A.share --share B.share …).
+    #[arg(long = "share", value_name = "FILE", required = true)]
+    shares: Vec<PathBuf>,
+    /// Read each current share's passphrase from DIR/NAME.pass instead of prompting.
+    #[arg(long, value_name = "DIR")]
+    old_passphrase_dir: Option<PathBuf>,
+    /// Directory to write the new revision into (must not hold a ceremony).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Revoke this holder: the same holders without them, the same threshold.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["rotate", "holders", "external_holders"])]
+    revoke: Option<String>,
+    /// A new master secret for the same holders and threshold.
+    #[arg(long, conflicts_with_all = ["holders", "external_holders"])]
+    rotate: bool,
+    /// The new threshold (default: the current one).
+    #[arg(long, value_name = "T")]
+    threshold: Option<usize>,
+    /// A new holder of the unit, NAME=CERT.pem (the whole new list is given).
+    #[arg(long = "holder", value_name = "NAME=CERT.pem", value_parser = parse_holder)]
+    holders: Vec<HolderArg>,
+    /// A new external holder, same form as --holder.
+    #[arg(long = "external-holder", value_name = "NAME=CERT.pem", value_parser = parse_holder)]
+    external_holders: Vec<HolderArg>,
+    /// Add a random key generation in the same step.
+    #[arg(long)]
+    renew: bool,
+    /// Read each new holder's new passphrase from DIR/NAME.pass instead of prompting.
+    #[arg(long, value_name = "DIR")]
+    passphrase_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+#[command(after_help = "\
 Checks, without any network access: the record's signature; that the share file opens \
 with the passphrase; that the share belongs to this ceremony, to a holder listed in it \
 with the right identifier; and Feldman's check of the share value against the record's \
@@ -380,6 +442,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Init(args) => run_init(args),
+        Command::Reshare(args) => run_reshare(args),
         Command::VerifyShare(args) => run_verify_share(args),
         Command::Unseal(args) => run_unseal(args),
         Command::Propose(args) => run_propose(args),
@@ -479,6 +542,121 @@ fn run_init(args: InitArgs) -> Result<(), Failure> {
         .context("cannot write the ceremony files")?;
 
     print_summary(&output.record, &files, options.import_k1.is_some());
+    Ok(())
+}
+
+fn run_reshare(args: ReshareArgs) -> Result<(), Failure> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let record = seal::CeremonyRecord::from_json(&read(&args.record)?)
+        .map_err(|e| Failure::refused(anyhow::Error::new(e).context("the ceremony record")))?;
+    record
+        .verify_signature()
+        .map_err(|e| Failure::refused(anyhow::Error::new(e).context("the ceremony record")))?;
+    let keyring = seal::SealedKeyring::from_json(&read(&args.keyring)?).context("the keyring")?;
+    let current: Vec<seal::HolderSpec> = record
+        .holders()
+        .iter()
+        .map(|h| seal::HolderSpec {
+            name: h.name.clone(),
+            fingerprint: h.fingerprint.clone(),
+            external: h.external,
+        })
+        .collect();
+    let (specs, threshold) = if let Some(name) = &args.revoke {
+        if !current.iter().any(|h| &h.name == name) {
+            return Err(Failure::refused(anyhow!(
+                "{name} is not a holder of this ceremony"
+            )));
+        }
+        let kept: Vec<_> = current.into_iter().filter(|h| &h.name != name).collect();
+        (kept, args.threshold.unwrap_or(record.threshold()))
+    } else if args.rotate {
+        (current, args.threshold.unwrap_or(record.threshold()))
+    } else {
+        let mut specs = Vec::new();
+        for (h, external) in args
+            .holders
+            .iter()
+            .map(|h| (h, false))
+            .chain(args.external_holders.iter().map(|h| (h, true)))
+        {
+            let pem = read(&h.cert)?;
+            let fingerprint = seal::holder_fingerprint_from_pem(&pem)
+                .with_context(|| format!("certificate of {} ({})", h.name, h.cert.display()))?;
+            specs.push(seal::HolderSpec {
+                name: h.name.clone(),
+                fingerprint,
+                external,
+            });
+        }
+        if specs.is_empty() {
+            return Err(anyhow!("give --revoke NAME, --rotate, or the new --holder list").into());
+        }
+        (specs, args.threshold.unwrap_or(record.threshold()))
+    };
+    if threshold < 2 || threshold > specs.len() {
+        return Err(anyhow!(
+            "the new threshold must be between 2 and the number of new holders ({}), not {threshold}",
+            specs.len()
+        )
+        .into());
+    }
+    let mut targets = vec![
+        args.out.join(seal::RECORD_FILE),
+        args.out.join(seal::KEYRING_FILE),
+    ];
+    targets.extend(specs.iter().map(|h| {
+        args.out
+            .join(seal::SHARES_DIR)
+            .join(seal::share_file_name(&h.name))
+    }));
+    if let Some(existing) = targets.iter().find(|p| p.symlink_metadata().is_ok()) {
+        return Err(anyhow!(
+            "{} already exists; refusing to overwrite it",
+            existing.display()
+        )
+        .into());
+    }
+    let mut shares = Vec::new();
+    for path in &args.shares {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".share"))
+            .unwrap_or("");
+        let pass = args
+            .old_passphrase_dir
+            .as_ref()
+            .map(|d| d.join(format!("{name}.pass")));
+        let share = open_share(path, pass.as_deref())?;
+        record.verify_share(&share).map_err(|e| {
+            Failure::refused(anyhow::Error::new(e).context(path.display().to_string()))
+        })?;
+        shares.push(share);
+    }
+    let passphrases = collect_passphrases(&specs, args.passphrase_dir.as_deref())?;
+    let output = seal::reshare(&seal::ReshareOptions {
+        record: &record,
+        keyring: &keyring,
+        shares: &shares,
+        threshold,
+        holders: specs,
+        renew: args.renew,
+        share_kdf: ShareKdf::Standard,
+    })
+    .map_err(|e| Failure::refused(anyhow::Error::new(e).context("the re-sharing failed")))?;
+    drop(shares);
+    eprintln!("Encrypting the new shares (about a second each)…");
+    let files = seal::write_ceremony(&args.out, &output, &passphrases, output.share_kdf)
+        .context("cannot write the new ceremony files")?;
+    print_summary(&output.record, &files, false);
+    println!(
+        "revision {} of ceremony {} (previous record digest {}); install ceremony.json and \
+         keyring.json together, with the service stopped",
+        output.record.revision(),
+        output.record.ceremony_id(),
+        output.record.previous_hex().unwrap_or("")
+    );
     Ok(())
 }
 

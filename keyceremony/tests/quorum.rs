@@ -10,6 +10,7 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cstatns::batch::Operation as BatchOperation;
@@ -291,4 +292,217 @@ fn an_operation_expires_and_an_overdue_key_warns_on_every_response() {
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0]["details"]["approvals"], 1);
     service.stop();
+}
+
+/// `keyceremony reshare` with `extra` arguments, into `out`; new
+/// passphrases from `pass_dir`, current ones from `old_pass`.
+fn reshare(
+    record: &Path,
+    keyring: &Path,
+    shares: &[PathBuf],
+    old_pass: &Path,
+    out: &Path,
+    pass_dir: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args: Vec<String> = vec![
+        "reshare".into(),
+        "--record".into(),
+        p(record.to_owned()),
+        "--keyring".into(),
+        p(keyring.to_owned()),
+        "--old-passphrase-dir".into(),
+        p(old_pass.to_owned()),
+        "--out".into(),
+        p(out.to_owned()),
+        "--passphrase-dir".into(),
+        p(pass_dir.to_owned()),
+    ];
+    for s in shares {
+        args.push("--share".into());
+        args.push(p(s.clone()));
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    keyceremony(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `keyceremony unseal` with a given share file and passphrase file, over
+/// holder `cert_of`'s certificate.
+fn unseal_with(
+    service: &Service,
+    env: &cstatns::devenv::DevEnv,
+    cert_of: usize,
+    share: &Path,
+    pass: &Path,
+) -> std::process::Output {
+    let (share, pass) = (p(share.to_owned()), p(pass.to_owned()));
+    service.run(
+        env,
+        "unseal",
+        &format!("holder-{cert_of}"),
+        &["--share", &share, "--passphrase-file", &pass],
+    )
+}
+
+#[test]
+fn a_resharing_revokes_a_holder_and_old_shares_open_nothing_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env = deployment(tmp.path());
+    let config = Config::load(&env.config).unwrap();
+    let old_record_bytes = std::fs::read(&config.ceremony).unwrap();
+    let old_record = CeremonyRecord::from_json(&old_record_bytes).unwrap();
+    let pass_dir = tmp.path().join("new-pass");
+    std::fs::create_dir(&pass_dir).unwrap();
+    for i in 1..=3 {
+        std::fs::write(
+            pass_dir.join(format!("holder-{i}.pass")),
+            format!("the new passphrase of holder {i}\n"),
+        )
+        .unwrap();
+    }
+
+    // Offline: holders 1 and 2 revoke holder-3.
+    let out = tmp.path().join("rev2");
+    let o = reshare(
+        &config.ceremony,
+        &config.keyring,
+        &[env.share(1), env.share(2)],
+        &env.dir.join("shares"),
+        &out,
+        &pass_dir,
+        &["--revoke", "holder-3"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!out.join("shares/holder-3.share").exists());
+    let new_record =
+        CeremonyRecord::from_json(&std::fs::read(out.join("ceremony.json")).unwrap()).unwrap();
+    new_record.verify_signature().unwrap();
+    assert_eq!(new_record.revision(), 2);
+    assert_eq!(
+        new_record.previous_hex(),
+        Some(old_record.digest_hex().unwrap().as_str())
+    );
+    assert_eq!(new_record.ceremony_id(), old_record.ceremony_id());
+    assert_eq!(
+        new_record.log_public_key_hex(),
+        old_record.log_public_key_hex()
+    );
+    assert_eq!(new_record.holders().len(), 2);
+    // The old secret does not open the new keyring.
+    let old_master = seal::combine(&old_record, &[share(&env, 1), share(&env, 3)]).unwrap();
+    let new_sealed =
+        cstatns::seal::SealedKeyring::from_json(&std::fs::read(out.join("keyring.json")).unwrap())
+            .unwrap();
+    assert!(old_record.open_keyring(&new_sealed, &old_master).is_err());
+    // Without t shares of the current ceremony, nothing is made.
+    let o = reshare(
+        &config.ceremony,
+        &config.keyring,
+        &[env.share(1)],
+        &env.dir.join("shares"),
+        &tmp.path().join("nope"),
+        &pass_dir,
+        &["--rotate"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+
+    // Installed with the service stopped: both files together.
+    std::fs::copy(out.join("ceremony.json"), &config.ceremony).unwrap();
+    std::fs::copy(out.join("keyring.json"), &config.keyring).unwrap();
+    let service = Service::start(&env, |_| {});
+    // Old shares, the revoked holder's included, are refused.
+    for i in [3, 1] {
+        let o = unseal_with(&service, &env, i, &env.share(i), &env.pass(i));
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "old share of holder-{i}: {}",
+            text(&o)
+        );
+    }
+    for i in [1, 2] {
+        let o = unseal_with(
+            &service,
+            &env,
+            i,
+            &out.join(format!("shares/holder-{i}.share")),
+            &pass_dir.join(format!("holder-{i}.pass")),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    assert_eq!(service.status(&env).generation, Some(1));
+    // Same keys, same codes: the re-sharing changed who holds S, not K.
+    let bodies: Vec<String> = (0..20u64)
+        .map(|s| String::from_utf8(cstatns::nir::synthetic(s).body().to_vec()).unwrap())
+        .collect();
+    let expected = python_chain(&[K1_HEX.to_owned()], &bodies);
+    let input: String = std::iter::once("index,nir\n".to_owned())
+        .chain(
+            bodies
+                .iter()
+                .enumerate()
+                .map(|(i, b)| format!("r{i},{b}\n")),
+        )
+        .collect();
+    let (answer, _) = service.submit(&env, BatchOperation::Derive, &input);
+    for (i, (_, code)) in codes_of(&answer).iter().enumerate() {
+        assert_eq!(code, &expected[i][0]);
+    }
+    let all = records(&env);
+    let resharing = of_event(&all, "resharing");
+    assert_eq!(resharing.len(), 1, "the re-sharing is logged at start");
+    assert_eq!(resharing[0]["details"]["revision"], 2);
+    assert_eq!(
+        resharing[0]["details"]["holders"],
+        serde_json::json!(["holder-1", "holder-2"])
+    );
+    service.stop();
+
+    // A master rotation with a renewal in the same step, from revision 2.
+    let out3 = tmp.path().join("rev3");
+    let rev2_pass = tmp.path().join("rev2-pass");
+    std::fs::create_dir(&rev2_pass).unwrap();
+    for i in [1, 2] {
+        std::fs::copy(
+            pass_dir.join(format!("holder-{i}.pass")),
+            rev2_pass.join(format!("holder-{i}.pass")),
+        )
+        .unwrap();
+    }
+    let o = reshare(
+        &config.ceremony,
+        &config.keyring,
+        &[
+            out.join("shares/holder-1.share"),
+            out.join("shares/holder-2.share"),
+        ],
+        &rev2_pass,
+        &out3,
+        &pass_dir,
+        &["--rotate", "--renew"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    std::fs::copy(out3.join("ceremony.json"), &config.ceremony).unwrap();
+    std::fs::copy(out3.join("keyring.json"), &config.keyring).unwrap();
+    let service = Service::start(&env, |_| {});
+    for i in [1, 2] {
+        let o = unseal_with(
+            &service,
+            &env,
+            i,
+            &out3.join(format!("shares/holder-{i}.share")),
+            &pass_dir.join(format!("holder-{i}.pass")),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    assert_eq!(
+        service.status(&env).generation,
+        Some(2),
+        "renewed in the same step"
+    );
+    service.stop();
+    let record = CeremonyRecord::from_json(&std::fs::read(&config.ceremony).unwrap()).unwrap();
+    assert_eq!(record.revision(), 3);
+    cstatns::audit::verify::verify_dir(&config.audit_dir, &record, None)
+        .expect("the log verifies across re-sharings");
 }

@@ -63,6 +63,28 @@ pub fn checkpoint_message_v2(
 /// `prev_checkpoint` of a log's first checkpoint.
 pub const NO_CHECKPOINT: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The `details` of the newest record of `event` in the log files of `dir`.
+pub fn last_details_of(dir: &Path, event: &str) -> Option<serde_json::Value> {
+    let files = log_files(dir).ok()?;
+    let marker = format!("\"event\":\"{event}\"");
+    for f in files.iter().rev() {
+        let Ok(bytes) = std::fs::read(f) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let found = text
+            .lines()
+            .rev()
+            .filter(|l| l.contains(&marker))
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == event);
+        if let Some(mut v) = found {
+            return Some(v["details"].take());
+        }
+    }
+    None
+}
+
 /// The number and record hash of the newest checkpoint in the log files of
 /// `dir` (newest file first); `(0, NO_CHECKPOINT)` when there is none. A
 /// checkpoint written before numbering counts as number 0.

@@ -205,6 +205,100 @@ pub fn init(opts: &InitOptions) -> Result<CeremonyOutput, SealError> {
     })
 }
 
+/// A re-sharing: `t` holders of the current ceremony bring their shares;
+/// a **new** master secret `S'` is drawn and split among the new holders
+/// with the new threshold, the keyring is re-encrypted under it (and, with
+/// `renew`, gains a generation), and a new revision of the record, chained
+/// to the current one, is signed. Revoking a holder is a re-sharing without
+/// them; a master rotation one with the same holders. Old shares then fail
+/// Feldman's check against the new record, and the new keyring does not
+/// open with the old `S`: someone who kept `t` old shares and the old
+/// keyring file still opens that old file, never the new one.
+pub struct ReshareOptions<'a> {
+    /// The current record.
+    pub record: &'a CeremonyRecord,
+    /// The current sealed keyring.
+    pub keyring: &'a SealedKeyring,
+    /// At least `t` shares of the current ceremony.
+    pub shares: &'a [Share],
+    /// The new threshold.
+    pub threshold: usize,
+    /// The new holders (holder `i` gets `x = i`).
+    pub holders: Vec<HolderSpec>,
+    /// Add a random generation key in the same step (a rotation after a
+    /// suspected compromise).
+    pub renew: bool,
+    /// The KDF the new share files will be written with.
+    pub share_kdf: ShareKdf,
+}
+
+/// Runs a re-sharing in memory (see [`ReshareOptions`]); nothing is
+/// written. `S` and `S'` are wiped on return. Checks its own work as
+/// [`init`] does.
+pub fn reshare(opts: &ReshareOptions<'_>) -> Result<CeremonyOutput, SealError> {
+    validate(&InitOptions {
+        threshold: opts.threshold,
+        holders: opts.holders.clone(),
+        generations: 1,
+        import_k1: None,
+        share_kdf: opts.share_kdf,
+    })?;
+    let n = opts.holders.len();
+    let ids: Vec<u8> = (1..=n)
+        .map(|i| u8::try_from(i).map_err(|_| SealError::InvalidHolderCount(n)))
+        .collect::<Result<_, _>>()?;
+    let old = combine(opts.record, opts.shares)?;
+    let mut keyring = opts.record.open_keyring(opts.keyring, &old)?;
+    drop(old);
+    if opts.renew {
+        keyring.generations.push(GenerationKey::random());
+        keyring
+            .created
+            .push(time::OffsetDateTime::now_utc().unix_timestamp());
+    }
+    let ceremony_id = opts.record.ceremony_id();
+    let master = MasterSecret::random();
+    let split = vss::split(&master, opts.threshold, &ids)?;
+    let sealed = keyring.seal(&master, ceremony_id)?;
+    drop(master);
+    let holders = opts
+        .holders
+        .iter()
+        .zip(&ids)
+        .map(|(h, &id)| HolderRecord {
+            name: h.name.clone(),
+            id,
+            fingerprint: h.fingerprint.clone(),
+            external: h.external,
+        })
+        .collect();
+    let record = opts.record.next_revision(
+        opts.threshold,
+        holders,
+        &split.commitments,
+        &keyring.log_signing,
+    )?;
+    let shares: Vec<Share> = opts
+        .holders
+        .iter()
+        .zip(&split.values)
+        .map(|(h, (id, value))| Share::new(ceremony_id, &h.name, *id, value))
+        .collect();
+    drop(split);
+    record.verify_signature()?;
+    for share in &shares {
+        record.verify_share(share)?;
+    }
+    let rebuilt = combine(&record, &shares[..opts.threshold])?;
+    record.open_keyring(&sealed, &rebuilt)?;
+    Ok(CeremonyOutput {
+        record,
+        keyring: sealed,
+        shares,
+        share_kdf: opts.share_kdf,
+    })
+}
+
 /// Share points taken out of [`Share`]s for interpolation; wiped on drop.
 struct Points(Vec<(u8, Scalar)>);
 

@@ -43,8 +43,9 @@ mod vault;
 mod vss;
 
 pub use ceremony::{
-    combine, holder_fingerprint_from_pem, init, read_import_key, share_file_name, write_ceremony,
-    CeremonyFiles, CeremonyOutput, HolderSpec, InitOptions, KEYRING_FILE, RECORD_FILE, SHARES_DIR,
+    combine, holder_fingerprint_from_pem, init, read_import_key, reshare, share_file_name,
+    write_ceremony, CeremonyFiles, CeremonyOutput, HolderSpec, InitOptions, ReshareOptions,
+    KEYRING_FILE, RECORD_FILE, SHARES_DIR,
 };
 pub use error::{SealError, ShareError};
 pub use id::{is_valid_holder_name, CeremonyId, MAX_HOLDERS};

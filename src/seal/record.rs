@@ -59,12 +59,19 @@ use super::master::MasterSecret;
 use super::share::Share;
 use super::vss;
 
-/// The `format` member of `ceremony.json`.
+/// The `format` member of `ceremony.json` from the ceremony itself.
 pub const CEREMONY_FORMAT: &str = "cstatns-ceremony-v1";
+
+/// The `format` of a record made by a re-sharing: it has a `revision`
+/// (2, 3, …) and names the record it replaces (`previous`).
+pub const CEREMONY_FORMAT_V2: &str = "cstatns-ceremony-v2";
 
 /// Prefix of the message signed over a ceremony record (domain separation:
 /// the same Ed25519 key signs the log's checkpoints).
 pub const SIGNING_CONTEXT: &[u8] = b"cstatns ceremony record v1\n";
+
+/// Prefix of the message signed over a re-shared record.
+pub const SIGNING_CONTEXT_V2: &[u8] = b"cstatns ceremony record v2\n";
 
 /// One holder as listed in the record (all public).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +97,13 @@ struct RecordJson {
     format: String,
     ceremony_id: String,
     created: String,
+    /// 2, 3, … for a record made by re-sharing (absent: 1, the ceremony's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revision: Option<u32>,
+    /// SHA-256 (lowercase hex) of the signed message of the record this
+    /// one replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous: Option<String>,
     threshold: usize,
     holders: Vec<HolderRecord>,
     commitments: Vec<String>,
@@ -131,6 +145,8 @@ impl CeremonyRecord {
             format: CEREMONY_FORMAT.to_owned(),
             ceremony_id: id.to_string(),
             created,
+            revision: None,
+            previous: None,
             threshold,
             holders,
             commitments: commitments_hex,
@@ -141,6 +157,45 @@ impl CeremonyRecord {
         let message = record.signed_message()?;
         record.json.signature = hex::encode(log_key.sign(&message));
         Ok(record)
+    }
+
+    /// The record that replaces `self` after a re-sharing: the same
+    /// ceremony id and log key, new holders, threshold and commitments,
+    /// the next revision, chained to `self` by the digest of its signed
+    /// message, and signed.
+    pub(crate) fn next_revision(
+        &self,
+        threshold: usize,
+        holders: Vec<HolderRecord>,
+        commitments: &[ProjectivePoint],
+        log_key: &LogSigningKey,
+    ) -> Result<Self, SealError> {
+        let mut json = Self::new_signed(self.id, threshold, holders, commitments, log_key)?.json;
+        json.format = CEREMONY_FORMAT_V2.to_owned();
+        json.revision = Some(self.revision() + 1);
+        json.previous = Some(self.digest_hex()?);
+        json.signature = String::new();
+        let mut next = Self::from_parts(json)?;
+        let message = next.signed_message()?;
+        next.json.signature = hex::encode(log_key.sign(&message));
+        Ok(next)
+    }
+
+    /// 1 for the ceremony's record, then one more at each re-sharing.
+    pub fn revision(&self) -> u32 {
+        self.json.revision.unwrap_or(1)
+    }
+
+    /// The digest of the record a re-shared record replaces.
+    pub fn previous_hex(&self) -> Option<&str> {
+        self.json.previous.as_deref()
+    }
+
+    /// SHA-256 (lowercase hex) of the signed message: what the next
+    /// revision names as `previous`.
+    pub fn digest_hex(&self) -> Result<String, SealError> {
+        use sha2::Digest;
+        Ok(hex::encode(sha2::Sha256::digest(self.signed_message()?)))
     }
 
     /// Parses `ceremony.json`, checking its structure (format, identifier,
@@ -160,11 +215,20 @@ impl CeremonyRecord {
 
     fn from_parts(json: RecordJson) -> Result<Self, SealError> {
         let bad = |m: &str| SealError::MalformedRecord(m.to_owned());
-        if json.format != CEREMONY_FORMAT {
-            return Err(SealError::MalformedRecord(format!(
-                "format is {:?}, expected {CEREMONY_FORMAT:?}",
-                json.format
-            )));
+        match (json.format.as_str(), json.revision, &json.previous) {
+            (CEREMONY_FORMAT, None, None) => {}
+            (CEREMONY_FORMAT_V2, Some(r), Some(p)) if r >= 2 && is_lower_hex(p, 64) => {}
+            (CEREMONY_FORMAT_V2, ..) => {
+                return Err(bad(
+                    "a re-shared record needs a revision of 2 or more and the 64-hex digest of the previous record",
+                ))
+            }
+            _ => {
+                return Err(SealError::MalformedRecord(format!(
+                    "format is {:?}, expected {CEREMONY_FORMAT:?} (or {CEREMONY_FORMAT_V2:?} with a revision and a previous record)",
+                    json.format
+                )))
+            }
         }
         let id = CeremonyId::parse(&json.ceremony_id)
             .ok_or_else(|| bad("ceremony_id is not 32 lowercase hex digits"))?;
@@ -240,7 +304,11 @@ impl CeremonyRecord {
     pub fn signed_message(&self) -> Result<Vec<u8>, SealError> {
         let mut unsigned = self.json.clone();
         unsigned.signature = String::new();
-        let mut message = SIGNING_CONTEXT.to_vec();
+        let mut message = if self.json.revision.is_some() {
+            SIGNING_CONTEXT_V2.to_vec()
+        } else {
+            SIGNING_CONTEXT.to_vec()
+        };
         serde_json::to_writer(&mut message, &unsigned)
             .map_err(|e| SealError::MalformedRecord(e.to_string()))?;
         Ok(message)

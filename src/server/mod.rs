@@ -499,6 +499,14 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), StartError> {
         let state = self.state.clone();
+        let revision = state.record().revision();
+        let last_revision = crate::audit::last_details_of(&state.config.audit_dir, "service_start")
+            .map(|d| {
+                d["ceremony_revision"]
+                    .as_u64()
+                    .and_then(|r| u32::try_from(r).ok())
+                    .unwrap_or(1)
+            });
         if state
             .log(
                 Event::ServiceStart {
@@ -506,6 +514,7 @@ impl Server {
                     config_sha256: PublicHex::of_hex(&state.config.source_sha256),
                     hardening: self.hardening,
                     insecure_dev_env: state.config.insecure_dev_env,
+                    ceremony_revision: Some(revision),
                 },
                 None,
             )
@@ -515,6 +524,27 @@ impl Server {
                 what: "cannot write the traceability log at start".into(),
                 source: std::io::Error::other("log write failed"),
             });
+        }
+        // A new revision of the record since the last start: a re-sharing.
+        if last_revision.unwrap_or(1) != revision {
+            let record = state.record();
+            tracing::warn!(
+                revision,
+                "the master secret was re-shared since the last start"
+            );
+            state.log(
+                Event::Resharing {
+                    revision,
+                    previous: PublicHex::of_hex(record.previous_hex().unwrap_or_default()),
+                    threshold: record.threshold() as u64,
+                    holders: record
+                        .holders()
+                        .iter()
+                        .map(|h| crate::event::HolderName::of_holder(&h.name))
+                        .collect(),
+                },
+                None,
+            );
         }
         let router = app(state.clone());
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
