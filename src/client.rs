@@ -526,11 +526,7 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
     );
     let path = match (sub.project, sub.operation) {
         (Some(p), Operation::Derive) => format!("/v1/projects/{p}/cspens"),
-        (Some(_), Operation::Renew) => {
-            return Err(ClientError::Protocol(
-                "a research project takes NIR batches only".into(),
-            ))
-        }
+        (Some(p), Operation::Renew) => format!("/v1/projects/{p}/renewal"),
         (None, Operation::Derive) => "/v1/cstatns".to_owned(),
         (None, Operation::Renew) => "/v1/renewal".to_owned(),
     };

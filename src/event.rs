@@ -443,6 +443,9 @@ events! {
         generation: u32,
         created: Timestamp,
         renewal_due: Day,
+        /// Set when a research project's chain was renewed (absent: the CStatNS).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        project: Option<ProjectName>,
     },
     /// The renewal date is near or past (written at unseal and once a day
     /// while it is).

@@ -142,6 +142,13 @@ enum ProposeCommand {
         #[arg(long)]
         project: String,
     },
+    /// Renew a research project's key: add a random key to its chain (its matching body
+    /// lifts older CSpeNS codes with POST /v1/projects/ID/renewal).
+    ProjectRenew {
+        /// The project's id.
+        #[arg(long)]
+        project: String,
+    },
 }
 
 #[derive(Args)]
@@ -882,6 +889,10 @@ fn describe_operation(p: &seal::Proposal) -> String {
              {matcher_recipient}, fetched only by the certificate with SHA-256 \
              {matcher_fingerprint}"
         ),
+        seal::Operation::ProjectRenew { project } => format!(
+            "renew research project {project}'s key: add a random key to its chain; its CSpeNS \
+             are then given in the next generation, and older ones lifted to it by its matching body"
+        ),
         seal::Operation::ProjectDestroy { project } => {
             format!(
                 "destroy research project {project}'s key now: its codes can never be made again"
@@ -907,6 +918,7 @@ fn run_propose(args: ProposeArgs) -> Result<(), Failure> {
     let operation = match args.operation {
         ProposeCommand::Renew => seal::Operation::Renew {},
         ProposeCommand::ProjectDestroy { project } => seal::Operation::ProjectDestroy { project },
+        ProposeCommand::ProjectRenew { project } => seal::Operation::ProjectRenew { project },
         ProposeCommand::ProjectCreate(a) => {
             let pem = std::fs::read(&a.matcher_cert)
                 .with_context(|| format!("cannot read {}", a.matcher_cert.display()))?;

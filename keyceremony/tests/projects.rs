@@ -217,6 +217,62 @@ fn a_research_project_from_its_quorum_to_its_end_date() {
     let cstatns = python_chain(&[K1_HEX.to_owned()], &bodies[..1]);
     assert_ne!(cstatns[0][0], expected[0][0]);
 
+    // The project's key is renewed by a quorum; its matching body lifts
+    // its generation-1 CSpeNS to generation 2 (and only it may).
+    let o = service.run(
+        &env,
+        "propose",
+        "holder-1",
+        &["project-renew", "--project", PROJECT],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    approve_all(
+        &service,
+        &env,
+        String::from_utf8(o.stdout).unwrap().lines().last().unwrap(),
+    );
+    assert_eq!(service.status(&env).projects[0].generation, 2);
+    let keys = projects_on_disk(&env)[0].1.clone();
+    assert_eq!((keys.len(), &keys[0]), (2, &project_key));
+    let lifted = python_chain(&keys, &bodies);
+    let mut renewal = "index,cstatns,generation\n".to_owned();
+    for (i, e) in expected.iter().enumerate() {
+        renewal.push_str(&format!("r{i},{},1\n", e[0]));
+    }
+    let renew_as = |role: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let (inp, out) = (dir.path().join("in.csv"), dir.path().join("out.csv"));
+        std::fs::write(&inp, &renewal).unwrap();
+        let e = service.endpoint(&env, role);
+        service
+            .rt
+            .block_on(cstatns::client::submit(
+                &e,
+                cstatns::client::Submission {
+                    operation: cstatns::batch::Operation::Renew,
+                    input: &inp,
+                    input_type: cstatns::client::InputType::Csv,
+                    output: &out,
+                    purpose: None,
+                    project: Some(PROJECT),
+                    progress: None,
+                },
+            ))
+            .map(|r| (std::fs::read_to_string(&out).unwrap(), r))
+    };
+    assert!(
+        renew_as(cstatns::pki::SUBMITTER).is_err(),
+        "only the matching body renews"
+    );
+    let (answer, receipt) = renew_as(cstatns::pki::MATCHER).unwrap();
+    assert_eq!(receipt.generation, 2);
+    for (i, (_, code)) in codes_of(&answer).iter().enumerate() {
+        assert_eq!(
+            code, &lifted[i][1],
+            "CSpeNS of body {i} lifted to generation 2"
+        );
+    }
+
     // A second project, destroyed by a quorum.
     let o = propose_project(
         &service,

@@ -128,6 +128,8 @@ pub struct KeyEvents {
     pub project_keys_destroyed: u64,
     /// `project_result_fetched`.
     pub project_results_fetched: u64,
+    /// `resharing`: a new revision of the ceremony record.
+    pub resharings: u64,
 }
 
 /// When the key must be renewed: [`RENEWAL_YEARS`] after the newest
@@ -278,14 +280,19 @@ impl Tally {
             Event::KeyRenewed {
                 generation,
                 created,
+                project,
                 ..
             } => {
-                self.renewed = Some((generation, created.as_str().to_owned()));
+                // The CStatNS schedule; a project's renewal counts too.
+                if project.is_none() {
+                    self.renewed = Some((generation, created.as_str().to_owned()));
+                }
                 &mut e.key_renewals
             }
             Event::ProjectKeyCreated { .. } => &mut e.project_keys_created,
             Event::ProjectKeyDestroyed { .. } => &mut e.project_keys_destroyed,
             Event::ProjectResultFetched { .. } => &mut e.project_results_fetched,
+            Event::Resharing { .. } => &mut e.resharings,
             _ => return,
         };
         *slot += 1;
@@ -397,7 +404,7 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
 const USAGE_COLUMNS: [&str; 8] = [
     "period", "client", "purpose", "batches", "records", "ok", "refused", "aborted",
 ];
-const EVENT_COLUMNS: [&str; 21] = [
+const EVENT_COLUMNS: [&str; 22] = [
     "period",
     "service_start",
     "service_stop",
@@ -419,6 +426,7 @@ const EVENT_COLUMNS: [&str; 21] = [
     "project_keys_created",
     "project_keys_destroyed",
     "project_results_fetched",
+    "resharings",
 ];
 
 impl Usage {
@@ -437,7 +445,7 @@ impl Usage {
 }
 
 impl KeyEvents {
-    fn numbers(&self) -> [u64; 20] {
+    fn numbers(&self) -> [u64; 21] {
         [
             self.service_start,
             self.service_stop,
@@ -459,6 +467,7 @@ impl KeyEvents {
             self.project_keys_created,
             self.project_keys_destroyed,
             self.project_results_fetched,
+            self.resharings,
         ]
     }
 }

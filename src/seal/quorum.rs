@@ -87,6 +87,12 @@ pub enum Operation {
         /// The project's id.
         project: String,
     },
+    /// Add a random key to a research project's chain (a project longer
+    /// than the renewal period is renewed like the CStatNS).
+    ProjectRenew {
+        /// The project's id.
+        project: String,
+    },
 }
 
 impl Operation {
@@ -96,6 +102,7 @@ impl Operation {
             Operation::Renew {} => "renew",
             Operation::ProjectCreate { .. } => "project_create",
             Operation::ProjectDestroy { .. } => "project_destroy",
+            Operation::ProjectRenew { .. } => "project_renew",
         }
     }
 
@@ -106,7 +113,7 @@ impl Operation {
         let bad = |m: &str| SealError::MalformedOperation(m.to_owned());
         match self {
             Operation::Renew {} => Ok(()),
-            Operation::ProjectDestroy { project } => {
+            Operation::ProjectDestroy { project } | Operation::ProjectRenew { project } => {
                 if is_valid_project_id(project) {
                     Ok(())
                 } else {
@@ -158,9 +165,9 @@ impl Operation {
     pub fn project(&self) -> Option<&str> {
         match self {
             Operation::Renew {} => None,
-            Operation::ProjectCreate { project, .. } | Operation::ProjectDestroy { project } => {
-                Some(project)
-            }
+            Operation::ProjectCreate { project, .. }
+            | Operation::ProjectDestroy { project }
+            | Operation::ProjectRenew { project } => Some(project),
         }
     }
 }

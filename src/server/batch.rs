@@ -66,8 +66,45 @@ pub(super) async fn cspens(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let admitted = admit(&state, &id, &headers, Operation::Derive, Some(&project))?;
+    let admitted = admit(
+        &state,
+        &id,
+        &headers,
+        Operation::Derive,
+        Mode::Project(&project),
+    )?;
     run_batch(state, id, admitted, body, Operation::Derive).await
+}
+
+/// `POST /v1/projects/{id}/renewal`: the project's matching body lifts its
+/// CSpeNS codes (`index,cstatns,generation`, §4's renewal batch) to the
+/// project chain's current generation, and gets them back.
+pub(super) async fn cspens_renewal(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<PeerIdentity>,
+    axum::extract::Path(project): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let admitted = admit(
+        &state,
+        &id,
+        &headers,
+        Operation::Renew,
+        Mode::Renewal(&project),
+    )?;
+    run_batch(state, id, admitted, body, Operation::Renew).await
+}
+
+/// Which keys a batch runs on.
+#[derive(Clone, Copy)]
+enum Mode<'a> {
+    /// The CStatNS chain (`/v1/cstatns`, `/v1/renewal`).
+    Cstatns,
+    /// A research project's chain, for its submitter: no code back.
+    Project(&'a str),
+    /// A research project's chain, for its matching body's renewals.
+    Renewal(&'a str),
 }
 
 fn refused(state: &AppState, id: &PeerIdentity, op: Operation, e: ApiError) -> ApiError {
@@ -98,6 +135,8 @@ struct Admitted {
     idle: std::time::Duration,
     /// For a research project's batch: its id and terms.
     project: Option<(String, ProjectTerms)>,
+    /// For a matching body's renewal batch: the project's id.
+    renewal: Option<String>,
 }
 
 /// Content type, then purpose, then size: the cheap checks before any byte
@@ -107,26 +146,39 @@ fn admit(
     id: &PeerIdentity,
     headers: &HeaderMap,
     op: Operation,
-    project: Option<&str>,
+    mode: Mode<'_>,
 ) -> Result<Admitted, ApiError> {
-    let entry = state.require(id, Role::Submitter)?.clone();
+    let role = match mode {
+        Mode::Renewal(_) => Role::Matcher,
+        Mode::Cstatns | Mode::Project(_) => Role::Submitter,
+    };
+    let entry = state.require(id, role)?.clone();
     let keys = state.keys().map_err(|e| refused(state, id, op, e))?;
-    // A project batch runs on the project's own chain, from its submitter only.
-    let (keys, project) = match project {
-        None => (keys, None),
-        Some(p) => {
+    // A project batch runs on the project's own chain, from its submitter
+    // (or, for renewals, its matching body) only.
+    let (keys, project, renewal) = match mode {
+        Mode::Cstatns => (keys, None, None),
+        Mode::Project(p) => {
             drop(keys);
             let (keys, terms) = state
                 .vault
                 .project_keys(p, &entry.name)
                 .map_err(|e| refused_as(state, id, "cspens", ApiError::Project(e)))?;
-            (keys, Some((p.to_owned(), terms)))
+            (keys, Some((p.to_owned(), terms)), None)
+        }
+        Mode::Renewal(p) => {
+            drop(keys);
+            let (keys, terms) = state
+                .vault
+                .project_keys_for_matcher(p, &id.fingerprint)
+                .map_err(|e| refused_as(state, id, "cspens_renewal", ApiError::Project(e)))?;
+            (keys, None, Some((p.to_owned(), terms)))
         }
     };
-    let op_name = if project.is_some() {
-        "cspens"
-    } else {
-        op.name()
+    let op_name = match mode {
+        Mode::Cstatns => op.name(),
+        Mode::Project(_) => "cspens",
+        Mode::Renewal(_) => "cspens_renewal",
     };
     let refused = |state: &AppState, id: &PeerIdentity, _: Operation, e: ApiError| {
         refused_as(state, id, op_name, e)
@@ -146,9 +198,9 @@ fn admit(
         Some("application/x-ndjson") => false,
         _ => return Err(refused(state, id, op, ApiError::UnsupportedType)),
     };
-    let purpose = match &project {
-        None => purpose_of(&entry, headers),
-        Some((_, terms)) => project_purpose(terms, headers),
+    let purpose = match (&project, &renewal) {
+        (Some((_, terms)), _) | (_, Some((_, terms))) => project_purpose(terms, headers),
+        (None, None) => purpose_of(&entry, headers),
     }
     .map_err(|e| refused(state, id, op, e))?;
     let max = state.config.max_request_bytes;
@@ -167,6 +219,7 @@ fn admit(
         max,
         idle: std::time::Duration::from_secs(state.config.body_idle_timeout_seconds.max(1)),
         project,
+        renewal: renewal.map(|(p, _)| p),
     })
 }
 
@@ -274,7 +327,7 @@ async fn start(
     body: Body,
     op: Operation,
 ) -> Result<Response, ApiError> {
-    let admitted = admit(&state, &id, &headers, op, None)?;
+    let admitted = admit(&state, &id, &headers, op, Mode::Cstatns)?;
     run_batch(state, id, admitted, body, op).await
 }
 
@@ -658,6 +711,8 @@ impl Run {
         let started = now_rfc3339();
         let op_name = if admitted.project.is_some() {
             "cspens"
+        } else if admitted.renewal.is_some() {
+            "cspens_renewal"
         } else {
             op.name()
         };
@@ -672,7 +727,9 @@ impl Run {
                     project: admitted
                         .project
                         .as_ref()
-                        .map(|(p, _)| ProjectName::of_project(p)),
+                        .map(|(p, _)| p)
+                        .or(admitted.renewal.as_ref())
+                        .map(|p| ProjectName::of_project(p)),
                 },
                 Some(id),
             )

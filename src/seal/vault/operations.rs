@@ -456,6 +456,23 @@ impl Vault {
                         generation,
                         created: crate::event::Timestamp::of(&rfc3339_seconds(created)),
                         renewal_due: Day::of(&crate::renewal::date_label(due)),
+                        project: None,
+                    })
+                }
+                Operation::ProjectRenew { project } => {
+                    let chain = keyring.projects.iter().find(|p| &p.id == project);
+                    let g = chain.map_or(0, |c| {
+                        u32::try_from(c.generations.len()).unwrap_or(u32::MAX)
+                    });
+                    let created = chain.and_then(|c| c.created.last().copied()).unwrap_or(0);
+                    let created =
+                        OffsetDateTime::from_unix_timestamp(created).unwrap_or_else(|_| now());
+                    let due = crate::renewal::add_years(created.date(), self.renewal_years);
+                    journal.record(Event::KeyRenewed {
+                        generation: g,
+                        created: crate::event::Timestamp::of(&rfc3339_seconds(created)),
+                        renewal_due: Day::of(&crate::renewal::date_label(due)),
+                        project: Some(ProjectName::of_project(project)),
                     })
                 }
                 Operation::ProjectCreate {
@@ -518,6 +535,17 @@ impl Vault {
                     older.push(gone.weak_chain());
                 }
                 projects.retain(|p| keyring.projects.iter().any(|q| q.id == p.id));
+                // A renewed project's batches finish on the chain they
+                // started with; a seal waits for those too.
+                for p in projects.iter() {
+                    if keyring
+                        .projects
+                        .iter()
+                        .any(|q| q.id == p.id && q.generations.len() != p.generation() as usize)
+                    {
+                        older.push(p.weak_chain());
+                    }
+                }
                 match project_keys(&keyring.projects, &keys.live, projects) {
                     Ok(all) => *projects = all,
                     Err(e) => tracing::error!(error = %e, "a project's chain is unusable"),
@@ -588,6 +616,13 @@ impl Vault {
                 keyring
                     .projects
                     .push(ProjectChain::new(project.clone(), end_date.clone(), terms));
+            }
+            Operation::ProjectRenew { project } => {
+                let Some(chain) = keyring.projects.iter_mut().find(|p| &p.id == project) else {
+                    return refuse(format!("no project {project} in the keyring"));
+                };
+                chain.generations.push(GenerationKey::random());
+                chain.created.push(now().unix_timestamp());
             }
             Operation::ProjectDestroy { project } => {
                 let before = keyring.projects.len();

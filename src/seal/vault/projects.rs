@@ -37,6 +37,11 @@ impl ProjectKeys {
         self.live.cancel();
     }
 
+    /// Its chain's current generation.
+    pub fn generation(&self) -> u32 {
+        self.chain.generation()
+    }
+
     pub(super) fn weak_chain(&self) -> Weak<KeyChain> {
         Arc::downgrade(&self.chain)
     }
@@ -109,7 +114,10 @@ pub(super) fn project_keys(
     chains
         .iter()
         .map(|c| {
-            if let Some(p) = previous.iter().find(|p| p.id == c.id) {
+            if let Some(p) = previous
+                .iter()
+                .find(|p| p.id == c.id && p.chain.generation() as usize == c.generations.len())
+            {
                 return Ok(p.clone());
             }
             let terms: ProjectTerms = serde_json::from_str(&c.matching_body)
@@ -179,6 +187,39 @@ impl Vault {
         let p = projects
             .iter()
             .find(|p| p.id == id && p.terms.submitter == submitter && !p.live.is_cancelled())
+            .ok_or(ProjectRefusal::Unknown)?;
+        if p.ended(today()) {
+            return Err(ProjectRefusal::Ended(crate::renewal::date_label(
+                p.end_date,
+            )));
+        }
+        let keys = Keys {
+            chain: p.chain.clone(),
+            live: p.live.clone(),
+        };
+        Ok((keys, p.terms.clone()))
+    }
+
+    /// The keys of project `id` for a renewal batch of its matching body
+    /// (the certificate with SHA-256 `fingerprint`): unknown to anyone else.
+    pub fn project_keys_for_matcher(
+        &self,
+        id: &str,
+        fingerprint: &str,
+    ) -> Result<(Keys, ProjectTerms), ProjectRefusal> {
+        let phase = self.lock();
+        let Phase::Unsealed { projects, .. } = &*phase else {
+            return Err(ProjectRefusal::Unknown);
+        };
+        let p = projects
+            .iter()
+            .find(|p| {
+                p.id == id
+                    && p.terms
+                        .matcher_fingerprint
+                        .eq_ignore_ascii_case(fingerprint)
+                    && !p.live.is_cancelled()
+            })
             .ok_or(ProjectRefusal::Unknown)?;
         if p.ended(today()) {
             return Err(ProjectRefusal::Ended(crate::renewal::date_label(
