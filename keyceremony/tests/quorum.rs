@@ -326,6 +326,15 @@ fn reshare(
     keyceremony(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
+/// Why the service refuses to start on `config`.
+fn service_refused(config: Config) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    match rt.block_on(cstatns::server::Server::bind(config, Some("127.0.0.1:0"))) {
+        Ok(_) => panic!("the service started"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// `keyceremony unseal` with a given share file and passphrase file, over
 /// holder `cert_of`'s certificate.
 fn unseal_with(
@@ -409,7 +418,13 @@ fn a_resharing_revokes_a_holder_and_old_shares_open_nothing_new() {
     // Installed with the service stopped: both files together.
     std::fs::copy(out.join("ceremony.json"), &config.ceremony).unwrap();
     std::fs::copy(out.join("keyring.json"), &config.keyring).unwrap();
-    let service = Service::start(&env, |_| {});
+    // The revoked holder keeps no role: the service will not start while
+    // its configuration still grants one.
+    let with_role = Config::load(&env.config).unwrap();
+    let refused = service_refused(with_role);
+    assert!(refused.contains("holder-3"), "{refused}");
+    let revoked = |c: &mut Config| c.clients.retain(|e| e.name != "holder-3");
+    let service = Service::start(&env, revoked);
     // Old shares, the revoked holder's included, are refused.
     for i in [3, 1] {
         let o = unseal_with(&service, &env, i, &env.share(i), &env.pass(i));
@@ -482,9 +497,17 @@ fn a_resharing_revokes_a_holder_and_old_shares_open_nothing_new() {
         &["--rotate", "--renew"],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Going back to an older revision (and its shares) is refused.
+    let rev2_record = std::fs::read(&config.ceremony).unwrap();
+    std::fs::write(&config.ceremony, &old_record_bytes).unwrap();
+    let mut old_config = Config::load(&env.config).unwrap();
+    revoked(&mut old_config);
+    let refused = service_refused(old_config);
+    assert!(refused.contains("revision"), "{refused}");
+    std::fs::write(&config.ceremony, &rev2_record).unwrap();
     std::fs::copy(out3.join("ceremony.json"), &config.ceremony).unwrap();
     std::fs::copy(out3.join("keyring.json"), &config.keyring).unwrap();
-    let service = Service::start(&env, |_| {});
+    let service = Service::start(&env, revoked);
     for i in [1, 2] {
         let o = unseal_with(
             &service,

@@ -481,6 +481,11 @@ impl AuditLog {
         }
         tail.file_len = before + line.len() as u64;
         tail.seq = seq;
+        if event == "checkpoint" {
+            // Known here, where the record's own hash is: a record written
+            // right after it (`audit_resumed`) must not take its place.
+            tail.checkpoint = (details["number"].as_u64().unwrap_or(0), hash.clone());
+        }
         tail.prev = hash;
         tail.last_time = time;
         tail.unsigned = if event == "checkpoint" {
@@ -559,9 +564,7 @@ impl AuditLog {
             number: Some(number),
             prev_checkpoint: Some(PublicHex::of_hex(&prev_checkpoint)),
         };
-        let seq = self.record(&mut tail, &checkpoint, None)?;
-        tail.checkpoint = (number, tail.prev.clone());
-        Ok(Some(seq))
+        self.record(&mut tail, &checkpoint, None).map(Some)
     }
 
     /// Signs a receipt (the message of [`receipt_message`]); `None` while sealed.
@@ -855,5 +858,28 @@ mod tests {
         let second: serde_json::Value = serde_json::from_str(&all[3]).unwrap();
         assert_eq!(second["details"]["number"], 2);
         assert_eq!(second["details"]["prev_checkpoint"], v["hash"]);
+    }
+
+    #[test]
+    fn a_checkpoint_that_ends_an_outage_is_the_one_the_next_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(tmp.path(), CEREMONY, DEFAULT_MAX_FILE_BYTES).unwrap();
+        log.set_signer(Some(Arc::new(LogSigningKey::generate())));
+        log.append(&Event::AuditProbe {}, None).unwrap();
+        // The log was unwritable for a while: the checkpoint that ends it
+        // is followed by `audit_resumed`.
+        log.lock().error = Some(("2026-12-03T10:00:00Z".into(), "disk full".into()));
+        log.checkpoint("resume").unwrap();
+        log.append(&Event::AuditProbe {}, None).unwrap();
+        log.checkpoint("interval").unwrap();
+        let all: Vec<serde_json::Value> = lines(tmp.path())
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let cps: Vec<&serde_json::Value> =
+            all.iter().filter(|v| v["event"] == "checkpoint").collect();
+        assert_eq!(all[2]["event"], "audit_resumed");
+        assert_eq!(cps[1]["details"]["number"], 2);
+        assert_eq!(cps[1]["details"]["prev_checkpoint"], cps[0]["hash"]);
     }
 }

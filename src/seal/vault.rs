@@ -425,7 +425,8 @@ impl Vault {
         };
         // Projects past their end date (while the service was sealed) are
         // destroyed before any key is usable.
-        let (keyring, destroyed) = match self.drop_ended_projects(keyring, &kek, None) {
+        // Logged before the keyring is rewritten.
+        let (keyring, _destroyed) = match self.drop_ended_projects(keyring, &kek, Some(journal)) {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!(error = %e, "ended projects could not be destroyed");
@@ -435,11 +436,6 @@ impl Vault {
                 return Err(ShareRefusal::UnsealFailed);
             }
         };
-        // Logged before the unseal record: a retry after a failed unseal
-        // record finds nothing left to destroy.
-        if !self.log_destroyed(&destroyed, "end_date", true, journal) {
-            return Err(ShareRefusal::LogUnavailable);
-        }
         let live = CancellationToken::new();
         let projects = match projects::project_keys(&keyring.projects, &live, &[]) {
             Ok(p) => p,
@@ -537,8 +533,16 @@ impl Vault {
         let weak = {
             let mut phase = self.lock();
             match &*phase {
-                Phase::Sealed { .. } => return Sealing::WasSealed,
-                Phase::Retiring => return Sealing::InProgress,
+                Phase::Sealed { .. } => {
+                    drop(phase);
+                    self.drop_pending("seal", journal);
+                    return Sealing::WasSealed;
+                }
+                Phase::Retiring => {
+                    drop(phase);
+                    self.drop_pending("seal", journal);
+                    return Sealing::InProgress;
+                }
                 Phase::Unsealed { .. } => {}
             }
             let Phase::Unsealed {

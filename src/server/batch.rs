@@ -153,7 +153,14 @@ fn admit(
         Mode::Cstatns | Mode::Project(_) => Role::Submitter,
     };
     let entry = state.require(id, role)?.clone();
-    let keys = state.keys().map_err(|e| refused(state, id, op, e))?;
+    let op_name = match mode {
+        Mode::Cstatns => op.name(),
+        Mode::Project(_) => "cspens",
+        Mode::Renewal(_) => "cspens_renewal",
+    };
+    let keys = state
+        .keys()
+        .map_err(|e| refused_as(state, id, op_name, e))?;
     // A project batch runs on the project's own chain, from its submitter
     // (or, for renewals, its matching body) only.
     let (keys, project, renewal) = match mode {
@@ -174,11 +181,6 @@ fn admit(
                 .map_err(|e| refused_as(state, id, "cspens_renewal", ApiError::Project(e)))?;
             (keys, None, Some((p.to_owned(), terms)))
         }
-    };
-    let op_name = match mode {
-        Mode::Cstatns => op.name(),
-        Mode::Project(_) => "cspens",
-        Mode::Renewal(_) => "cspens_renewal",
     };
     let refused = |state: &AppState, id: &PeerIdentity, _: Operation, e: ApiError| {
         refused_as(state, id, op_name, e)

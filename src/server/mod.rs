@@ -108,6 +108,42 @@ impl AppState {
         };
         let record = CeremonyRecord::from_json(&read(&config.ceremony)?)?;
         record.verify_signature()?;
+        let refuse = |what: String| StartError::Io {
+            what,
+            source: std::io::Error::other("refused"),
+        };
+        // The holder role only for the holders the record lists: a holder
+        // revoked by a re-sharing keeps no say in key operations.
+        for c in &config.clients {
+            if c.roles.contains(&crate::config::Role::Holder) {
+                let listed = c.fingerprint.as_deref().is_some_and(|f| {
+                    record
+                        .holders()
+                        .iter()
+                        .any(|h| h.fingerprint.eq_ignore_ascii_case(f))
+                });
+                if !listed {
+                    return Err(refuse(format!(
+                        "client {} has the holder role but its fingerprint is not a holder's of \
+                         the ceremony record (revoked?): remove the role or the entry",
+                        c.name
+                    )));
+                }
+            }
+        }
+        // Never back to an older revision of the record: old shares (a
+        // revoked holder's among them) would open the keys again.
+        if let Some(last) = crate::audit::last_details_of(&config.audit_dir, "service_start")
+            .and_then(|d| d["ceremony_revision"].as_u64())
+        {
+            if u64::from(record.revision()) < last {
+                return Err(refuse(format!(
+                    "the ceremony record is revision {}, but the service last ran on revision {last}: \
+                     an older record (and its shares) is not taken back",
+                    record.revision()
+                )));
+            }
+        }
         let keyring = SealedKeyring::from_json(&read(&config.keyring)?)?;
         let audit =
             AuditLog::open_verified(&config.audit_dir, &record, config.audit_max_file_bytes)?;
@@ -511,6 +547,33 @@ impl Server {
                     .and_then(|r| u32::try_from(r).ok())
                     .unwrap_or(1)
             });
+        // A new revision of the record since the last start: a re-sharing.
+        if last_revision.unwrap_or(1) != revision {
+            let record = state.record();
+            tracing::warn!(
+                revision,
+                "the master secret was re-shared since the last start"
+            );
+            let logged = state.log(
+                Event::Resharing {
+                    revision,
+                    previous: PublicHex::of_hex(record.previous_hex().unwrap_or_default()),
+                    threshold: record.threshold() as u64,
+                    holders: record
+                        .holders()
+                        .iter()
+                        .map(|h| crate::event::HolderName::of_holder(&h.name))
+                        .collect(),
+                },
+                None,
+            );
+            if logged.is_none() {
+                return Err(StartError::Io {
+                    what: "cannot write the traceability log at start".into(),
+                    source: std::io::Error::other("log write failed"),
+                });
+            }
+        }
         if state
             .log(
                 Event::ServiceStart {
@@ -528,27 +591,6 @@ impl Server {
                 what: "cannot write the traceability log at start".into(),
                 source: std::io::Error::other("log write failed"),
             });
-        }
-        // A new revision of the record since the last start: a re-sharing.
-        if last_revision.unwrap_or(1) != revision {
-            let record = state.record();
-            tracing::warn!(
-                revision,
-                "the master secret was re-shared since the last start"
-            );
-            state.log(
-                Event::Resharing {
-                    revision,
-                    previous: PublicHex::of_hex(record.previous_hex().unwrap_or_default()),
-                    threshold: record.threshold() as u64,
-                    holders: record
-                        .holders()
-                        .iter()
-                        .map(|h| crate::event::HolderName::of_holder(&h.name))
-                        .collect(),
-                },
-                None,
-            );
         }
         let router = app(state.clone());
         let housekeeping = tokio::spawn(housekeeping(state.clone()));

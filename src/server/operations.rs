@@ -97,7 +97,7 @@ fn check_against_config(state: &AppState, operation: &Operation) -> Result<(), S
             }
             Ok(())
         }
-        Operation::ProjectDestroy { project } => {
+        Operation::ProjectDestroy { project } | Operation::ProjectRenew { project } => {
             let sealed = state.vault.view().sealed;
             if !sealed && !state.vault.projects().iter().any(|p| &p.id == project) {
                 return Err(format!("no project {project}"));

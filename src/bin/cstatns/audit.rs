@@ -581,7 +581,10 @@ async fn run_follow(a: &FetchArgs) -> u8 {
             };
         }
         let complete = got.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        let text = String::from_utf8_lossy(&got[..complete]).into_owned();
+        let Ok(text) = std::str::from_utf8(&got[..complete]) else {
+            println!("DIVERGED: the service sent a log that is not UTF-8");
+            return EXIT_TAMPERED;
+        };
         let mut lines = text.lines().filter(|l| !l.trim().is_empty()).peekable();
         let mut chain = last.clone();
         if let Some((seq, hash)) = &last {
@@ -632,12 +635,23 @@ async fn run_follow(a: &FetchArgs) -> u8 {
         }
         if added > 0 {
             let written = std::fs::OpenOptions::new()
+                .read(true)
                 .append(true)
                 .create(true)
                 .open(&a.output)
                 .and_then(|mut f| {
+                    use std::io::{Read, Seek};
                     use std::os::unix::fs::PermissionsExt;
                     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                    // A line half-appended by an earlier round (a crash)
+                    // goes: the copy is whole lines only.
+                    let mut bytes = Vec::new();
+                    f.seek(std::io::SeekFrom::Start(0))?;
+                    f.read_to_end(&mut bytes)?;
+                    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+                    if whole < bytes.len() {
+                        f.set_len(whole as u64)?;
+                    }
                     f.write_all(new.as_bytes())?;
                     f.sync_all()
                 });

@@ -497,8 +497,12 @@ impl Vault {
             };
         logged = logged && self.log_destroyed(&ended, "end_date", true, journal);
         if !logged {
-            // Nothing written: the operation did not happen.
-            return Err(QuorumRefusal::LogUnavailable);
+            // Nothing written: the operation did not happen (said, if the
+            // log takes this record).
+            return Err(fail(
+                Term::from("log_unavailable"),
+                QuorumRefusal::LogUnavailable,
+            ));
         }
         if let Err(e) = self.store_keyring(sealed) {
             tracing::error!(error = %e, "the changed keyring could not be written");
@@ -621,6 +625,9 @@ impl Vault {
                 let Some(chain) = keyring.projects.iter_mut().find(|p| &p.id == project) else {
                     return refuse(format!("no project {project} in the keyring"));
                 };
+                if parse_day(&chain.end_date).is_none_or(|d| d <= today()) {
+                    return refuse(format!("project {project} has ended"));
+                }
                 chain.generations.push(GenerationKey::random());
                 chain.created.push(now().unix_timestamp());
             }

@@ -126,12 +126,18 @@ pub(super) fn project_keys(
                 .ok_or_else(|| bad(format!("project {}: unreadable end date", c.id)))?;
             let chain = KeyChain::new(&c.generations)
                 .map_err(|_| bad(format!("project {}: no key", c.id)))?;
+            // A renewed project keeps its token: batches still on its older
+            // chain stop with it when it is destroyed.
+            let token = previous
+                .iter()
+                .find(|p| p.id == c.id)
+                .map_or_else(|| live.child_token(), |p| p.live.clone());
             Ok(Arc::new(ProjectKeys {
                 id: c.id.clone(),
                 end_date,
                 terms,
                 chain: Arc::new(chain),
-                live: live.child_token(),
+                live: token,
             }))
         })
         .collect()
@@ -331,18 +337,15 @@ impl Vault {
             let sealed = self.keyring.lock().unwrap_or_else(|p| p.into_inner());
             sealed.open_with_kek(kek)
         };
-        let rewritten = opened.and_then(|k| self.drop_ended_projects(k, kek, Some(journal)));
+        // Logged before the rewrite (a retry logs only its success).
+        let journal_first = (!owed).then_some(journal);
+        let rewritten = opened.and_then(|k| self.drop_ended_projects(k, kek, journal_first));
         match rewritten {
             Ok((_, on_disk)) => {
                 self.destruction_owed.store(false, Ordering::SeqCst);
-                // Ended in memory but already gone from the disk (a rewrite
-                // owed from before): logged here.
-                let missing: Vec<String> = ids
-                    .iter()
-                    .filter(|i| !on_disk.contains(i))
-                    .cloned()
-                    .collect();
-                self.log_destroyed(&missing, "end_date", true, journal);
+                if owed {
+                    self.log_destroyed(&on_disk, "end_date", true, journal);
+                }
             }
             Err(e) => {
                 // The keys are gone from memory; the file is rewritten at
