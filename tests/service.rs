@@ -1296,3 +1296,36 @@ async fn a_body_that_stops_coming_is_cut_off_after_the_idle_timeout() {
     assert_eq!(end["details"]["reason"], "body_timeout");
     drop(tx);
 }
+
+/// Routes the service does not have, and methods a route does not take,
+/// are refused by the service itself (not by the router alone): a JSON
+/// refusal, and a `request_refused` record naming the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_wrong_methods_are_refused_and_logged() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    let r = env
+        .request(
+            &server,
+            SUBMITTER,
+            "GET",
+            "/v1/nothing-here",
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.refusal().0, 404);
+    assert_eq!(r.refusal().1, "not_found");
+    let r = env
+        .request(&server, SUBMITTER, "DELETE", "/v1/status", &[], Vec::new())
+        .await;
+    assert_eq!(r.refusal().0, 405);
+    assert_eq!(r.refusal().1, "method_not_allowed");
+    let fp = env.env.pki.fingerprint(SUBMITTER).unwrap().to_owned();
+    for reason in ["not_found", "method_not_allowed"] {
+        let rec = env.wait_for_audit(reason, |r| {
+            r["event"] == "request_refused" && r["details"]["reason"] == reason
+        });
+        assert_eq!(rec["actor"]["fingerprint"], fp.as_str());
+    }
+}

@@ -29,6 +29,9 @@ pub enum ApiError {
     /// No such resource for this client.
     #[error("not found")]
     NotFound,
+    /// The route does not take this method.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// A share was refused; the message names the holder.
     #[error("{0}")]
     ShareRefused(String),
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::ShareRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,6 +92,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooLarge(_) => "too_large",
             ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::ShareRefused(_) => "share_refused",
             ApiError::WrongHolderCertificate(_) => "wrong_holder_certificate",
             ApiError::Conflict(_) => "conflict",

@@ -446,6 +446,35 @@ async fn status(
     Ok(Json(status_of(&state)))
 }
 
+/// A route the service does not have: 404, and logged like any refusal
+/// (axum would otherwise answer on its own, and the log would not know).
+async fn unknown_route(
+    State(state): State<Arc<AppState>>,
+    id: Option<Extension<PeerIdentity>>,
+) -> ApiError {
+    refuse_route(&state, id, ApiError::NotFound)
+}
+
+/// A known route with a method it does not take: 405, logged.
+async fn wrong_method(
+    State(state): State<Arc<AppState>>,
+    id: Option<Extension<PeerIdentity>>,
+) -> ApiError {
+    refuse_route(&state, id, ApiError::MethodNotAllowed)
+}
+
+fn refuse_route(state: &AppState, id: Option<Extension<PeerIdentity>>, e: ApiError) -> ApiError {
+    state.log(
+        Event::RequestRefused {
+            operation: None,
+            reason: crate::event::Term::from(e.code()),
+            role: None,
+        },
+        id.as_ref().map(|Extension(id)| id),
+    );
+    e
+}
+
 async fn receipt(
     State(state): State<Arc<AppState>>,
     Extension(id): Extension<PeerIdentity>,
@@ -480,6 +509,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/projects/{id}/cspens", post(batch::cspens))
         .route("/v1/projects/{id}/renewal", post(batch::cspens_renewal))
         .route("/v1/projects/{id}/results/{batch}", get(results::fetch))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             renewal_warning,
