@@ -144,15 +144,7 @@ fn validate(opts: &InitOptions) -> Result<(), SealError> {
 /// rebuilding of `S` from the first `t` shares. `S` is wiped on return.
 pub fn init(opts: &InitOptions) -> Result<CeremonyOutput, SealError> {
     validate(opts)?;
-    let n = opts.holders.len();
-    let ids: Vec<u8> = (1..=n)
-        .map(|i| u8::try_from(i).map_err(|_| SealError::InvalidHolderCount(n)))
-        .collect::<Result<_, _>>()?;
-
-    let master = MasterSecret::random();
     let ceremony_id = CeremonyId::random();
-    let split = vss::split(&master, opts.threshold, &ids)?;
-
     let mut generations = Vec::with_capacity(opts.generations);
     generations.push(match &opts.import_k1 {
         Some(k1) => GenerationKey::from_bytes(*k1.expose()),
@@ -160,10 +152,47 @@ pub fn init(opts: &InitOptions) -> Result<CeremonyOutput, SealError> {
     });
     generations.extend((1..opts.generations).map(|_| GenerationKey::random()));
     let keyring = Keyring::new(generations, LogSigningKey::generate())?;
-    let sealed = keyring.seal(&master, ceremony_id)?;
+    share_out(
+        &keyring,
+        ceremony_id,
+        opts.threshold,
+        &opts.holders,
+        opts.share_kdf,
+        |holders, commitments| {
+            CeremonyRecord::new_signed(
+                ceremony_id,
+                opts.threshold,
+                holders,
+                commitments,
+                &keyring.log_signing,
+            )
+        },
+    )
+}
 
-    let holders = opts
-        .holders
+/// What a ceremony and a re-sharing share: draws `S`, splits it `t`-of-`n`
+/// among `holders` (holder `i` gets `x = i`), seals `keyring` under it,
+/// has `sign` make the record from the holders and the commitments, and
+/// makes the shares. Before returning it checks its own work: every share
+/// against the record, the record's signature, and the rebuilding of `S`
+/// from the first `t` shares. `S` is wiped on return.
+fn share_out(
+    keyring: &Keyring,
+    ceremony_id: CeremonyId,
+    threshold: usize,
+    holders: &[HolderSpec],
+    share_kdf: ShareKdf,
+    sign: impl FnOnce(Vec<HolderRecord>, &[p256::ProjectivePoint]) -> Result<CeremonyRecord, SealError>,
+) -> Result<CeremonyOutput, SealError> {
+    let n = holders.len();
+    let ids: Vec<u8> = (1..=n)
+        .map(|i| u8::try_from(i).map_err(|_| SealError::InvalidHolderCount(n)))
+        .collect::<Result<_, _>>()?;
+    let master = MasterSecret::random();
+    let split = vss::split(&master, threshold, &ids)?;
+    let sealed = keyring.seal(&master, ceremony_id)?;
+    drop(master);
+    let records = holders
         .iter()
         .zip(&ids)
         .map(|(h, &id)| HolderRecord {
@@ -173,15 +202,8 @@ pub fn init(opts: &InitOptions) -> Result<CeremonyOutput, SealError> {
             external: h.external,
         })
         .collect();
-    let record = CeremonyRecord::new_signed(
-        ceremony_id,
-        opts.threshold,
-        holders,
-        &split.commitments,
-        &keyring.log_signing,
-    )?;
-    let shares: Vec<Share> = opts
-        .holders
+    let record = sign(records, &split.commitments)?;
+    let shares: Vec<Share> = holders
         .iter()
         .zip(&split.values)
         .map(|(h, (id, value))| Share::new(ceremony_id, &h.name, *id, value))
@@ -194,14 +216,14 @@ pub fn init(opts: &InitOptions) -> Result<CeremonyOutput, SealError> {
     for share in &shares {
         record.verify_share(share)?;
     }
-    let rebuilt = combine(&record, &shares[..opts.threshold])?;
+    let rebuilt = combine(&record, &shares[..threshold])?;
     record.open_keyring(&sealed, &rebuilt)?;
 
     Ok(CeremonyOutput {
         record,
         keyring: sealed,
         shares,
-        share_kdf: opts.share_kdf,
+        share_kdf,
     })
 }
 
@@ -243,10 +265,6 @@ pub fn reshare(opts: &ReshareOptions<'_>) -> Result<CeremonyOutput, SealError> {
         import_k1: None,
         share_kdf: opts.share_kdf,
     })?;
-    let n = opts.holders.len();
-    let ids: Vec<u8> = (1..=n)
-        .map(|i| u8::try_from(i).map_err(|_| SealError::InvalidHolderCount(n)))
-        .collect::<Result<_, _>>()?;
     let old = combine(opts.record, opts.shares)?;
     let mut keyring = opts.record.open_keyring(opts.keyring, &old)?;
     drop(old);
@@ -256,47 +274,17 @@ pub fn reshare(opts: &ReshareOptions<'_>) -> Result<CeremonyOutput, SealError> {
             .created
             .push(time::OffsetDateTime::now_utc().unix_timestamp());
     }
-    let ceremony_id = opts.record.ceremony_id();
-    let master = MasterSecret::random();
-    let split = vss::split(&master, opts.threshold, &ids)?;
-    let sealed = keyring.seal(&master, ceremony_id)?;
-    drop(master);
-    let holders = opts
-        .holders
-        .iter()
-        .zip(&ids)
-        .map(|(h, &id)| HolderRecord {
-            name: h.name.clone(),
-            id,
-            fingerprint: h.fingerprint.clone(),
-            external: h.external,
-        })
-        .collect();
-    let record = opts.record.next_revision(
+    share_out(
+        &keyring,
+        opts.record.ceremony_id(),
         opts.threshold,
-        holders,
-        &split.commitments,
-        &keyring.log_signing,
-    )?;
-    let shares: Vec<Share> = opts
-        .holders
-        .iter()
-        .zip(&split.values)
-        .map(|(h, (id, value))| Share::new(ceremony_id, &h.name, *id, value))
-        .collect();
-    drop(split);
-    record.verify_signature()?;
-    for share in &shares {
-        record.verify_share(share)?;
-    }
-    let rebuilt = combine(&record, &shares[..opts.threshold])?;
-    record.open_keyring(&sealed, &rebuilt)?;
-    Ok(CeremonyOutput {
-        record,
-        keyring: sealed,
-        shares,
-        share_kdf: opts.share_kdf,
-    })
+        &opts.holders,
+        opts.share_kdf,
+        |holders, commitments| {
+            opts.record
+                .next_revision(opts.threshold, holders, commitments, &keyring.log_signing)
+        },
+    )
 }
 
 /// Share points taken out of [`Share`]s for interpolation; wiped on drop.

@@ -111,6 +111,16 @@ struct RecordJson {
     signature: String,
 }
 
+impl RecordJson {
+    /// The checked record, signed with `log_key`.
+    fn signed(self, log_key: &LogSigningKey) -> Result<CeremonyRecord, SealError> {
+        let mut record = CeremonyRecord::from_parts(self)?;
+        let message = record.signed_message()?;
+        record.json.signature = hex::encode(log_key.sign(&message));
+        Ok(record)
+    }
+}
+
 /// The public ceremony record (`ceremony.json`). A value of this type is
 /// well formed (parsed commitments, valid holders and threshold); whether
 /// its signature verifies is a separate question, answered by
@@ -132,31 +142,7 @@ impl CeremonyRecord {
         commitments: &[ProjectivePoint],
         log_key: &LogSigningKey,
     ) -> Result<Self, SealError> {
-        let now = OffsetDateTime::now_utc();
-        let now = now.replace_nanosecond(0).unwrap_or(now);
-        let created = now
-            .format(&Rfc3339)
-            .map_err(|e| SealError::MalformedRecord(format!("cannot format the date: {e}")))?;
-        let commitments_hex = commitments
-            .iter()
-            .map(|c| hex::encode(c.to_affine().to_encoded_point(true).as_bytes()))
-            .collect();
-        let json = RecordJson {
-            format: CEREMONY_FORMAT.to_owned(),
-            ceremony_id: id.to_string(),
-            created,
-            revision: None,
-            previous: None,
-            threshold,
-            holders,
-            commitments: commitments_hex,
-            log_public_key: log_key.public_key_hex(),
-            signature: String::new(),
-        };
-        let mut record = Self::from_parts(json)?;
-        let message = record.signed_message()?;
-        record.json.signature = hex::encode(log_key.sign(&message));
-        Ok(record)
+        Self::unsigned(id, threshold, holders, commitments, log_key)?.signed(log_key)
     }
 
     /// The record that replaces `self` after a re-sharing: the same
@@ -170,15 +156,42 @@ impl CeremonyRecord {
         commitments: &[ProjectivePoint],
         log_key: &LogSigningKey,
     ) -> Result<Self, SealError> {
-        let mut json = Self::new_signed(self.id, threshold, holders, commitments, log_key)?.json;
+        let mut json = Self::unsigned(self.id, threshold, holders, commitments, log_key)?;
         json.format = CEREMONY_FORMAT_V2.to_owned();
         json.revision = Some(self.revision() + 1);
         json.previous = Some(self.digest_hex()?);
-        json.signature = String::new();
-        let mut next = Self::from_parts(json)?;
-        let message = next.signed_message()?;
-        next.json.signature = hex::encode(log_key.sign(&message));
-        Ok(next)
+        json.signed(log_key)
+    }
+
+    /// A record of revision 1, dated now, with an empty signature.
+    fn unsigned(
+        id: CeremonyId,
+        threshold: usize,
+        holders: Vec<HolderRecord>,
+        commitments: &[ProjectivePoint],
+        log_key: &LogSigningKey,
+    ) -> Result<RecordJson, SealError> {
+        let now = OffsetDateTime::now_utc();
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        let created = now
+            .format(&Rfc3339)
+            .map_err(|e| SealError::MalformedRecord(format!("cannot format the date: {e}")))?;
+        let commitments_hex = commitments
+            .iter()
+            .map(|c| hex::encode(c.to_affine().to_encoded_point(true).as_bytes()))
+            .collect();
+        Ok(RecordJson {
+            format: CEREMONY_FORMAT.to_owned(),
+            ceremony_id: id.to_string(),
+            created,
+            revision: None,
+            previous: None,
+            threshold,
+            holders,
+            commitments: commitments_hex,
+            log_public_key: log_key.public_key_hex(),
+            signature: String::new(),
+        })
     }
 
     /// 1 for the ceremony's record, then one more at each re-sharing.

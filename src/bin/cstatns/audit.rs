@@ -320,20 +320,26 @@ fn summary(v: &Verified) -> String {
 
 /// The `seq` and `hash` of the last complete record of a log copy.
 fn last_record_of(path: &Path) -> Result<Option<(u64, String)>, String> {
+    last_record_and_length(path).map(|(last, _)| last)
+}
+
+/// [`last_record_of`], and the length of the copy's whole lines (what
+/// follows them is a line half-written by a crash).
+fn last_record_and_length(path: &Path) -> Result<(Option<(u64, String)>, u64), String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, 0)),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
     let text = String::from_utf8_lossy(&bytes[..complete]);
     let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
-        return Ok(None);
+        return Ok((None, complete as u64));
     };
     let v: serde_json::Value = serde_json::from_str(line)
         .map_err(|_| format!("{}: its last line is not a log record", path.display()))?;
     match (v["seq"].as_u64(), v["hash"].as_str()) {
-        (Some(seq), Some(hash)) => Ok(Some((seq, hash.to_owned()))),
+        (Some(seq), Some(hash)) => Ok((Some((seq, hash.to_owned())), complete as u64)),
         _ => Err(format!(
             "{}: its last line is not a log record",
             path.display()
@@ -563,7 +569,7 @@ async fn run_follow(a: &FetchArgs) -> u8 {
     let mut round = 0u64;
     loop {
         round += 1;
-        let last = match last_record_of(&a.output) {
+        let (last, whole) = match last_record_and_length(&a.output) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -635,22 +641,16 @@ async fn run_follow(a: &FetchArgs) -> u8 {
         }
         if added > 0 {
             let written = std::fs::OpenOptions::new()
-                .read(true)
                 .append(true)
                 .create(true)
                 .open(&a.output)
                 .and_then(|mut f| {
-                    use std::io::{Read, Seek};
                     use std::os::unix::fs::PermissionsExt;
                     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
                     // A line half-appended by an earlier round (a crash)
                     // goes: the copy is whole lines only.
-                    let mut bytes = Vec::new();
-                    f.seek(std::io::SeekFrom::Start(0))?;
-                    f.read_to_end(&mut bytes)?;
-                    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-                    if whole < bytes.len() {
-                        f.set_len(whole as u64)?;
+                    if f.metadata()?.len() > whole {
+                        f.set_len(whole)?;
                     }
                     f.write_all(new.as_bytes())?;
                     f.sync_all()

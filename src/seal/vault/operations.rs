@@ -8,7 +8,7 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use super::projects::{project_keys, today};
+use super::projects::{chain_ended, ended_projects, project_keys, today};
 use super::{Journal, Phase, Vault};
 use crate::code::{GenerationKey, KeyChain};
 use crate::event::{
@@ -625,7 +625,7 @@ impl Vault {
                 let Some(chain) = keyring.projects.iter_mut().find(|p| &p.id == project) else {
                     return refuse(format!("no project {project} in the keyring"));
                 };
-                if parse_day(&chain.end_date).is_none_or(|d| d <= today()) {
+                if chain_ended(chain, today()) {
                     return refuse(format!("project {project} has ended"));
                 }
                 chain.generations.push(GenerationKey::random());
@@ -641,13 +641,7 @@ impl Vault {
             }
         }
         // An ended project never goes back to disk with a changed keyring.
-        let today = today();
-        let ended: Vec<String> = keyring
-            .projects
-            .iter()
-            .filter(|p| parse_day(&p.end_date).is_none_or(|d| today >= d))
-            .map(|p| p.id.clone())
-            .collect();
+        let ended = ended_projects(&keyring);
         keyring.projects.retain(|p| !ended.contains(&p.id));
         let sealed = keyring.seal(&master, self.record.ceremony_id())?;
         drop(master);

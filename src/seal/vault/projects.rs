@@ -103,6 +103,23 @@ pub(crate) fn today() -> Date {
     today
 }
 
+/// Whether a project chain's end date has begun (an unreadable date counts
+/// as ended: such a key is never kept).
+pub(super) fn chain_ended(chain: &ProjectChain, today: Date) -> bool {
+    parse_day(&chain.end_date).is_none_or(|d| today >= d)
+}
+
+/// The ids of the projects of `keyring` whose end date has begun.
+pub(super) fn ended_projects(keyring: &Keyring) -> Vec<String> {
+    let today = today();
+    keyring
+        .projects
+        .iter()
+        .filter(|p| chain_ended(p, today))
+        .map(|p| p.id.clone())
+        .collect()
+}
+
 /// The projects' keys for `chains`, each with a child of `live`; a project
 /// already in `previous` keeps its keys (and token).
 pub(super) fn project_keys(
@@ -186,24 +203,7 @@ impl Vault {
         id: &str,
         submitter: &str,
     ) -> Result<(Keys, ProjectTerms), ProjectRefusal> {
-        let phase = self.lock();
-        let Phase::Unsealed { projects, .. } = &*phase else {
-            return Err(ProjectRefusal::Unknown);
-        };
-        let p = projects
-            .iter()
-            .find(|p| p.id == id && p.terms.submitter == submitter && !p.live.is_cancelled())
-            .ok_or(ProjectRefusal::Unknown)?;
-        if p.ended(today()) {
-            return Err(ProjectRefusal::Ended(crate::renewal::date_label(
-                p.end_date,
-            )));
-        }
-        let keys = Keys {
-            chain: p.chain.clone(),
-            live: p.live.clone(),
-        };
-        Ok((keys, p.terms.clone()))
+        self.live_project(id, |t| t.submitter == submitter)
     }
 
     /// The keys of project `id` for a renewal batch of its matching body
@@ -213,19 +213,25 @@ impl Vault {
         id: &str,
         fingerprint: &str,
     ) -> Result<(Keys, ProjectTerms), ProjectRefusal> {
+        self.live_project(id, |t| {
+            t.matcher_fingerprint.eq_ignore_ascii_case(fingerprint)
+        })
+    }
+
+    /// The keys and terms of live project `id`, for a client whose claim to
+    /// it `allowed` checks against its terms (refused as unknown otherwise).
+    fn live_project(
+        &self,
+        id: &str,
+        allowed: impl Fn(&ProjectTerms) -> bool,
+    ) -> Result<(Keys, ProjectTerms), ProjectRefusal> {
         let phase = self.lock();
         let Phase::Unsealed { projects, .. } = &*phase else {
             return Err(ProjectRefusal::Unknown);
         };
         let p = projects
             .iter()
-            .find(|p| {
-                p.id == id
-                    && p.terms
-                        .matcher_fingerprint
-                        .eq_ignore_ascii_case(fingerprint)
-                    && !p.live.is_cancelled()
-            })
+            .find(|p| p.id == id && allowed(&p.terms) && !p.live.is_cancelled())
             .ok_or(ProjectRefusal::Unknown)?;
         if p.ended(today()) {
             return Err(ProjectRefusal::Ended(crate::renewal::date_label(
@@ -249,13 +255,7 @@ impl Vault {
         kek: &KeyringKek,
         journal: Option<&dyn Journal>,
     ) -> Result<(Keyring, Vec<String>), SealError> {
-        let today = today();
-        let ended: Vec<String> = keyring
-            .projects
-            .iter()
-            .filter(|p| parse_day(&p.end_date).is_none_or(|d| today >= d))
-            .map(|p| p.id.clone())
-            .collect();
+        let ended = ended_projects(&keyring);
         if ended.is_empty() {
             return Ok((keyring, ended));
         }
