@@ -755,59 +755,85 @@ async fn body_over_max_request_bytes_is_413() {
     assert_eq!(r.status, 200);
 }
 
-/// Regression guard: the size limit counts the bytes read while looking for
-/// the CSV header line too (they once were not). A streamed body without
-/// `Content-Length` whose first frame holds the whole batch must not be
-/// answered in full when it is over the limit: either 413, or the answer is
-/// cut off.
+/// Regression guard (a chunked body over the limit got 200 and a cut
+/// stream): a body sent without `Content-Length` is read to its end before
+/// the answer starts, so one over the limit gets 413, in any framing, and is
+/// logged; one under it is answered in full.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streamed_body_over_max_request_bytes_is_not_answered_in_full() {
+async fn chunked_body_over_max_request_bytes_is_413_and_under_it_is_answered_in_full() {
     let env = TestEnv::with(EnvOptions {
-        max_request_bytes: Some(1000),
+        max_request_bytes: Some(4000),
         ..Default::default()
     });
     let server = env.serve();
     env.unseal(&server).await;
-    let mut body = String::from("index,nir\n");
-    for i in 0..200u64 {
-        body.push_str(&format!("S{i},{}\n", nir_full(i)));
-    }
+    let body_of = |n: u64| {
+        let mut body = String::from("index,nir\n");
+        for i in 0..n {
+            body.push_str(&format!("S{i},{}\n", nir_full(i)));
+        }
+        body
+    };
     let submitter = ClientIdentity::Cert {
         cert: env.cert(SUBMITTER),
         key: env.key(SUBMITTER),
     };
     let headers = [("content-type", "text/csv")];
-    let shapes: [(&str, Vec<bytes::Bytes>); 2] = [
-        (
-            "many small frames",
-            body.as_bytes()
-                .chunks(500)
-                .map(bytes::Bytes::copy_from_slice)
-                .collect(),
-        ),
-        ("one frame", vec![bytes::Bytes::from(body.clone())]),
-    ];
-    for (shape, parts) in shapes {
-        let got = common::https_streamed(
+    let frames = |body: &str, size: usize| -> Vec<bytes::Bytes> {
+        body.as_bytes()
+            .chunks(size)
+            .map(bytes::Bytes::copy_from_slice)
+            .collect()
+    };
+    let over = body_of(400);
+    let under = body_of(50);
+    assert!(over.len() > 4000 && under.len() < 4000);
+    for (shape, size) in [("many small frames", 500), ("one frame", usize::MAX)] {
+        let refusals_before = env
+            .audit_records()
+            .iter()
+            .filter(|r| r["event"] == "request_refused" && r["details"]["reason"] == "too_large")
+            .count();
+        let r = common::https_streamed(
             &server,
             &env.ca(),
             &submitter,
             "POST",
             "/v1/cstatns",
             &headers,
-            parts,
+            frames(&over, size.min(over.len())),
         )
-        .await;
-        if let Ok(r) = got {
-            assert_eq!(
-                r.status,
-                413,
-                "{shape}: a {}-byte body over the 1000-byte limit was answered {} with {} lines",
-                body.len(),
-                r.status,
-                r.text().lines().count()
-            );
-        }
+        .await
+        .unwrap_or_else(|e| panic!("{shape}: no answer to a chunked body over the limit: {e}"));
+        assert_eq!(
+            r.status,
+            413,
+            "{shape}: a {}-byte chunked body over the 4000-byte limit was answered {} with {} lines",
+            over.len(),
+            r.status,
+            r.text().lines().count()
+        );
+        let refusals = env
+            .audit_records()
+            .iter()
+            .filter(|r| r["event"] == "request_refused" && r["details"]["reason"] == "too_large")
+            .count();
+        assert_eq!(refusals, refusals_before + 1, "{shape}: the 413 is logged");
+        let r = common::https_streamed(
+            &server,
+            &env.ca(),
+            &submitter,
+            "POST",
+            "/v1/cstatns",
+            &headers,
+            frames(&under, size.min(under.len())),
+        )
+        .await
+        .expect("answer");
+        assert_eq!(r.status, 200, "{shape}: a chunked body under the limit");
+        let lines: Vec<_> = r.text().lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 51, "{shape}: header and every line answered");
+        assert!(lines[1..].iter().all(|l| l.ends_with(",ok")), "{shape}");
     }
     let completed_over_limit: Vec<_> = env
         .audit_records()
@@ -815,12 +841,58 @@ async fn streamed_body_over_max_request_bytes_is_not_answered_in_full() {
         .filter(|r| {
             r["event"] == "batch_end"
                 && r["details"]["outcome"] == "completed"
-                && r["details"]["bytes"].as_u64() > Some(1000)
+                && r["details"]["bytes"].as_u64() > Some(4000)
         })
         .collect();
     assert!(
         completed_over_limit.is_empty(),
         "batches over the limit logged as completed: {completed_over_limit:?}"
+    );
+}
+
+/// A chunked body is read whole before the answer starts, up to 8 MiB; a
+/// larger one must declare its length: 411, logged, no code computed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_body_past_eight_mebibytes_must_declare_its_length() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    let mut body = String::from("index,nir\n");
+    let mut i = 0u64;
+    while body.len() <= 9 << 20 {
+        body.push_str(&format!("S{i},{}\n", nir_full(i % 100_000)));
+        i += 1;
+    }
+    let submitter = ClientIdentity::Cert {
+        cert: env.cert(SUBMITTER),
+        key: env.key(SUBMITTER),
+    };
+    let parts: Vec<bytes::Bytes> = body
+        .as_bytes()
+        .chunks(64 << 10)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let r = common::https_streamed(
+        &server,
+        &env.ca(),
+        &submitter,
+        "POST",
+        "/v1/cstatns",
+        &[("content-type", "text/csv")],
+        parts,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(r.status, 411, "{}", r.text());
+    assert!(r.text().contains("length_required"), "{}", r.text());
+    assert!(env.audit_records().iter().any(|r| {
+        r["event"] == "request_refused" && r["details"]["reason"] == "length_required"
+    }));
+    assert!(
+        !env.audit_records()
+            .iter()
+            .any(|r| r["event"] == "batch_start"),
+        "no batch started"
     );
 }
 

@@ -33,6 +33,13 @@ const IN_FLIGHT: usize = 4;
 /// Most of a refused body read (and dropped) before answering.
 const DRAIN_LIMIT: usize = 64 << 20;
 
+/// Most of a body sent without `Content-Length` (chunked) that is read whole
+/// before answering. The answer streams, so its status is sent before the
+/// end of a long body; a body that declares no length is therefore read to
+/// its end first, so that one over `max_request_bytes` gets 413 and never a
+/// 200 cut short. A larger one must declare its length (411).
+const UNDECLARED_LIMIT: u64 = 8 << 20;
+
 thread_local! {
     /// One scratch per blocking thread, reused from chunk to chunk.
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
@@ -340,6 +347,13 @@ async fn run_batch(
     body: Body,
     op: Operation,
 ) -> Result<Response, ApiError> {
+    let body = if axum::body::HttpBody::size_hint(&body).exact().is_some() {
+        body
+    } else {
+        read_undeclared(body, &admitted)
+            .await
+            .map_err(|e| refused(&state, &id, op, e))?
+    };
     let mut body = body.into_data_stream();
     let (decoder, ready, format) = read_start(&mut body, op, &admitted)
         .await
@@ -512,6 +526,49 @@ async fn read_body(
     }
     queue(&mut ready, op, format, &keys, is_project, &tx).await?;
     Ok(())
+}
+
+/// Reads a body that declares no length to its end, at most
+/// [`UNDECLARED_LIMIT`] and `max_request_bytes`: 413 past the limit, 411
+/// past [`UNDECLARED_LIMIT`]. Returns the body read, to be decoded as any.
+async fn read_undeclared(body: Body, admitted: &Admitted) -> Result<Body, ApiError> {
+    let cap = admitted.max.min(UNDECLARED_LIMIT);
+    let mut stream = body.into_data_stream();
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut read = 0u64;
+    let refusal = loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(admitted.idle, futures_util::StreamExt::next(&mut stream)) => match next {
+                Ok(next) => next,
+                Err(_) => return Err(ApiError::BadRequest(
+                    "no byte of the request body came for too long".into(),
+                )),
+            },
+            () = admitted.keys.retired() => return Err(ApiError::Sealed),
+        };
+        match next {
+            Some(Ok(b)) => {
+                read += b.len() as u64;
+                parts.push(b);
+                if read > admitted.max {
+                    break ApiError::TooLarge(admitted.max);
+                }
+                if read > cap {
+                    break ApiError::LengthRequired(UNDECLARED_LIMIT);
+                }
+            }
+            Some(Err(_)) => {
+                break ApiError::BadRequest("the request body could not be read".into())
+            }
+            None => {
+                let parts = parts.into_iter().map(Ok::<_, std::convert::Infallible>);
+                return Ok(Body::from_stream(futures_util::stream::iter(parts)));
+            }
+        }
+    };
+    drop(parts); // wiped as they are freed (the zeroizing allocator)
+    drain(&mut stream).await;
+    Err(refusal)
 }
 
 /// Reads and drops what is left of a refused body, up to [`DRAIN_LIMIT`], so

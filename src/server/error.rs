@@ -26,6 +26,10 @@ pub enum ApiError {
     /// The body is larger than configured.
     #[error("the request is larger than the configured limit of {0} bytes")]
     TooLarge(u64),
+    /// A body sent without `Content-Length` went past what the service
+    /// reads before answering.
+    #[error("a batch larger than {0} bytes must declare its Content-Length")]
+    LengthRequired(u64),
     /// No such resource for this client.
     #[error("not found")]
     NotFound,
@@ -69,6 +73,7 @@ impl ApiError {
             ApiError::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::LengthRequired(_) => StatusCode::LENGTH_REQUIRED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::ShareRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -91,6 +96,7 @@ impl ApiError {
             ApiError::UnsupportedType => "unsupported_media_type",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::LengthRequired(_) => "length_required",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::ShareRefused(_) => "share_refused",
