@@ -76,6 +76,9 @@ pub struct Endpoint {
     pub cert: PathBuf,
     /// Our private key.
     pub key: PathBuf,
+    /// The CA's revocation list(s) (PEM): a revoked server certificate
+    /// fails the handshake.
+    pub crl: Option<PathBuf>,
 }
 
 /// An open connection.
@@ -109,7 +112,12 @@ impl Endpoint {
     /// Connects and completes the TLS handshake.
     pub async fn connect(&self) -> Result<Connection, ClientError> {
         let (host, port) = self.host_port()?;
-        let config = crate::tls::client_config(&self.ca, &self.cert, &self.key)?;
+        let config = crate::tls::client_config_with_crl(
+            &self.ca,
+            &self.cert,
+            &self.key,
+            self.crl.as_deref(),
+        )?;
         let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
         let err = |reason: String| ClientError::Connect {
             server: self.server.clone(),

@@ -54,7 +54,7 @@ impl ClientEntry {
     /// Every identifier the entry gives must match: with both a fingerprint
     /// and a subject, a certificate the CA issues later with the same
     /// subject does not get the role.
-    fn matches(&self, id: &PeerIdentity) -> bool {
+    pub fn matches(&self, id: &PeerIdentity) -> bool {
         let fingerprint = self
             .fingerprint
             .as_deref()
@@ -77,6 +77,11 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// CA that signs client certificates (PEM).
     pub client_ca: PathBuf,
+    /// Certificate revocation list(s) of the client CA (PEM, `X509 CRL`):
+    /// a revoked client certificate fails the handshake. Re-read, with the
+    /// certificates and the client table, on `SIGHUP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl: Option<PathBuf>,
 }
 
 /// The whole configuration.
@@ -135,6 +140,10 @@ pub struct Config {
     /// SHA-256 of the configuration file as read, for the log.
     #[serde(skip)]
     pub source_sha256: String,
+    /// The file the configuration was read from (to read it again on
+    /// `SIGHUP`).
+    #[serde(skip)]
+    pub source_path: Option<PathBuf>,
     /// TLS files.
     pub tls: TlsFiles,
     /// Clients and their roles.
@@ -219,6 +228,7 @@ impl Config {
             message: e.message().to_owned(),
         })?;
         c.source_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
+        c.source_path = Some(path.to_owned());
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut c.ceremony,
@@ -227,7 +237,10 @@ impl Config {
             &mut c.tls.cert,
             &mut c.tls.key,
             &mut c.tls.client_ca,
-        ] {
+        ]
+        .into_iter()
+        .chain(c.tls.crl.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

@@ -114,6 +114,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         ca: env.pki.ca(),
         cert: env.pki.cert(role),
         key: env.pki.key(role),
+        crl: None,
     };
     for i in 1..=env.threshold {
         let pass = Passphrase::from_file(env.pass(i))?;

@@ -230,10 +230,12 @@ pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
         renewal_period_years: crate::renewal::DEFAULT_PERIOD_YEARS,
         renewal_warning_days: crate::renewal::DEFAULT_WARNING_DAYS,
         source_sha256: String::new(),
+        source_path: None,
         tls: TlsFiles {
             cert: "pki/server.pem".into(),
             key: "pki/server.key".into(),
             client_ca: "pki/ca.pem".into(),
+            crl: None,
         },
         clients,
     };

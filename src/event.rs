@@ -385,6 +385,17 @@ events! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         refusals: Option<u64>,
     },
+    /// The configuration file was read again (`SIGHUP`): the client table,
+    /// the TLS certificates and the CRL now in force for new connections.
+    ConfigReloaded = "config_reloaded" {
+        config_sha256: PublicHex,
+        clients: u64,
+        /// SHA-256 of the CRL file in force, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        crl_sha256: Option<PublicHex>,
+    },
+    /// A reload was refused: the previous configuration stays in force.
+    ConfigReloadRefused = "config_reload_refused" { reason: Term },
     /// An auditor read the log from `from_seq`.
     AuditRead = "audit_read" { from_seq: u64 },
     /// A write to test whether the log is writable again.

@@ -4,6 +4,14 @@
 //! memory; a crash must not write them to disk and a neighbour process must
 //! not read them.
 //!
+//! At start, before any thread exists (what a thread restricts itself to,
+//! the threads it starts inherit), the service also confines itself:
+//! [`confine_files`] (Landlock) leaves it its own files only, and
+//! [`filter_syscalls`] (seccomp) takes away the system calls it never makes
+//! and an intruder would want (running programs, tracing, mounting, loading
+//! kernel code). Each is best effort on kernels without it, and
+//! `service_start` records what held.
+//!
 //! Memory is not locked (`mlockall`): with `MCL_FUTURE`, allocations fail
 //! once the lock limit is reached, which would turn a busy hour into an
 //! outage. Run the host without swap instead (see SECURITY.md).
@@ -17,6 +25,12 @@ pub struct Hardening {
     pub no_core_dump: bool,
     /// `PR_SET_DUMPABLE` set to 0.
     pub not_dumpable: bool,
+    /// Landlock enforced: the file system is the service's own files only.
+    #[serde(default)]
+    pub files_confined: bool,
+    /// The seccomp filter is installed.
+    #[serde(default)]
+    pub syscalls_filtered: bool,
 }
 
 /// Applies the hardening and says what held.
@@ -34,5 +48,130 @@ pub fn harden() -> Hardening {
     Hardening {
         no_core_dump,
         not_dumpable,
+        files_confined: false,
+        syscalls_filtered: false,
     }
+}
+
+/// The paths the service may use once confined: `read` (and list) only,
+/// or `write` too (create, remove, rename files and directories beneath).
+/// Directories, not files: a file replaced by a rename (a new CRL, an edited
+/// configuration) is a new inode, which a rule on the old one would not
+/// cover.
+#[derive(Debug, Default, Clone)]
+pub struct Paths {
+    /// Read-only.
+    pub read: Vec<std::path::PathBuf>,
+    /// Read and write.
+    pub write: Vec<std::path::PathBuf>,
+}
+
+/// Restricts the calling thread, and the threads it starts from now on, to
+/// `paths` (Landlock). True when the kernel enforces it fully; false where
+/// Landlock is missing or off (nothing is restricted then).
+#[cfg(target_os = "linux")]
+pub fn confine_files(paths: &Paths) -> bool {
+    use landlock::{
+        path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr,
+        RulesetStatus, ABI,
+    };
+    let abi = ABI::V5;
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| r.create())
+        .and_then(|r| r.add_rules(path_beneath_rules(&paths.read, AccessFs::from_read(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules(&paths.write, AccessFs::from_all(abi))))
+        .and_then(|r| r.restrict_self());
+    match status {
+        Ok(s) => s.ruleset == RulesetStatus::FullyEnforced,
+        Err(e) => {
+            tracing::warn!(error = %e, "Landlock could not be applied");
+            false
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn confine_files(_paths: &Paths) -> bool {
+    false
+}
+
+/// System calls the service never makes, refused with `EPERM` from now on
+/// (to every thread): running another program, tracing or reading another
+/// process, mounting, changing namespaces or root, loading kernel code or
+/// BPF, keyrings, `userfaultfd`, `io_uring`, setting the clock, rebooting.
+/// A deny list rather than an allow list: the calls that tokio, rustls and
+/// the standard library make vary with their versions and the kernel, and
+/// an allow list that misses one would stop the service in the middle of a
+/// batch.
+#[cfg(target_os = "linux")]
+pub fn filter_syscalls() -> bool {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+    let mut denied = vec![
+        libc::SYS_execve,
+        libc::SYS_execveat,
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_mount,
+        libc::SYS_umount2,
+        libc::SYS_pivot_root,
+        libc::SYS_chroot,
+        libc::SYS_unshare,
+        libc::SYS_setns,
+        libc::SYS_kexec_load,
+        libc::SYS_kexec_file_load,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_bpf,
+        libc::SYS_perf_event_open,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_userfaultfd,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_io_uring_setup,
+        libc::SYS_personality,
+        libc::SYS_acct,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_reboot,
+        libc::SYS_settimeofday,
+        libc::SYS_clock_settime,
+        libc::SYS_adjtimex,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    denied.extend([libc::SYS_iopl, libc::SYS_ioperm]);
+    let arch = if cfg!(target_arch = "x86_64") {
+        TargetArch::x86_64
+    } else if cfg!(target_arch = "aarch64") {
+        TargetArch::aarch64
+    } else {
+        return false;
+    };
+    let rules = denied.into_iter().map(|n| (n, vec![])).collect();
+    let program = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .and_then(BpfProgram::try_from);
+    match program.map(|p| seccompiler::apply_filter_all_threads(&p)) {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the seccomp filter could not be installed");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the seccomp filter could not be built");
+            false
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn filter_syscalls() -> bool {
+    false
 }

@@ -366,6 +366,16 @@ fn validity(params: &mut CertificateParams, now: OffsetDateTime) {
 /// A self-signed CA that may issue end-entity certificates only.
 fn new_ca(common_name: &str, now: OffsetDateTime) -> Result<Issued, PkiError> {
     let err = || generate_error(common_name);
+    let params = ca_params(common_name, now)?;
+    let key = KeyPair::generate().map_err(err())?;
+    let cert = params.self_signed(&key).map_err(err())?;
+    Ok(Issued { cert, key })
+}
+
+/// The CA's certificate parameters: the same name and key usages whenever
+/// they are made again (to sign a CRL with the CA's key).
+fn ca_params(common_name: &str, now: OffsetDateTime) -> Result<CertificateParams, PkiError> {
+    let err = || generate_error(common_name);
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err())?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
@@ -381,9 +391,59 @@ fn new_ca(common_name: &str, now: OffsetDateTime) -> Result<Issued, PkiError> {
         KeyUsagePurpose::DigitalSignature,
     ];
     validity(&mut params, now);
-    let key = KeyPair::generate().map_err(err())?;
-    let cert = params.self_signed(&key).map_err(err())?;
-    Ok(Issued { cert, key })
+    Ok(params)
+}
+
+/// Writes `path`, a CRL signed by the dev CA of `pki_dir` that revokes the
+/// certificates of `roles` (none: a CRL that revokes nothing). Replaces an
+/// existing file, as a CA publishing a new CRL does.
+///
+/// **INSECURE**: for tests and local development only.
+pub fn write_dev_crl(pki_dir: &Path, roles: &[&str], path: &Path) -> Result<(), PkiError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| PkiError::Io { path: p, source }
+    };
+    let now = OffsetDateTime::now_utc();
+    let ca_key = Zeroizing::new(
+        std::fs::read_to_string(pki_dir.join("ca.key")).map_err(io(&pki_dir.join("ca.key")))?,
+    );
+    let err = || generate_error("ca");
+    let key = KeyPair::from_pem(&ca_key).map_err(err())?;
+    let ca = ca_params(DEV_CA_COMMON_NAME, now)?
+        .self_signed(&key)
+        .map_err(err())?;
+    let mut revoked_certs = Vec::new();
+    for role in roles {
+        let file = pki_dir.join(format!("{role}.pem"));
+        let der = crate::tls::load_certs(&file).map_err(|e| PkiError::Io {
+            path: file.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der[0]).map_err(|e| PkiError::Io {
+            path: file.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        revoked_certs.push(rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(cert.raw_serial()),
+            revocation_time: now.saturating_sub(BACKDATE),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        });
+    }
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: now.saturating_sub(BACKDATE),
+        next_update: now.saturating_add(time::Duration::days(30)),
+        crl_number: rcgen::SerialNumber::from_slice(&now.unix_timestamp().to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca, &key)
+    .map_err(err())?;
+    let pem = crl.pem().map_err(err())?;
+    crate::files::write_atomic(path, pem.as_bytes(), 0o644, crate::files::Replace::Yes)
+        .map_err(io(path))
 }
 
 /// An end-entity certificate `CN=<role>, O=<DEV_ORGANIZATION>` issued by

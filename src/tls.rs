@@ -116,6 +116,24 @@ pub enum TlsError {
     /// A certificate's DER could not be parsed as X.509.
     #[error("cannot parse the certificate: {0}")]
     Certificate(#[source] x509_parser::error::X509Error),
+    /// A CRL file is not well-formed PEM, or holds no `X509 CRL` section.
+    #[error("{} is not a PEM file of certificate revocation lists", path.display())]
+    CrlPem {
+        /// The file concerned.
+        path: PathBuf,
+    },
+    /// The server-certificate verifier could not be built (a CRL rustls
+    /// cannot use).
+    #[error("cannot build the server verifier from {} and {}: {source}", ca.display(), crl.display())]
+    ServerVerifier {
+        /// The CA file.
+        ca: PathBuf,
+        /// The CRL file.
+        crl: PathBuf,
+        /// Why rustls refused them.
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
 }
 
 /// Who is at the other end of a connection: public information only, fit
@@ -274,6 +292,28 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
+/// Every `X509 CRL` section of a PEM file; a file with none is an error (an
+/// empty file would silently revoke nothing).
+pub fn load_crls(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let crls = rustls_pemfile::crls(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| TlsError::CrlPem {
+            path: path.to_path_buf(),
+        })?;
+    if crls.is_empty() {
+        return Err(TlsError::CrlPem {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(crls)
+}
+
 /// The first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file.
 ///
 /// The file's text is wiped from memory once parsed; the returned key is
@@ -318,7 +358,9 @@ fn warn_if_key_file_is_open(_path: &Path) {}
 
 /// The server side: TLS 1.3 only, *ring*, the given certificate chain and
 /// key, a client certificate **required** and verified against the CA(s) in
-/// `client_ca_pem`, ALPN `http/1.1`.
+/// `client_ca_pem`, ALPN `http/1.1`; with `crl_pem`, a client whose
+/// certificate the CRL revokes fails the handshake, and so does one whose
+/// status the CRL cannot tell (a CRL from another CA fails closed).
 ///
 /// A client that sends no certificate, or one that does not chain to the
 /// client CA or lacks the clientAuth extended key usage, fails the
@@ -328,12 +370,16 @@ pub fn server_config(
     cert_pem: &Path,
     key_pem: &Path,
     client_ca_pem: &Path,
+    crl_pem: Option<&Path>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let roots = Arc::new(root_store(client_ca_pem)?);
+    let crls = crl_pem.map(load_crls).transpose()?.unwrap_or_default();
     // `builder_with_provider` denies anonymous clients unless
     // `allow_unauthenticated` is called; it is not, on purpose.
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
+        .with_crls(crls)
+        .only_check_end_entity_revocation()
         .build()
         .map_err(|source| TlsError::ClientVerifier {
             path: client_ca_pem.to_path_buf(),
@@ -363,14 +409,41 @@ pub fn client_config(
     cert_pem: &Path,
     key_pem: &Path,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_with_crl(ca_pem, cert_pem, key_pem, None)
+}
+
+/// [`client_config`], and with `crl_pem` a server whose certificate the CRL
+/// revokes (or whose status it cannot tell) fails the handshake.
+pub fn client_config_with_crl(
+    ca_pem: &Path,
+    cert_pem: &Path,
+    key_pem: &Path,
+    crl_pem: Option<&Path>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
-    let roots = root_store(ca_pem)?;
+    let roots = Arc::new(root_store(ca_pem)?);
     let chain = load_certs(cert_pem)?;
     let key = load_private_key(key_pem)?;
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(TlsError::Protocol)?
-        .with_root_certificates(roots)
+        .map_err(TlsError::Protocol)?;
+    let builder = match crl_pem {
+        None => builder.with_root_certificates(roots),
+        Some(crl) => {
+            let verifier =
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+                    .with_crls(load_crls(crl)?)
+                    .only_check_end_entity_revocation()
+                    .build()
+                    .map_err(|source| TlsError::ServerVerifier {
+                        ca: ca_pem.to_path_buf(),
+                        crl: crl.to_path_buf(),
+                        source,
+                    })?;
+            builder.with_webpki_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_client_auth_cert(chain, key)
         .map_err(|source| TlsError::CertifiedKey {
             cert: cert_pem.to_path_buf(),
@@ -439,7 +512,13 @@ mod tests {
     }
 
     fn server_cfg(pki: &DevPki) -> Arc<ServerConfig> {
-        server_config(&pki.cert(pki::SERVER), &pki.key(pki::SERVER), &pki.ca()).unwrap()
+        server_config(
+            &pki.cert(pki::SERVER),
+            &pki.key(pki::SERVER),
+            &pki.ca(),
+            None,
+        )
+        .unwrap()
     }
 
     /// Accepts one connection; on a completed handshake, reports the peer's
@@ -666,8 +745,13 @@ mod tests {
         // A clientAuth-only certificate must not pass as the server, even from
         // the right CA: webpki checks the EKU (before the missing SAN).
         let (_dir, pki) = dev_pki();
-        let config =
-            server_config(&pki.cert(pki::OPERATOR), &pki.key(pki::OPERATOR), &pki.ca()).unwrap();
+        let config = server_config(
+            &pki.cert(pki::OPERATOR),
+            &pki.key(pki::OPERATOR),
+            &pki.ca(),
+            None,
+        )
+        .unwrap();
         let (addr, server) = serve_once(config).await;
         let client = client_config(
             &pki.ca(),

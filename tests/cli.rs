@@ -543,6 +543,7 @@ fn submit_sends_nothing_of_the_batch_before_the_go_ahead() {
         &pki.cert(cstatns::pki::SERVER),
         &pki.key(cstatns::pki::SERVER),
         &pki.ca(),
+        None,
     )
     .unwrap();
     // The silent server: the bytes it got after the request head.

@@ -162,7 +162,11 @@ async fn kill_9_during_a_batch_leaves_a_log_that_verifies_with_the_batch_started
     };
     let ca = env.ca();
     let pid = server.pid().to_string();
-    let headers = [("content-type", "text/csv")];
+    // A declared length: a body without one is read whole first.
+    let headers = [
+        ("content-type", "text/csv"),
+        ("content-length", "1000000000"),
+    ];
     let exchange = common::https_channel(&server, &ca, &id, "POST", "/v1/cstatns", &headers, rx);
     let killer = async {
         tx.send(Bytes::from(batch(1_000)))
@@ -504,4 +508,29 @@ async fn a_fresh_log_file_holding_only_a_half_written_line_is_repaired_not_refus
         .audit_records()
         .iter()
         .any(|r| r["event"] == "audit_repaired"));
+}
+
+/// Least privilege: the service refuses to start with its TLS key or its
+/// keyring open to other users, and says which file and what to do.
+#[test]
+fn the_service_refuses_key_files_that_other_users_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    for which in ["tls key", "keyring"] {
+        let env = TestEnv::new();
+        let path = match which {
+            "tls key" => env.env.pki.key(cstatns::pki::SERVER),
+            _ => env.env.dir.join("keyring.json"),
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let (status, err) = serve_refused(&env);
+        assert_eq!(status.code(), Some(2), "{which}: {err}");
+        assert!(
+            err.contains("open to other users") && err.contains(&path.display().to_string()),
+            "{which}: {err}"
+        );
+        assert!(
+            !env.audit_text().contains("service_start"),
+            "{which}: not started"
+        );
+    }
 }

@@ -100,6 +100,9 @@ struct ServerArgs {
     /// Your private key (PEM).
     #[arg(long, value_name = "PEM")]
     key: PathBuf,
+    /// Revocation list(s) of the CA (PEM): refuse a revoked service certificate.
+    #[arg(long, value_name = "PEM")]
+    crl: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -109,6 +112,7 @@ impl ServerArgs {
             ca: self.ca,
             cert: self.cert,
             key: self.key,
+            crl: self.crl,
         }
     }
 }
@@ -250,6 +254,9 @@ struct UnsealArgs {
     /// Your private key (PEM).
     #[arg(long, value_name = "PEM")]
     key: PathBuf,
+    /// Revocation list(s) of the CA (PEM): refuse a revoked service certificate.
+    #[arg(long, value_name = "PEM")]
+    crl: Option<PathBuf>,
     /// Your share file.
     #[arg(long, value_name = "FILE")]
     share: PathBuf,
@@ -810,6 +817,7 @@ fn run_unseal(args: UnsealArgs) -> Result<(), Failure> {
         ca: args.ca,
         cert: args.cert,
         key: args.key,
+        crl: args.crl,
     };
     let reply = exchange(endpoint, |mut c| async move { c.unseal(&share).await })?;
     if reply.sealed {

@@ -64,6 +64,10 @@ const RECEIPTS_KEPT: usize = 10_000;
 /// Everything the handlers share.
 pub struct AppState {
     config: Config,
+    /// What a reload (`SIGHUP`) replaces: the client table and the TLS
+    /// configuration (certificates, client CA, CRL), for new requests and
+    /// connections.
+    live: std::sync::RwLock<Arc<Live>>,
     vault: Vault,
     receipts: Mutex<std::collections::VecDeque<Receipt>>,
     audit: AuditLog,
@@ -96,6 +100,73 @@ pub enum StartError {
     },
 }
 
+/// The reloadable part of the configuration.
+struct Live {
+    clients: Vec<ClientEntry>,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+/// The holder role only for the holders the record lists: a holder revoked
+/// by a re-sharing keeps no say in key operations.
+fn check_holders(clients: &[ClientEntry], record: &CeremonyRecord) -> Result<(), String> {
+    for c in clients {
+        if c.roles.contains(&crate::config::Role::Holder) {
+            let listed = c.fingerprint.as_deref().is_some_and(|f| {
+                record
+                    .holders()
+                    .iter()
+                    .any(|h| h.fingerprint.eq_ignore_ascii_case(f))
+            });
+            if !listed {
+                return Err(format!(
+                    "client {} has the holder role but its fingerprint is not a holder's of \
+                     the ceremony record (revoked?): remove the role or the entry",
+                    c.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses key files that others may read or write: the TLS private key,
+/// and the keyring (sealed, but a copy is an offline target).
+#[cfg(unix)]
+fn check_private_file(path: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|source| StartError::Io {
+        what: format!("cannot read {}", path.display()),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(StartError::Io {
+            what: format!(
+                "{} is open to other users (mode {mode:o}): make it 0600 or 0640 (chmod o-rwx)",
+                path.display()
+            ),
+            source: std::io::Error::other("refused"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private_file(_path: &Path) -> Result<(), StartError> {
+    Ok(())
+}
+
+/// The TLS configuration the files name, after checking the key file.
+fn tls_of(config: &Config) -> Result<Arc<rustls::ServerConfig>, StartError> {
+    check_private_file(&config.tls.key)?;
+    Ok(crate::tls::server_config(
+        &config.tls.cert,
+        &config.tls.key,
+        &config.tls.client_ca,
+        config.tls.crl.as_deref(),
+    )?)
+}
+
 impl AppState {
     /// Loads the ceremony record (checking its signature) and the sealed
     /// keyring named by the configuration, and opens the log. Starts sealed.
@@ -112,25 +183,9 @@ impl AppState {
             what,
             source: std::io::Error::other("refused"),
         };
-        // The holder role only for the holders the record lists: a holder
-        // revoked by a re-sharing keeps no say in key operations.
-        for c in &config.clients {
-            if c.roles.contains(&crate::config::Role::Holder) {
-                let listed = c.fingerprint.as_deref().is_some_and(|f| {
-                    record
-                        .holders()
-                        .iter()
-                        .any(|h| h.fingerprint.eq_ignore_ascii_case(f))
-                });
-                if !listed {
-                    return Err(refuse(format!(
-                        "client {} has the holder role but its fingerprint is not a holder's of \
-                         the ceremony record (revoked?): remove the role or the entry",
-                        c.name
-                    )));
-                }
-            }
-        }
+        check_holders(&config.clients, &record).map_err(refuse)?;
+        let tls = tls_of(&config)?;
+        check_private_file(&config.keyring)?;
         // Never back to an older revision of the record: old shares (a
         // revoked holder's among them) would open the keys again.
         if let Some(last) = crate::audit::last_details_of(&config.audit_dir, "service_start")
@@ -150,8 +205,13 @@ impl AppState {
         let vault = Vault::new(record, keyring)
             .with_keyring_file(config.keyring.clone())
             .with_renewal_period(config.renewal_period_years);
+        let live = std::sync::RwLock::new(Arc::new(Live {
+            clients: config.clients.clone(),
+            tls,
+        }));
         Ok(Self {
             config,
+            live,
             vault,
             receipts: Mutex::new(Default::default()),
             audit,
@@ -174,9 +234,106 @@ impl AppState {
         Logbook { state: self, actor }
     }
 
+    fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The client table in force.
+    fn clients(&self) -> Vec<ClientEntry> {
+        self.live().clients.clone()
+    }
+
+    /// True when some entry of the client table matches the peer.
+    fn knows(&self, id: &PeerIdentity) -> bool {
+        self.live().clients.iter().any(|e| e.matches(id))
+    }
+
+    /// The first entry of the client table granting `role` to the peer.
+    fn entry_with_role(&self, id: &PeerIdentity, role: Role) -> Option<ClientEntry> {
+        self.live()
+            .clients
+            .iter()
+            .find(|e| e.matches(id) && e.roles.contains(&role))
+            .cloned()
+    }
+
+    /// Reads the configuration file again. The client table, the TLS
+    /// certificates and key and the CRL take effect for new connections and
+    /// requests; the other settings at the next start. A configuration that
+    /// does not load, or that the service would refuse at start, is refused
+    /// whole: the previous one stays in force. Either way, logged.
+    pub fn reload(&self) -> Result<(), StartError> {
+        let result = self.load_again();
+        match &result {
+            Ok(event) => {
+                tracing::info!("configuration reloaded");
+                self.log(event.clone(), None);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload refused; the previous one stays in force");
+                self.log(
+                    Event::ConfigReloadRefused {
+                        reason: Term::from_error(e),
+                    },
+                    None,
+                );
+            }
+        }
+        result.map(drop)
+    }
+
+    fn load_again(&self) -> Result<Event, StartError> {
+        let path = self
+            .config
+            .source_path
+            .as_deref()
+            .ok_or_else(|| StartError::Io {
+                what: "this service was not started from a configuration file".into(),
+                source: std::io::Error::other("no file"),
+            })?;
+        let new = Config::load(path)?;
+        check_holders(&new.clients, self.record()).map_err(|what| StartError::Io {
+            what,
+            source: std::io::Error::other("refused"),
+        })?;
+        let tls = tls_of(&new)?;
+        let crl_sha256 = match &new.tls.crl {
+            Some(p) => Some(PublicHex::of_hex(&hex::encode(
+                <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(p).map_err(|source| {
+                    StartError::Io {
+                        what: format!("cannot read {}", p.display()),
+                        source,
+                    }
+                })?),
+            ))),
+            None => None,
+        };
+        let rest = |c: &Config| {
+            let mut c = c.clone();
+            c.clients.clear();
+            c.tls = new.tls.clone();
+            toml::to_string(&c).unwrap_or_default()
+        };
+        if rest(&new) != rest(&self.config) {
+            tracing::warn!(
+                "settings other than the client table and the TLS files changed: they take effect at the next start"
+            );
+        }
+        let event = Event::ConfigReloaded {
+            config_sha256: PublicHex::of_hex(&new.source_sha256),
+            clients: new.clients.len() as u64,
+            crl_sha256,
+        };
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Live {
+            clients: new.clients,
+            tls,
+        });
+        Ok(event)
+    }
+
     /// The configuration entry granting `role` to the peer, or 403.
-    fn require(&self, id: &PeerIdentity, role: Role) -> Result<&ClientEntry, ApiError> {
-        self.config.entry_with_role(id, role).ok_or_else(|| {
+    fn require(&self, id: &PeerIdentity, role: Role) -> Result<ClientEntry, ApiError> {
+        self.entry_with_role(id, role).ok_or_else(|| {
             self.log(
                 Event::RequestRefused {
                     operation: None,
@@ -440,7 +597,7 @@ async fn status(
 ) -> Result<Json<Status>, ApiError> {
     // Any configured client may read the status; strangers to the
     // configuration are refused (and logged) as lacking the operator role.
-    if !state.config.knows(&id) {
+    if !state.knows(&id) {
         state.require(&id, Role::Operator)?;
     }
     Ok(Json(status_of(&state)))
@@ -481,7 +638,7 @@ async fn receipt(
     UrlPath(batch): UrlPath<String>,
 ) -> Result<Json<Receipt>, ApiError> {
     // Whoever sent batches: submitters, and matching bodies (renewals).
-    if state.config.entry_with_role(&id, Role::Matcher).is_none() {
+    if state.entry_with_role(&id, Role::Matcher).is_none() {
         state.require(&id, Role::Submitter)?;
     }
     state
@@ -521,7 +678,6 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
     state: Arc<AppState>,
     hardening: Option<crate::harden::Hardening>,
 }
@@ -530,8 +686,6 @@ impl Server {
     /// Loads everything named by the configuration and binds the address
     /// (`listen` overrides the configuration's).
     pub async fn bind(config: Config, listen: Option<&str>) -> Result<Self, StartError> {
-        let tls =
-            crate::tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
         let addr = listen.unwrap_or(&config.listen).to_owned();
         let state = Arc::new(AppState::load(config)?);
         let listener = TcpListener::bind(&addr)
@@ -542,7 +696,6 @@ impl Server {
             })?;
         Ok(Self {
             listener,
-            acceptor: tokio_rustls::TlsAcceptor::from(tls),
             state,
             hardening: None,
         })
@@ -628,12 +781,19 @@ impl Server {
         let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::pin!(shutdown);
+        let mut hangups = Hangups::new();
         loop {
             let (tcp, peer) = tokio::select! {
                 r = self.listener.accept() => match r {
                     Ok(c) => c,
                     Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
                 },
+                () = hangups.next() => {
+                    // Reading files: off the async workers.
+                    let state = state.clone();
+                    let _ = tokio::task::spawn_blocking(move || state.reload()).await;
+                    continue;
+                }
                 () = &mut shutdown => break,
             };
             let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
@@ -641,7 +801,7 @@ impl Server {
                 state.refusals.refuse(&state, "too many handshakes");
                 continue;
             };
-            let acceptor = self.acceptor.clone();
+            let acceptor = tokio_rustls::TlsAcceptor::from(state.live().tls.clone());
             let router = router.clone();
             let state = state.clone();
             let connections = connections.clone();
@@ -699,6 +859,40 @@ impl Server {
             }
         }
         Ok(())
+    }
+}
+
+/// `SIGHUP`s, which ask for a reload (never ready off Unix, or if the
+/// handler cannot be installed).
+struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            let signal =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            if signal.is_none() {
+                tracing::warn!("cannot listen for SIGHUP: no reload without a restart");
+            }
+            Self { signal }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            if s.recv().await.is_some() {
+                return;
+            }
+            self.signal = None;
+        }
+        std::future::pending::<()>().await;
     }
 }
 

@@ -19,11 +19,8 @@ use crate::wire::ApprovalReply;
 const MAX_PROPOSAL: usize = 16 * 1024;
 
 /// Holders and the operator propose, list and cancel; only holders approve.
-fn holder_or_operator<'a>(
-    state: &'a AppState,
-    id: &PeerIdentity,
-) -> Result<&'a ClientEntry, ApiError> {
-    match state.config.entry_with_role(id, Role::Holder) {
+fn holder_or_operator(state: &AppState, id: &PeerIdentity) -> Result<ClientEntry, ApiError> {
+    match state.entry_with_role(id, Role::Holder) {
         Some(e) => Ok(e),
         None => state.require(id, Role::Operator),
     }
@@ -80,8 +77,7 @@ fn check_against_config(state: &AppState, operation: &Operation) -> Result<(), S
             ..
         } => {
             let known = state
-                .config
-                .clients
+                .clients()
                 .iter()
                 .any(|c| &c.name == submitter && c.roles.contains(&Role::Submitter));
             if !known {

@@ -148,6 +148,7 @@ fn endpoint(env: &DevEnv, url: &str, role: &str) -> Endpoint {
         ca: env.pki.ca(),
         cert: env.pki.cert(role),
         key: env.pki.key(role),
+        crl: None,
     }
 }
 

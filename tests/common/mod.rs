@@ -160,6 +160,7 @@ impl TestEnv {
             ca: self.ca(),
             cert: self.cert(role),
             key: self.key(role),
+            crl: None,
         }
     }
 

@@ -97,6 +97,7 @@ impl Service {
             ca: env.pki.ca(),
             cert: env.pki.cert(role),
             key: env.pki.key(role),
+            crl: None,
         }
     }
 

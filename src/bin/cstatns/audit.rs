@@ -177,6 +177,9 @@ pub struct FetchArgs {
     /// Your private key (PEM).
     #[arg(long)]
     pub key: PathBuf,
+    /// Revocation list(s) of the CA (PEM): refuse a revoked service certificate.
+    #[arg(long, value_name = "PEM")]
+    pub crl: Option<PathBuf>,
     /// First seq to fetch (default: the whole log). A partial copy verifies only with
     /// --since-checkpoint naming a checkpoint at this seq.
     #[arg(long, default_value_t = 0, value_name = "SEQ")]
@@ -518,6 +521,7 @@ async fn run_fetch(a: &FetchArgs) -> u8 {
         ca: a.ca.clone(),
         cert: a.cert.clone(),
         key: a.key.clone(),
+        crl: a.crl.clone(),
     };
     let mut out = tokio::fs::File::from_std(file);
     let result = async {
@@ -565,6 +569,7 @@ async fn run_follow(a: &FetchArgs) -> u8 {
         ca: a.ca.clone(),
         cert: a.cert.clone(),
         key: a.key.clone(),
+        crl: a.crl.clone(),
     };
     let mut round = 0u64;
     loop {

@@ -159,6 +159,9 @@ struct EndpointArgs {
     /// Your private key (PEM).
     #[arg(long)]
     key: PathBuf,
+    /// Revocation list(s) of the CA (PEM): refuse a revoked service certificate.
+    #[arg(long, value_name = "PEM")]
+    crl: Option<PathBuf>,
 }
 
 impl From<EndpointArgs> for Endpoint {
@@ -168,6 +171,7 @@ impl From<EndpointArgs> for Endpoint {
             ca: a.ca,
             cert: a.cert,
             key: a.key,
+            crl: a.crl,
         }
     }
 }
@@ -206,17 +210,29 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The service confines itself before the runtime starts its threads.
+    let mut prepared = None;
+    if let Command::Serve { config, .. } = &cli.command {
+        match prepare_serve(config) {
+            Ok(p) => prepared = Some(p),
+            Err(e) => {
+                eprintln!("error: {}", cstatns::describe(e.as_ref()));
+                return ExitCode::from(EXIT_ERROR);
+            }
+        }
+    }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(p) = &prepared {
+        builder.worker_threads(p.workers);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, prepared)) {
         Ok(code) => code,
         Err(e) => {
             let refused = e.chain().any(|c| {
@@ -231,9 +247,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+async fn run(cmd: Command, prepared: Option<Prepared>) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Serve { config, listen } => serve(&config, listen.as_deref()).await,
+        Command::Serve { listen, .. } => match prepared {
+            Some(p) => serve(p, listen.as_deref()).await,
+            None => anyhow::bail!("the service was not prepared"),
+        },
         Command::Submit {
             endpoint,
             input,
@@ -367,12 +386,72 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(config: &Path, listen: Option<&str>) -> anyhow::Result<ExitCode> {
-    let hardening = cstatns::harden::harden();
-    if !(hardening.no_core_dump && hardening.not_dumpable) {
+/// The service, loaded and confined, before its runtime starts.
+struct Prepared {
+    config: cstatns::config::Config,
+    hardening: cstatns::harden::Hardening,
+    workers: usize,
+}
+
+/// Hardens the process, reads the configuration, and confines the process
+/// to the configuration's files and to the system calls it makes
+/// (`harden`), while it has one thread.
+fn prepare_serve(path: &Path) -> anyhow::Result<Prepared> {
+    let mut hardening = cstatns::harden::harden();
+    let config = cstatns::config::Config::load(path)?;
+    // Read before confinement (it may look at cgroup files).
+    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let results = config.results_dir();
+    for dir in [&config.audit_dir, &results] {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let parent = |p: &Path| {
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    };
+    let mut read: Vec<_> = [
+        path,
+        &config.ceremony,
+        &config.tls.cert,
+        &config.tls.key,
+        &config.tls.client_ca,
+    ]
+    .into_iter()
+    .chain(config.tls.crl.as_deref())
+    .map(parent)
+    .collect();
+    read.dedup();
+    let paths = cstatns::harden::Paths {
+        read,
+        write: vec![config.audit_dir.clone(), results, parent(&config.keyring)],
+    };
+    hardening.files_confined = cstatns::harden::confine_files(&paths);
+    hardening.syscalls_filtered = cstatns::harden::filter_syscalls();
+    Ok(Prepared {
+        config,
+        hardening,
+        workers,
+    })
+}
+
+async fn serve(prepared: Prepared, listen: Option<&str>) -> anyhow::Result<ExitCode> {
+    let Prepared {
+        config, hardening, ..
+    } = prepared;
+    if !(hardening.no_core_dump
+        && hardening.not_dumpable
+        && hardening.files_confined
+        && hardening.syscalls_filtered)
+    {
         tracing::warn!(?hardening, "process hardening incomplete");
     }
-    let config = cstatns::config::Config::load(config)?;
     if config.insecure_dev_env {
         tracing::warn!("this is an INSECURE dev-env deployment: never put real data through it");
     }
