@@ -115,7 +115,9 @@ pub struct Config {
     pub unseal_window_seconds: u64,
     /// Longest wait for the next bytes of a batch's body (default 60): a
     /// client that stops sending is cut off (`batch_end` reason
-    /// `body_timeout`) rather than hold a connection and the keys.
+    /// `body_timeout`) rather than hold a connection and the keys. Also the
+    /// longest a client may leave the answer untaken: its connection is
+    /// then closed (`client_gone`).
     #[serde(default = "default_body_idle")]
     pub body_idle_timeout_seconds: u64,
     /// Where research projects' results wait, encrypted to their matching

@@ -1318,6 +1318,48 @@ async fn a_submitter_that_stops_reading_does_not_keep_the_keys_past_a_seal() {
     writer.abort();
 }
 
+/// Regression guard (no write timeout): a submitter that stops taking the
+/// answer is cut off after `body_idle_timeout_seconds`, its batch logged as
+/// aborted, so the answer chunks made for it do not stay in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitter_that_stops_reading_is_cut_off_after_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let env = TestEnv::new();
+    common::set_number(&env.env.config, "body_idle_timeout_seconds", 2);
+    let server = env.serve();
+    env.unseal(&server).await;
+    let mut body = String::from("index,nir\n");
+    for i in 0..1_000_000u64 {
+        body.push_str(&format!("W{i},{}\n", nir_full(i)));
+    }
+    let config = cstatns::tls::client_config(&env.ca(), &env.cert(SUBMITTER), &env.key(SUBMITTER))
+        .expect("client config");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let head = format!(
+        "POST /v1/cstatns HTTP/1.1\r\nhost: localhost\r\ncontent-type: text/csv\r\n\
+         cstatns-purpose: {}\r\ncontent-length: {}\r\n\r\n",
+        cstatns::devenv::DEV_PURPOSE,
+        body.len()
+    );
+    let writer = tokio::spawn(async move {
+        let _ = tls.write_all(head.as_bytes()).await;
+        let _ = tls.write_all(body.as_bytes()).await;
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        drop(tls);
+    });
+    env.wait_for_audit("batch_start", |r| r["event"] == "batch_start");
+    let end = env.wait_for_audit("batch_end", |r| r["event"] == "batch_end");
+    assert_eq!(end["details"]["outcome"], "aborted", "{end}");
+    writer.abort();
+}
+
 /// Regression guard (the connection cap was taken before the handshake, and
 /// every refusal was an fsynced log write in the accept loop): 300 silent
 /// TCP sockets, more than the 256 connection slots, do not lock a

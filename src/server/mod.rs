@@ -805,6 +805,8 @@ impl Server {
             let router = router.clone();
             let state = state.clone();
             let connections = connections.clone();
+            let idle =
+                std::time::Duration::from_secs(state.config.body_idle_timeout_seconds.max(1));
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
@@ -834,7 +836,12 @@ impl Server {
                         }
                     },
                 );
-                let io = hyper_util::rt::TokioIo::new(tls);
+                // A client that stops taking the answer is cut off after the
+                // idle timeout, so that the answer chunks made for it (and the
+                // connection's buffers) do not stay in memory for ever.
+                let mut tls = tokio_io_timeout::TimeoutStream::new(tls);
+                tls.set_write_timeout(Some(idle));
+                let io = hyper_util::rt::TokioIo::new(Box::pin(tls));
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(HEADER_READ_TIMEOUT)
