@@ -356,3 +356,17 @@ mod tests {
         assert!(!entry(None, None).matches(&id("ab12", "CN=sub")));
     }
 }
+
+#[cfg(test)]
+mod deploy_example {
+    use super::Config;
+
+    /// The hardened example in `deploy/` stays a configuration the service reads.
+    #[test]
+    fn the_deploy_example_configuration_parses() {
+        let c: Config = toml::from_str(include_str!("../deploy/server.toml")).expect("parses");
+        assert!(c.tls.crl.is_some());
+        assert!(c.clients.iter().all(|e| e.fingerprint.is_some()));
+        assert!(!c.insecure_dev_env);
+    }
+}
