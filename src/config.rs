@@ -225,7 +225,13 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut c: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks a configuration's text, as read from `path`
+    /// (relative paths are taken from its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut c: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
             message: e.message().to_owned(),
         })?;

@@ -59,6 +59,7 @@ pub use record::{CeremonyRecord, HolderRecord, CEREMONY_FORMAT, SIGNING_CONTEXT}
 pub use share::{Share, SHARE_FORMAT};
 #[cfg(feature = "dev-kit")]
 pub use vault::advance_project_calendar;
+#[cfg(feature = "service")]
 pub(crate) use vault::project_today;
 pub use vault::{
     Accepted, Approved, Executed, Journal, Keys, ProjectKeys, ProjectRefusal, ProjectView,
