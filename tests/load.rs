@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{expected_c1, nir_full, test_k1, EnvOptions, TestEnv};
 use cstatns::batch::Operation;
-use cstatns::client::{submit, Endpoint, InputType, Submission};
+use cstatns::client::{submit, InputType, Submission};
 
 const SUBMITTERS: usize = 64;
 
