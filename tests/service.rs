@@ -1406,6 +1406,50 @@ async fn silent_and_garbage_connections_neither_lock_clients_out_nor_flood_the_l
     drop(silent);
 }
 
+/// One certificate (a stolen one, say) holding many idle authenticated
+/// connections takes at most half of the 256 slots: other clients get through,
+/// its extra connections are refused and logged, and it gets slots back
+/// once it lets go of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_take_every_connection_slot() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    let config = cstatns::tls::client_config(&env.ca(), &env.cert(SUBMITTER), &env.key(SUBMITTER))
+        .expect("client config");
+    let mut held = Vec::new();
+    for _ in 0..140 {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        if let Ok(tls) = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+        {
+            held.push(tls);
+        }
+    }
+    // Let the service finish its side of every handshake.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let st = common::timed(
+        "operator status beside 140 held connections",
+        env.status(&server),
+    )
+    .await;
+    assert!(st.sealed);
+    let refused = env.wait_for_audit("per-client refusals", |r| {
+        r["event"] == "connection_refused"
+            && r["details"]["reason"] == "too many connections for one client"
+    });
+    assert!(refused["details"].is_object());
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = env
+        .request(&server, SUBMITTER, "GET", "/v1/status", &[], "")
+        .await;
+    assert_eq!(r.status, 200, "the client gets its slots back");
+}
+
 /// The refusals the log accounts for: each `connection_refused` record
 /// stands for `refusals` of them (1 when absent).
 fn refusals_logged(env: &TestEnv) -> u64 {

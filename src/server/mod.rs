@@ -40,6 +40,11 @@ use crate::tls::PeerIdentity;
 /// that silent or unauthenticated sockets cannot use the slots up.
 const MAX_CONNECTIONS: usize = 256;
 
+/// Authenticated connections one certificate may hold open at once: a
+/// client (or a stolen certificate) cannot take every slot of
+/// [`MAX_CONNECTIONS`] and lock the others out.
+const MAX_CONNECTIONS_PER_CLIENT: usize = MAX_CONNECTIONS / 2;
+
 /// TLS handshakes under way at once; past that a new socket is closed at
 /// once. Each lasts at most [`HANDSHAKE_TIMEOUT`].
 const MAX_HANDSHAKES: usize = 1024;
@@ -72,6 +77,45 @@ pub struct AppState {
     receipts: Mutex<std::collections::VecDeque<Receipt>>,
     audit: AuditLog,
     refusals: RefusalLog,
+    /// Connections open per certificate fingerprint.
+    per_client: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// One of a certificate's [`MAX_CONNECTIONS_PER_CLIENT`] slots, given back
+/// on drop.
+struct PerClient {
+    open: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    fingerprint: String,
+}
+
+impl PerClient {
+    fn take(
+        open: &Arc<Mutex<std::collections::HashMap<String, usize>>>,
+        fingerprint: &str,
+    ) -> Option<Self> {
+        let mut map = open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(fingerprint.to_owned()).or_default();
+        if *n >= MAX_CONNECTIONS_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            open: open.clone(),
+            fingerprint: fingerprint.to_owned(),
+        })
+    }
+}
+
+impl Drop for PerClient {
+    fn drop(&mut self) {
+        let mut map = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.fingerprint) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.fingerprint);
+            }
+        }
+    }
 }
 
 /// The service could not start.
@@ -216,6 +260,7 @@ impl AppState {
             receipts: Mutex::new(Default::default()),
             audit,
             refusals: RefusalLog::default(),
+            per_client: Arc::default(),
         })
     }
 
@@ -825,6 +870,13 @@ impl Server {
                 };
                 let Some(id) = crate::tls::peer_identity(tls.get_ref().1) else {
                     return; // unreachable: the verifier requires a certificate
+                };
+                let Some(_mine) = PerClient::take(&state.per_client, &id.fingerprint) else {
+                    tracing::warn!(%peer, client = %id.subject, "connection refused: \
+                        {MAX_CONNECTIONS_PER_CLIENT} already open for this certificate");
+                    return state
+                        .refusals
+                        .refuse(&state, "too many connections for one client");
                 };
                 let svc = hyper::service::service_fn(
                     move |mut req: hyper::Request<hyper::body::Incoming>| {
