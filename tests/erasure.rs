@@ -83,6 +83,59 @@ async fn no_nir_index_or_code_stays_in_the_service_memory_after_a_batch() {
     drop(answer);
 }
 
+/// A client that breaks off in the middle of sending its batch: the batch
+/// is logged as aborted, and nothing of what it sent stays in the service's
+/// memory once the connection is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_client_abandons_mid_stream_is_aborted_and_leaves_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    const N: u64 = 20_000;
+    let seed = 7_000_000;
+    let mut body = String::from("index,nir\n");
+    for i in 0..N {
+        body.push_str(&format!("ER-7f3a-{i:06},{}\n", nir_full(seed + i)));
+    }
+    let config = cstatns::tls::client_config(
+        &env.ca(),
+        &env.cert(cstatns::pki::SUBMITTER),
+        &env.key(cstatns::pki::SUBMITTER),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/cstatns HTTP/1.1\r\nhost: localhost\r\ncontent-type: text/csv\r\n\
+         cstatns-purpose: {}\r\ncontent-length: {}\r\n\r\n",
+        cstatns::devenv::DEV_PURPOSE,
+        body.len() * 2
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(body.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    env.wait_for_audit("batch_start", |r| r["event"] == "batch_start");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(tls); // breaks off: half the declared body was sent
+    let end = env.wait_for_audit("batch_end", |r| r["event"] == "batch_end");
+    assert_eq!(end["details"]["outcome"], "aborted", "{end}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let memory = memory_of(server.pid());
+    assert!(contains(&memory, b"cstatns"), "the scan sees the process");
+    let left = leftovers(&memory, seed, N, &[]);
+    assert!(left.is_empty(), "left in the service's memory: {left:?}");
+    let own = leftovers(&memory_of(std::process::id()), seed, N, &[]);
+    assert!(!own.is_empty(), "the scan misses what is there");
+    drop(body);
+}
+
 /// What of the batch (`n` lines from `seed`, with these codes) is in `memory`.
 fn leftovers(memory: &[u8], seed: u64, n: u64, codes: &[&str]) -> Vec<String> {
     let mut left = Vec::new();

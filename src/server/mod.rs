@@ -869,7 +869,9 @@ impl Server {
                     return state.refusals.refuse(&state, "too many connections");
                 };
                 let Some(id) = crate::tls::peer_identity(tls.get_ref().1) else {
-                    return; // unreachable: the verifier requires a certificate
+                    // The verifier requires a certificate, so this cannot
+                    // happen; should it, it is refused like any other.
+                    return state.refusals.refuse(&state, "no peer identity");
                 };
                 let Some(_mine) = PerClient::take(&state.per_client, &id.fingerprint) else {
                     tracing::warn!(%peer, client = %id.subject, "connection refused: \
