@@ -48,6 +48,28 @@ pub struct ClientEntry {
     /// Purposes a submitter may declare (`CStatNS-Purpose`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub purposes: Vec<String>,
+    /// The guard's quotas, for each of this client's purposes (DESIGN §4:
+    /// `quota_exceeded`, 429). Absent: no quota (the service warns at start
+    /// for a submitter without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+}
+
+/// Quotas of one client, counted for each of its purposes apart: codes
+/// computed (lines answered `ok`) per batch and per UTC day, batches
+/// started per hour. A limit left out is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Codes one batch may get.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_per_batch: Option<u64>,
+    /// Codes per UTC day (from midnight to midnight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_per_day: Option<u64>,
+    /// Batches started in any 60 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches_per_hour: Option<u64>,
 }
 
 impl ClientEntry {
@@ -338,6 +360,7 @@ mod tests {
             fingerprint: fingerprint.map(str::to_owned),
             subject: subject.map(str::to_owned),
             purposes: Vec::new(),
+            quota: None,
         }
     }
 

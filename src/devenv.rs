@@ -10,12 +10,20 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{ClientEntry, Config, Role, TlsFiles, DEFAULT_MAX_REQUEST_BYTES};
+use crate::config::{ClientEntry, Config, Quota, Role, TlsFiles, DEFAULT_MAX_REQUEST_BYTES};
 use crate::pki::{self, DevPki};
 use crate::seal::{self, HolderSpec, InitOptions, Passphrase, ShareKdf};
 
 /// The purpose configured for the dev-env submitter.
 pub const DEV_PURPOSE: &str = "demo";
+/// The dev-env submitter's quotas: enough for the demo, the benchmarks
+/// and the tests (100 million codes a day, 100 million a batch, 100,000
+/// batches an hour), and a guard that is on, as in production.
+pub const DEV_QUOTA: Quota = Quota {
+    records_per_batch: Some(100_000_000),
+    records_per_day: Some(100_000_000),
+    batches_per_hour: Some(100_000),
+};
 /// Default listening address of a dev-env.
 pub const DEV_LISTEN: &str = "127.0.0.1:8443";
 
@@ -180,13 +188,17 @@ pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
         fingerprint: pki.fingerprint(name).map(str::to_owned),
         subject: None,
         purposes,
+        quota: None,
     };
     let mut clients = vec![
-        entry(
-            pki::SUBMITTER,
-            vec![Role::Submitter],
-            vec![DEV_PURPOSE.to_owned()],
-        ),
+        ClientEntry {
+            quota: Some(DEV_QUOTA),
+            ..entry(
+                pki::SUBMITTER,
+                vec![Role::Submitter],
+                vec![DEV_PURPOSE.to_owned()],
+            )
+        },
         entry(pki::AUDITOR, vec![Role::Auditor], vec![]),
         entry(pki::OPERATOR, vec![Role::Operator], vec![]),
         entry(pki::MATCHER, vec![Role::Matcher], vec![]),

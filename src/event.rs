@@ -369,6 +369,15 @@ events! {
         reason: Option<Term>,
         inputs_erased: bool,
     },
+    /// The guard: a batch ran out of its client's quota; its later lines
+    /// are answered `quota_exceeded`, without a code.
+    QuotaExceeded = "quota_exceeded" {
+        batch: BatchId,
+        client: ClientName,
+        purpose: Purpose,
+        /// `records_per_batch` or `records_per_day`.
+        limit: Term,
+    },
     /// A request was refused before any work.
     RequestRefused = "request_refused" {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -606,7 +615,7 @@ mod tests {
 
     #[test]
     fn every_event_name_is_known_and_unknown_ones_are_skipped() {
-        assert_eq!(Event::NAMES.len(), 29);
+        assert_eq!(Event::NAMES.len(), 32);
         assert_eq!(
             Event::from_parts("from_a_newer_version", &serde_json::json!({"x": 1})),
             Ok(None)

@@ -38,6 +38,11 @@ pub struct Receipt {
     pub ended: String,
     /// Duration in seconds.
     pub seconds: f64,
+    /// The guard's limit that stopped the batch's codes (`records_per_batch`,
+    /// `records_per_day`), when one did: its later lines are
+    /// `quota_exceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
     /// Sequence number of the log entry recording the end of the batch.
     pub log_seq: u64,
     /// The ceremony whose log key signs the receipt.

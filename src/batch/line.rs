@@ -34,6 +34,28 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// The `ok` candidates from slot `allowed` on get `rest` and no code:
+    /// their inputs are wiped and dropped before the hashing pass.
+    fn hold_back(&mut self, op: Operation, allowed: usize, rest: Status) {
+        for rec in &mut self.recs {
+            if rec.status == Status::Ok && rec.slot as usize >= allowed {
+                rec.status = rest;
+            }
+        }
+        match op {
+            Operation::Derive => {
+                self.bodies[allowed..].iter_mut().for_each(Zeroize::zeroize);
+                self.bodies.truncate(allowed);
+            }
+            Operation::Renew => {
+                self.codes[allowed..].iter_mut().for_each(Zeroize::zeroize);
+                self.codes.truncate(allowed);
+                self.gens[allowed..].zeroize();
+                self.gens.truncate(allowed);
+            }
+        }
+    }
+
     fn wipe(&mut self) {
         self.recs.clear();
         self.indexes.zeroize();
@@ -61,9 +83,63 @@ pub fn process_chunk(
     out: &mut Vec<u8>,
     counts: &mut Counts,
 ) {
+    process_chunk_guarded(op, format, chain, chunk, scratch, out, counts, &mut |_| {
+        Verdict::all()
+    });
+}
+
+/// What the guard lets through of a chunk's `ok` lines: the first
+/// `allowed` get their code, the others are answered `rest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// `ok` lines that get a code, in order.
+    pub allowed: usize,
+    /// The status of the `ok` lines past `allowed`.
+    pub rest: Status,
+}
+
+impl Verdict {
+    /// Every line through.
+    pub fn all() -> Self {
+        Self {
+            allowed: usize::MAX,
+            rest: Status::Ok,
+        }
+    }
+}
+
+/// The `ok` candidates of a chunk, in order, as the guard sees them: for a
+/// NIR batch their canonical bodies; a renewal batch carries no NIR, so only
+/// their number.
+pub struct Candidates<'a> {
+    /// The bodies (empty for a renewal batch).
+    pub bodies: &'a [[u8; BODY_LEN]],
+    /// How many lines passed their own checks.
+    pub count: usize,
+}
+
+/// [`process_chunk`] with a guard between parsing and hashing: `guard` sees
+/// the lines that passed their own checks (always called, once, even for a
+/// chunk with none) and says how many of them get a code; no code is
+/// computed for the others (§4's guard statuses).
+#[allow(clippy::too_many_arguments)] // process_chunk's, and the guard
+pub fn process_chunk_guarded(
+    op: Operation,
+    format: Format,
+    chain: &KeyChain,
+    chunk: &Chunk,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+    counts: &mut Counts,
+    guard: &mut dyn FnMut(Candidates<'_>) -> Verdict,
+) {
     let lines = match chunk {
         Chunk::Lines(lines) => lines,
         Chunk::OversizedLine(head) => {
+            let _ = guard(Candidates {
+                bodies: &[],
+                count: 0,
+            });
             counts.add(Status::MalformedLine);
             let index = oversized_index(format, head).unwrap_or_default();
             write_line(format, index, None, Status::MalformedLine, out);
@@ -71,6 +147,20 @@ pub fn process_chunk(
         }
     };
     parse_lines(op, format, chain.generation(), lines, scratch);
+    let count = match op {
+        Operation::Derive => scratch.bodies.len(),
+        Operation::Renew => scratch.gens.len(),
+    };
+    let verdict = guard(Candidates {
+        bodies: match op {
+            Operation::Derive => &scratch.bodies,
+            Operation::Renew => &[],
+        },
+        count,
+    });
+    if verdict.allowed < count {
+        scratch.hold_back(op, verdict.allowed, verdict.rest);
+    }
     // Pass 2: hash every `ok` candidate as one slice.
     match op {
         Operation::Derive => {

@@ -27,13 +27,18 @@ pub enum Status {
     InvalidCode,
     /// Renewal: the generation is not a whole number from 1 to G.
     InvalidGeneration,
+    /// The guard: the client's quota ran out (this line and every later
+    /// one of the batch that has no error of its own).
+    QuotaExceeded,
+    /// The guard: the batch was judged to enumerate the NIR space.
+    SweepSuspected,
     /// `cstatns validate` only: the index was already seen in the batch.
     DuplicateIndex,
 }
 
 impl Status {
     /// Every status, in a stable order.
-    pub const ALL: [Status; 10] = [
+    pub const ALL: [Status; 12] = [
         Status::Ok,
         Status::MalformedLine,
         Status::InvalidIndex,
@@ -43,6 +48,8 @@ impl Status {
         Status::InvalidKey,
         Status::InvalidCode,
         Status::InvalidGeneration,
+        Status::QuotaExceeded,
+        Status::SweepSuspected,
         Status::DuplicateIndex,
     ];
 
@@ -58,6 +65,8 @@ impl Status {
             Status::InvalidKey => "invalid_key",
             Status::InvalidCode => "invalid_code",
             Status::InvalidGeneration => "invalid_generation",
+            Status::QuotaExceeded => "quota_exceeded",
+            Status::SweepSuspected => "sweep_suspected",
             Status::DuplicateIndex => "duplicate_index",
         }
     }

@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{ApiError, AppState};
-use crate::batch::{process_chunk, project, Chunk, Counts, Decoder, Format, Operation, Scratch};
+use crate::batch::{
+    process_chunk_guarded, project, Chunk, Counts, Decoder, Format, Operation, Scratch, Verdict,
+};
 use crate::config::{ClientEntry, Role};
 use crate::event::{BatchId, ClientName, Event, ProjectName, Purpose, Term};
 use crate::receipt::{now_rfc3339, Receipt};
@@ -144,6 +146,9 @@ struct Admitted {
     project: Option<(String, ProjectTerms)>,
     /// For a matching body's renewal batch: the project's id.
     renewal: Option<String>,
+    /// The batch's part of its client's quota (NIR batches of a client
+    /// with a quota).
+    quota: Option<super::guard::BatchQuota>,
 }
 
 /// Content type, then purpose, then size: the cheap checks before any byte
@@ -220,6 +225,16 @@ fn admit(
     if declared.is_some_and(|n| n > max) {
         return Err(refused(state, id, op, ApiError::TooLarge(max)));
     }
+    // The guard, last: a refusal above does not count as a batch.
+    let quota = match (op, mode, entry.quota) {
+        (Operation::Derive, Mode::Cstatns | Mode::Project(_), Some(q)) => Some(
+            state
+                .guard
+                .admit(&entry.name, &purpose, q, declared)
+                .map_err(|r| refused(state, id, op, ApiError::QuotaExceeded(r)))?,
+        ),
+        _ => None,
+    };
     Ok(Admitted {
         entry,
         keys,
@@ -229,6 +244,7 @@ fn admit(
         idle: std::time::Duration::from_secs(state.config.body_idle_timeout_seconds.max(1)),
         project,
         renewal: renewal.map(|(p, _)| p),
+        quota,
     })
 }
 
@@ -343,7 +359,7 @@ async fn start(
 async fn run_batch(
     state: Arc<AppState>,
     id: PeerIdentity,
-    admitted: Admitted,
+    mut admitted: Admitted,
     body: Body,
     op: Operation,
 ) -> Result<Response, ApiError> {
@@ -361,6 +377,17 @@ async fn run_batch(
     let batch = BatchId::random();
     let mut run =
         Run::begin(&state, &id, &admitted, op, &batch).map_err(|e| refused(&state, &id, op, e))?;
+    let guard = admitted.quota.take().map(|q| {
+        super::guard::GuardRun::new(
+            state.clone(),
+            q,
+            batch.clone(),
+            ClientName::of_client(&admitted.entry),
+            Purpose::allowed(&admitted.purpose),
+            id.clone(),
+        )
+    });
+    run.guard = guard.clone();
     if let Some((project, terms)) = &admitted.project {
         // Dropped with the run if this fails: the batch is logged aborted.
         let file = super::results::ResultFile::create(
@@ -390,6 +417,7 @@ async fn run_batch(
         admitted.max,
         admitted.idle,
         is_project,
+        guard,
         tx,
     ));
     let mut resp = (
@@ -501,10 +529,12 @@ async fn read_body(
     max: u64,
     idle: std::time::Duration,
     is_project: bool,
+    guard: Option<Arc<super::guard::GuardRun>>,
     tx: mpsc::Sender<Job>,
 ) -> Result<(), Abort> {
+    let guard = guard.as_ref();
     while !decoder.is_finished() {
-        queue(&mut ready, op, format, &keys, is_project, &tx).await?;
+        queue(&mut ready, op, format, &keys, is_project, guard, &tx).await?;
         // A seal or a stop must not wait for a slow client's next bytes.
         let next = tokio::select! {
             next = tokio::time::timeout(idle, futures_util::StreamExt::next(&mut body)) => {
@@ -524,7 +554,7 @@ async fn read_body(
             return Err(Abort::TooLarge);
         }
     }
-    queue(&mut ready, op, format, &keys, is_project, &tx).await?;
+    queue(&mut ready, op, format, &keys, is_project, guard, &tx).await?;
     Ok(())
 }
 
@@ -598,6 +628,7 @@ async fn queue(
     format: Format,
     keys: &Keys,
     is_project: bool,
+    guard: Option<&Arc<super::guard::GuardRun>>,
     tx: &mpsc::Sender<Job>,
 ) -> Result<(), Abort> {
     for chunk in ready.drain(..) {
@@ -606,6 +637,8 @@ async fn queue(
             return Err(Abort::Sealed);
         }
         let held = keys.clone();
+        // Taken here, in the batch's order: the quota is cut in that order.
+        let mut ticket = guard.map(super::guard::GuardRun::ticket);
         let job = tokio::task::spawn_blocking(move || {
             // Sealed or stopping since this chunk was queued: no more codes.
             if !held.is_live() {
@@ -618,8 +651,21 @@ async fn queue(
             });
             let mut counts = Counts::default();
             SCRATCH.with_borrow_mut(|s| {
-                process_chunk(op, format, chain, &chunk, s, &mut out, &mut counts)
+                process_chunk_guarded(
+                    op,
+                    format,
+                    chain,
+                    &chunk,
+                    s,
+                    &mut out,
+                    &mut counts,
+                    &mut |c| match ticket.as_mut() {
+                        Some(t) => t.verdict(c.count),
+                        None => Verdict::all(),
+                    },
+                )
             });
+            drop(ticket);
             if !is_project {
                 return Some((out, None, counts));
             }
@@ -745,6 +791,8 @@ struct Run {
     bytes_read: Arc<AtomicU64>,
     /// Why the batch is ending early, when known.
     reason: Option<Abort>,
+    /// The batch's guard, for its receipt.
+    guard: Option<Arc<super::guard::GuardRun>>,
     /// Held until the batch is logged, so that a seal or a stop, which waits
     /// for every copy of the keys to go, logs after the batch's end (but no
     /// longer than [`KEY_GRACE`] into a seal).
@@ -815,6 +863,7 @@ impl Run {
                 started,
                 ended: String::new(),
                 seconds: 0.0,
+                guard: None,
                 log_seq: 0,
                 ceremony_id: String::new(),
                 signature: String::new(),
@@ -823,6 +872,7 @@ impl Run {
             id: id.clone(),
             bytes_read: Arc::new(AtomicU64::new(0)),
             reason: None,
+            guard: None,
             keys: KeyHold::new(admitted.keys.clone()),
         })
     }
@@ -842,6 +892,11 @@ impl Run {
         r.bytes = self.bytes_read.load(Ordering::Relaxed);
         r.ended = now_rfc3339();
         r.seconds = self.clock.elapsed().as_secs_f64();
+        r.guard = self
+            .guard
+            .as_ref()
+            .and_then(|g| g.tripped())
+            .map(str::to_owned);
         let seq = self.state.log(
             Event::BatchEnd {
                 batch: self.batch.clone(),

@@ -30,6 +30,9 @@ pub enum ApiError {
     /// reads before answering.
     #[error("a batch larger than {0} bytes must declare its Content-Length")]
     LengthRequired(u64),
+    /// The guard: the client's quota for this purpose is used up.
+    #[error("over this client's quota ({}) for this purpose; retry after {} s", .0.limit, .0.retry_after)]
+    QuotaExceeded(super::guard::Refusal),
     /// No such resource for this client.
     #[error("not found")]
     NotFound,
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::LengthRequired(_) => StatusCode::LENGTH_REQUIRED,
+            ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::ShareRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -97,6 +101,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooLarge(_) => "too_large",
             ApiError::LengthRequired(_) => "length_required",
+            ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::ShareRefused(_) => "share_refused",
@@ -138,6 +143,10 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut r = (self.status(), axum::Json(body)).into_response();
+        if let ApiError::QuotaExceeded(q) = &self {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(q.retry_after.max(1)));
+        }
         if matches!(
             self,
             ApiError::Sealed

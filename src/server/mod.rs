@@ -10,6 +10,7 @@
 mod audit;
 mod batch;
 mod error;
+mod guard;
 mod operations;
 mod results;
 mod unseal;
@@ -77,6 +78,8 @@ pub struct AppState {
     receipts: Mutex<std::collections::VecDeque<Receipt>>,
     audit: AuditLog,
     refusals: RefusalLog,
+    /// The guard's quota counters.
+    guard: guard::Guard,
     /// Connections open per certificate fingerprint.
     per_client: Arc<Mutex<std::collections::HashMap<String, usize>>>,
 }
@@ -246,6 +249,13 @@ impl AppState {
         let keyring = SealedKeyring::from_json(&read(&config.keyring)?)?;
         let audit =
             AuditLog::open_verified(&config.audit_dir, &record, config.audit_max_file_bytes)?;
+        // From the log just verified.
+        let guard = guard::Guard::restore(&config.audit_dir, &config.clients);
+        for c in &config.clients {
+            if c.roles.contains(&Role::Submitter) && c.quota.is_none() {
+                tracing::warn!(client = %c.name, "a submitter without a quota: nothing limits the codes it may get");
+            }
+        }
         let vault = Vault::new(record, keyring)
             .with_keyring_file(config.keyring.clone())
             .with_renewal_period(config.renewal_period_years);
@@ -260,6 +270,7 @@ impl AppState {
             receipts: Mutex::new(Default::default()),
             audit,
             refusals: RefusalLog::default(),
+            guard,
             per_client: Arc::default(),
         })
     }

@@ -22,6 +22,9 @@ static ALLOC: cstatns::alloc::ZeroizingAlloc = cstatns::alloc::ZeroizingAlloc;
 
 const EXIT_REFUSED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
+/// `submit`: the batch was answered, but the guard stopped its codes part
+/// way (`quota_exceeded` or `sweep_suspected` lines; the receipt says why).
+const EXIT_GUARD: u8 = 4;
 /// Stopped by SIGINT or SIGTERM (128 + 2, as a shell reports ^C).
 const EXIT_INTERRUPTED: u8 = 130;
 
@@ -309,6 +312,18 @@ async fn run(cmd: Command, prepared: Option<Prepared>) -> anyhow::Result<ExitCod
                 output.display()
             );
             println!("{}", serde_json::to_string(&receipt)?);
+            if let Some(limit) = &receipt.guard {
+                eprintln!(
+                    "the service's guard stopped this batch's codes ({limit}): lines after that \
+                     point are answered {} without a code",
+                    if limit == "sweep" {
+                        "sweep_suspected"
+                    } else {
+                        "quota_exceeded"
+                    }
+                );
+                return Ok(ExitCode::from(EXIT_GUARD));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate {

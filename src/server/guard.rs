@@ -1,0 +1,505 @@
+//! The guard against dictionaries (DESIGN §4, docs/guard.md): quotas per
+//! client and purpose.
+//!
+//! A quota counts codes computed (lines answered `ok`) per batch and per UTC
+//! day, and batches started per hour, for each (client, purpose). At a
+//! batch's start an exhausted quota is refused with 429 and `Retry-After`;
+//! during the batch, once the quota runs out, every later line without an
+//! error of its own is answered `quota_exceeded` and gets no code. The
+//! chunks of a batch are answered in parallel, so each takes its share of
+//! the quota in the batch's order ([`Turns`]): the cut falls on the same
+//! line whatever the scheduling.
+//!
+//! The counters survive a restart without a file of their own: the
+//! traceability log already holds every batch's start (client, purpose,
+//! time) and end (codes given), and the service verifies it at start
+//! before reading them back ([`Guard::restore`]). A batch that never ended
+//! (the service was killed) counts as a whole batch of the client's
+//! `records_per_batch`, or as nothing when there is no such limit.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use time::OffsetDateTime;
+
+use crate::batch::{Status, Verdict};
+use crate::config::{ClientEntry, Quota};
+
+/// The longest line that can carry a code: a 64-character index, quotes,
+/// a NIR written with spaces, CRLF. A body of `n` bytes holds at least
+/// `n / MAX_RECORD_LINE` such lines, so a declared length says, before any
+/// byte is read, that a batch cannot fit in what is left of a quota.
+const MAX_RECORD_LINE: u64 = 128;
+
+/// (client name, purpose).
+type Key = (String, String);
+
+/// Usage of one (client, purpose).
+#[derive(Default, Debug)]
+struct Usage {
+    /// The UTC day `today` counts.
+    day: Option<time::Date>,
+    /// Codes given that day.
+    today: u64,
+    /// Start times (Unix seconds) of the batches of the last hour.
+    starts: VecDeque<i64>,
+}
+
+impl Usage {
+    fn roll(&mut self, now: OffsetDateTime) {
+        if self.day != Some(now.date()) {
+            self.day = Some(now.date());
+            self.today = 0;
+        }
+        let hour_ago = now.unix_timestamp() - 3600;
+        while self.starts.front().is_some_and(|&t| t <= hour_ago) {
+            self.starts.pop_front();
+        }
+    }
+}
+
+/// Why a batch is refused at its start, and when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// The limit reached: `records_per_batch`, `records_per_day`,
+    /// `batches_per_hour`.
+    pub limit: &'static str,
+    /// Seconds until it frees (an hour when waiting does not help: the
+    /// batch is larger than a batch may be).
+    pub retry_after: u64,
+}
+
+/// The quotas' counters, for every (client, purpose).
+#[derive(Default)]
+pub struct Guard {
+    usage: Mutex<HashMap<Key, Usage>>,
+}
+
+impl Guard {
+    /// Counters rebuilt from the log of `dir` (already verified): the
+    /// batches of the current UTC day and of the last hour.
+    pub fn restore(dir: &Path, clients: &[ClientEntry]) -> Self {
+        let now = OffsetDateTime::now_utc();
+        let guard = Guard::default();
+        let Ok(files) = crate::audit::log_files(dir) else {
+            return guard;
+        };
+        let day_start = now.replace_time(time::Time::MIDNIGHT);
+        let since = day_start.min(now - time::Duration::hours(1));
+        // Batch id -> (key, start time) of the batches started since then.
+        let mut started: HashMap<String, (Key, OffsetDateTime)> = HashMap::new();
+        let mut ended: HashMap<String, u64> = HashMap::new();
+        for f in files.iter().rev() {
+            let Ok(text) = std::fs::read_to_string(f) else {
+                continue;
+            };
+            let mut older = false;
+            for line in text.lines() {
+                if !line.contains("\"event\":\"batch_") {
+                    continue;
+                }
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let Some(t) = v["time"].as_str().and_then(|t| {
+                    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+                }) else {
+                    continue;
+                };
+                if t < since {
+                    older = true;
+                    continue;
+                }
+                let d = &v["details"];
+                let Some(batch) = d["batch"].as_str() else {
+                    continue;
+                };
+                match v["event"].as_str() {
+                    Some("batch_start")
+                        if d["operation"] == "cstatns" || d["operation"] == "cspens" =>
+                    {
+                        if let (Some(c), Some(p)) = (d["client"].as_str(), d["purpose"].as_str()) {
+                            started.insert(batch.to_owned(), ((c.to_owned(), p.to_owned()), t));
+                        }
+                    }
+                    Some("batch_end") => {
+                        ended.insert(batch.to_owned(), d["counts"]["ok"].as_u64().unwrap_or(0));
+                    }
+                    _ => {}
+                }
+            }
+            if older {
+                break; // older files hold older records only
+            }
+        }
+        {
+            let mut usage = guard.usage.lock().unwrap_or_else(|p| p.into_inner());
+            for (batch, (key, t)) in started {
+                let u = usage.entry(key.clone()).or_default();
+                u.roll(now);
+                if t.unix_timestamp() > now.unix_timestamp() - 3600 {
+                    u.starts.push_back(t.unix_timestamp());
+                }
+                if t >= day_start {
+                    let per_batch = clients
+                        .iter()
+                        .find(|c| c.name == key.0)
+                        .and_then(|c| c.quota)
+                        .and_then(|q| q.records_per_batch)
+                        .unwrap_or(0);
+                    u.today += ended.get(&batch).copied().unwrap_or(per_batch);
+                }
+            }
+            for u in usage.values_mut() {
+                u.starts.make_contiguous().sort_unstable();
+            }
+        }
+        guard
+    }
+
+    /// Admits a NIR batch of `client` for `purpose` under `quota`, or says
+    /// which limit is reached; `declared` is the body's `Content-Length`.
+    pub fn admit(
+        &self,
+        client: &str,
+        purpose: &str,
+        quota: Quota,
+        declared: Option<u64>,
+    ) -> Result<BatchQuota, Refusal> {
+        let now = OffsetDateTime::now_utc();
+        let key = (client.to_owned(), purpose.to_owned());
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let u = usage.entry(key.clone()).or_default();
+        u.roll(now);
+        let until_midnight = {
+            let next = now
+                .date()
+                .next_day()
+                .map_or(now, |d| d.midnight().assume_utc());
+            (next - now).whole_seconds().max(1) as u64
+        };
+        if let Some(max) = quota.batches_per_hour {
+            if u.starts.len() as u64 >= max {
+                let oldest = u.starts.front().copied().unwrap_or(now.unix_timestamp());
+                let retry_after = (oldest + 3600 - now.unix_timestamp()).max(1) as u64;
+                return Err(Refusal {
+                    limit: "batches_per_hour",
+                    retry_after,
+                });
+            }
+        }
+        let left_today = quota.records_per_day.map(|m| m.saturating_sub(u.today));
+        if left_today == Some(0) {
+            return Err(Refusal {
+                limit: "records_per_day",
+                retry_after: until_midnight,
+            });
+        }
+        // The fewest lines a body of this length holds.
+        if let Some(lines) = declared.map(|n| n / MAX_RECORD_LINE) {
+            if quota.records_per_batch.is_some_and(|m| lines > m) {
+                // Waiting does not help (split the batch); an hour keeps a
+                // client that retries anyway from hammering.
+                return Err(Refusal {
+                    limit: "records_per_batch",
+                    retry_after: 3600,
+                });
+            }
+            if left_today.is_some_and(|m| lines > m) {
+                return Err(Refusal {
+                    limit: "records_per_day",
+                    retry_after: until_midnight,
+                });
+            }
+        }
+        u.starts.push_back(now.unix_timestamp());
+        Ok(BatchQuota {
+            key,
+            quota,
+            given: 0,
+            tripped: None,
+        })
+    }
+
+    /// Takes up to `wanted` codes for the batch, in its order.
+    fn take(&self, batch: &mut BatchQuota, wanted: usize) -> usize {
+        if batch.tripped.is_some() {
+            return 0;
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let u = usage.entry(batch.key.clone()).or_default();
+        u.roll(now);
+        let mut allowed = wanted as u64;
+        let mut limit = None;
+        if let Some(m) = batch.quota.records_per_batch {
+            let left = m.saturating_sub(batch.given);
+            if left < allowed {
+                allowed = left;
+                limit = Some("records_per_batch");
+            }
+        }
+        if let Some(m) = batch.quota.records_per_day {
+            let left = m.saturating_sub(u.today);
+            if left < allowed {
+                allowed = left;
+                limit = Some("records_per_day");
+            }
+        }
+        u.today += allowed;
+        batch.given += allowed;
+        batch.tripped = limit;
+        allowed as usize
+    }
+}
+
+/// One batch's part of its client's quota.
+#[derive(Debug)]
+pub struct BatchQuota {
+    key: Key,
+    quota: Quota,
+    /// Codes given to this batch so far.
+    given: u64,
+    /// The limit that stopped it, once one has.
+    tripped: Option<&'static str>,
+}
+
+impl BatchQuota {
+    /// The limit that stopped the batch, if one did.
+    pub fn tripped(&self) -> Option<&'static str> {
+        self.tripped
+    }
+
+    /// The verdict on a chunk of `count` candidates.
+    pub fn verdict(&mut self, guard: &Guard, count: usize) -> Verdict {
+        let allowed = guard.take(self, count);
+        Verdict {
+            allowed,
+            rest: if allowed < count {
+                Status::QuotaExceeded
+            } else {
+                Status::Ok
+            },
+        }
+    }
+}
+
+/// A running batch's guard, shared by its chunks' jobs.
+pub(super) struct GuardRun {
+    state: Arc<super::AppState>,
+    quota: Mutex<BatchQuota>,
+    turns: Turns,
+    next: AtomicU64,
+    batch: crate::event::BatchId,
+    client: crate::event::ClientName,
+    purpose: crate::event::Purpose,
+    id: crate::tls::PeerIdentity,
+}
+
+impl GuardRun {
+    pub(super) fn new(
+        state: Arc<super::AppState>,
+        quota: BatchQuota,
+        batch: crate::event::BatchId,
+        client: crate::event::ClientName,
+        purpose: crate::event::Purpose,
+        id: crate::tls::PeerIdentity,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            quota: Mutex::new(quota),
+            turns: Turns::default(),
+            next: AtomicU64::new(0),
+            batch,
+            client,
+            purpose,
+            id,
+        })
+    }
+
+    /// The next chunk's turn, in the order chunks are queued.
+    pub(super) fn ticket(self: &Arc<Self>) -> Ticket {
+        Ticket {
+            run: self.clone(),
+            k: self.next.fetch_add(1, Ordering::Relaxed),
+            done: false,
+        }
+    }
+
+    /// The limit that stopped the batch's codes, if one did.
+    pub(super) fn tripped(&self) -> Option<&'static str> {
+        self.quota
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tripped()
+    }
+}
+
+/// One chunk's turn at the guard; given up on drop if never taken.
+pub(super) struct Ticket {
+    run: Arc<GuardRun>,
+    k: u64,
+    done: bool,
+}
+
+impl Ticket {
+    /// Waits for the chunks before this one, then takes this chunk's share
+    /// of the quota; logs `quota_exceeded` when the quota runs out here.
+    pub(super) fn verdict(&mut self, count: usize) -> Verdict {
+        self.run.turns.wait(self.k);
+        let (verdict, tripped_now) = {
+            let mut q = self.run.quota.lock().unwrap_or_else(|p| p.into_inner());
+            let before = q.tripped();
+            let v = q.verdict(&self.run.state.guard, count);
+            (v, q.tripped().filter(|_| before.is_none()))
+        };
+        self.done = true;
+        self.run.turns.finish(self.k);
+        if let Some(limit) = tripped_now {
+            tracing::warn!(limit, "a batch ran out of its client's quota");
+            self.run.state.log(
+                crate::event::Event::QuotaExceeded {
+                    batch: self.run.batch.clone(),
+                    client: self.run.client.clone(),
+                    purpose: self.run.purpose.clone(),
+                    limit: crate::event::Term::from(limit),
+                },
+                Some(&self.run.id),
+            );
+        }
+        verdict
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.done {
+            self.run.turns.finish(self.k);
+        }
+    }
+}
+
+/// Hands out turns in a batch's order to its chunks, answered in parallel:
+/// chunk `k` waits until every chunk before it has had its turn or is gone.
+#[derive(Default)]
+pub struct Turns {
+    state: Mutex<TurnState>,
+    moved: Condvar,
+}
+
+#[derive(Default)]
+struct TurnState {
+    next: u64,
+    done: std::collections::BTreeSet<u64>,
+}
+
+impl Turns {
+    /// Waits for turn `k` (blocking: called on the blocking pool).
+    pub fn wait(&self, k: u64) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while s.next < k {
+            s = self.moved.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Turn `k` is over (or will never be taken).
+    pub fn finish(&self, k: u64) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.done.insert(k);
+        loop {
+            let next = s.next;
+            if !s.done.remove(&next) {
+                break;
+            }
+            s.next += 1;
+        }
+        drop(s);
+        self.moved.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(batch: Option<u64>, day: Option<u64>, hour: Option<u64>) -> Quota {
+        Quota {
+            records_per_batch: batch,
+            records_per_day: day,
+            batches_per_hour: hour,
+        }
+    }
+
+    #[test]
+    fn a_batch_takes_what_is_left_and_then_nothing() {
+        let g = Guard::default();
+        let mut b = g
+            .admit("c", "p", quota(Some(150), None, None), None)
+            .unwrap();
+        assert_eq!(b.verdict(&g, 100).allowed, 100);
+        let v = b.verdict(&g, 100);
+        assert_eq!((v.allowed, v.rest), (50, Status::QuotaExceeded));
+        assert_eq!(b.tripped(), Some("records_per_batch"));
+        assert_eq!(b.verdict(&g, 1).allowed, 0);
+    }
+
+    #[test]
+    fn the_day_is_shared_by_the_batches_of_a_purpose_only() {
+        let g = Guard::default();
+        let q = quota(None, Some(120), None);
+        let mut a = g.admit("c", "p", q, None).unwrap();
+        assert_eq!(a.verdict(&g, 100).allowed, 100);
+        let mut b = g.admit("c", "p", q, None).unwrap();
+        assert_eq!(b.verdict(&g, 100).allowed, 20);
+        assert_eq!(b.tripped(), Some("records_per_day"));
+        let refused = g.admit("c", "p", q, None).unwrap_err();
+        assert_eq!(refused.limit, "records_per_day");
+        assert!(refused.retry_after >= 1 && refused.retry_after <= 86_400);
+        // Another purpose, another client: their own counters.
+        assert!(g.admit("c", "other", q, None).is_ok());
+        assert!(g.admit("d", "p", q, None).is_ok());
+    }
+
+    #[test]
+    fn batches_per_hour_and_declared_length_refuse_at_the_start() {
+        let g = Guard::default();
+        let q = quota(Some(10), None, Some(2));
+        assert!(g.admit("c", "p", q, Some(100)).is_ok());
+        let too_big = g
+            .admit("c", "p", q, Some(11 * MAX_RECORD_LINE))
+            .unwrap_err();
+        assert_eq!(
+            (too_big.limit, too_big.retry_after),
+            ("records_per_batch", 3600)
+        );
+        assert!(g.admit("c", "p", q, None).is_ok());
+        let r = g.admit("c", "p", q, None).unwrap_err();
+        assert_eq!(r.limit, "batches_per_hour");
+        assert!(r.retry_after > 3500 && r.retry_after <= 3600, "{r:?}");
+    }
+
+    #[test]
+    fn turns_go_in_order_and_skip_the_chunks_that_are_gone() {
+        let t = std::sync::Arc::new(Turns::default());
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for k in (0..8u64).rev() {
+            let (t, order) = (t.clone(), order.clone());
+            threads.push(std::thread::spawn(move || {
+                if k == 3 {
+                    t.finish(k); // gone without its turn
+                    return;
+                }
+                t.wait(k);
+                order.lock().unwrap().push(k);
+                t.finish(k);
+            }));
+        }
+        for th in threads {
+            th.join().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 4, 5, 6, 7]);
+    }
+}
