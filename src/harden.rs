@@ -76,14 +76,22 @@ pub fn confine_files(paths: &Paths) -> bool {
         RulesetStatus, ABI,
     };
     let abi = ABI::V5;
+    // Nothing may be run, not even from the directories it writes.
+    let read = AccessFs::from_read(abi) & !AccessFs::Execute;
+    let write = AccessFs::from_all(abi) & !AccessFs::Execute;
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
         .and_then(|r| r.create())
-        .and_then(|r| r.add_rules(path_beneath_rules(&paths.read, AccessFs::from_read(abi))))
-        .and_then(|r| r.add_rules(path_beneath_rules(&paths.write, AccessFs::from_all(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules(&paths.read, read)))
+        .and_then(|r| r.add_rules(path_beneath_rules(&paths.write, write)))
         .and_then(|r| r.restrict_self());
     match status {
-        Ok(s) => s.ruleset == RulesetStatus::FullyEnforced,
+        // Partly: an older kernel without the newest rights (truncate,
+        // ioctl on devices); reading, writing and running are restricted.
+        Ok(s) => matches!(
+            s.ruleset,
+            RulesetStatus::FullyEnforced | RulesetStatus::PartiallyEnforced
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "Landlock could not be applied");
             false

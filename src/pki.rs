@@ -400,6 +400,19 @@ fn ca_params(common_name: &str, now: OffsetDateTime) -> Result<CertificateParams
 ///
 /// **INSECURE**: for tests and local development only.
 pub fn write_dev_crl(pki_dir: &Path, roles: &[&str], path: &Path) -> Result<(), PkiError> {
+    write_dev_crl_until(pki_dir, roles, path, 30)
+}
+
+/// [`write_dev_crl`] whose next update is `days` from now (negative: a CRL
+/// already out of date).
+///
+/// **INSECURE**: for tests and local development only.
+pub fn write_dev_crl_until(
+    pki_dir: &Path,
+    roles: &[&str],
+    path: &Path,
+    days: i64,
+) -> Result<(), PkiError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |source| PkiError::Io { path: p, source }
@@ -431,9 +444,12 @@ pub fn write_dev_crl(pki_dir: &Path, roles: &[&str], path: &Path) -> Result<(), 
             invalidity_date: None,
         });
     }
+    let this_update = now
+        .saturating_sub(BACKDATE)
+        .min(now + time::Duration::days(days - 1));
     let crl = rcgen::CertificateRevocationListParams {
-        this_update: now.saturating_sub(BACKDATE),
-        next_update: now.saturating_add(time::Duration::days(30)),
+        this_update,
+        next_update: now.saturating_add(time::Duration::days(days)),
         crl_number: rcgen::SerialNumber::from_slice(&now.unix_timestamp().to_be_bytes()),
         issuing_distribution_point: None,
         revoked_certs,

@@ -122,6 +122,15 @@ pub enum TlsError {
         /// The file concerned.
         path: PathBuf,
     },
+    /// A CRL is not one the service can rely on: issued by another CA than
+    /// the one it is named with, or past its next update.
+    #[error("{}: {reason}", path.display())]
+    CrlUnusable {
+        /// The CRL file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The server-certificate verifier could not be built (a CRL rustls
     /// cannot use).
     #[error("cannot build the server verifier from {} and {}: {source}", ca.display(), crl.display())]
@@ -314,6 +323,55 @@ pub fn load_crls(
     Ok(crls)
 }
 
+/// Checks that every CRL of `crl_pem` was issued by a CA of `ca_pem` and
+/// is not past its next update (rustls takes any CRL and never looks at its
+/// date: a CRL of another CA would lock every client out, and an old one
+/// would miss the latest revocations). Returns the earliest next update
+/// (Unix seconds).
+pub fn check_crls(crl_pem: &Path, ca_pem: &Path) -> Result<i64, TlsError> {
+    let unusable = |reason: String| TlsError::CrlUnusable {
+        path: crl_pem.to_path_buf(),
+        reason,
+    };
+    let cas = load_certs(ca_pem)?;
+    let mut subjects = Vec::new();
+    for ca in &cas {
+        let (_, c) = x509_parser::parse_x509_certificate(ca).map_err(|e| match e {
+            x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => {
+                TlsError::Certificate(e)
+            }
+            x509_parser::nom::Err::Incomplete(_) => {
+                TlsError::Certificate(x509_parser::error::X509Error::InvalidCertificate)
+            }
+        })?;
+        subjects.push(c.subject().as_raw().to_vec());
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut earliest = i64::MAX;
+    for der in load_crls(crl_pem)? {
+        let (_, crl) = x509_parser::parse_x509_crl(&der)
+            .map_err(|_| unusable("a CRL that cannot be parsed".into()))?;
+        if !subjects.iter().any(|s| s == crl.issuer().as_raw()) {
+            return Err(unusable(format!(
+                "a CRL issued by {}, which is not the CA of {}",
+                crl.issuer(),
+                ca_pem.display()
+            )));
+        }
+        let next = crl
+            .next_update()
+            .map(|t| t.timestamp())
+            .ok_or_else(|| unusable("a CRL without a next update".into()))?;
+        if next <= now {
+            return Err(unusable(
+                "the CRL is past its next update: publish a new one from the CA".into(),
+            ));
+        }
+        earliest = earliest.min(next);
+    }
+    Ok(earliest)
+}
+
 /// The first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file.
 ///
 /// The file's text is wiped from memory once parsed; the returned key is
@@ -372,19 +430,38 @@ pub fn server_config(
     client_ca_pem: &Path,
     crl_pem: Option<&Path>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    let verifier = client_verifier(client_ca_pem, crl_pem)?;
+    server_config_with(cert_pem, key_pem, verifier)
+}
+
+/// The verifier of client certificates that [`server_config`] uses: the CA
+/// of `client_ca_pem`, and with `crl_pem` its revocation list(s).
+pub fn client_verifier(
+    client_ca_pem: &Path,
+    crl_pem: Option<&Path>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let provider = provider();
     let roots = Arc::new(root_store(client_ca_pem)?);
     let crls = crl_pem.map(load_crls).transpose()?.unwrap_or_default();
     // `builder_with_provider` denies anonymous clients unless
     // `allow_unauthenticated` is called; it is not, on purpose.
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
+    WebPkiClientVerifier::builder_with_provider(roots, provider)
         .with_crls(crls)
         .only_check_end_entity_revocation()
         .build()
         .map_err(|source| TlsError::ClientVerifier {
             path: client_ca_pem.to_path_buf(),
             source,
-        })?;
+        })
+}
+
+/// [`server_config`] with the given client verifier.
+pub fn server_config_with(
+    cert_pem: &Path,
+    key_pem: &Path,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
     let chain = load_certs(cert_pem)?;
     let key = load_private_key(key_pem)?;
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -430,6 +507,7 @@ pub fn client_config_with_crl(
     let builder = match crl_pem {
         None => builder.with_root_certificates(roots),
         Some(crl) => {
+            check_crls(crl, ca_pem)?;
             let verifier =
                 rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
                     .with_crls(load_crls(crl)?)

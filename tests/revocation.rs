@@ -106,6 +106,81 @@ async fn a_crl_read_on_sighup_refuses_the_revoked_client_and_a_bad_reload_change
     assert!(stderr.contains("configuration reloaded"), "{stderr}");
 }
 
+/// A connection opened before the reload does not outlive its
+/// certificate's revocation: its next request is refused (403, logged) and
+/// the connection closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_before_a_revocation_is_refused_after_the_reload() {
+    let env = TestEnv::new();
+    let pki = env.env.pki.dir().to_path_buf();
+    let server = env.serve();
+    let mut auditor = env
+        .endpoint(&server, AUDITOR)
+        .connect()
+        .await
+        .expect("connect");
+    auditor
+        .status()
+        .await
+        .expect("status on the open connection");
+    cstatns::pki::write_dev_crl(&pki, &[AUDITOR], &pki.join("crl.pem")).expect("CRL");
+    set_crl(&env, "pki/crl.pem");
+    hangup(server.pid());
+    env.wait_for_audit("config_reloaded", |r| r["event"] == "config_reloaded");
+    let err = auditor
+        .status()
+        .await
+        .expect_err("refused on the connection opened before the revocation");
+    assert!(err.to_string().contains("no longer accepted"), "{err}");
+    assert!(env.audit_records().iter().any(|r| {
+        r["event"] == "request_refused" && r["details"]["reason"] == "certificate_no_longer_valid"
+    }));
+    // The operator's connection, opened the same way, goes on.
+    let mut operator = env
+        .endpoint(&server, OPERATOR)
+        .connect()
+        .await
+        .expect("connect");
+    operator.status().await.expect("status");
+}
+
+/// A CRL the service cannot rely on is refused at start and on reload: one
+/// past its next update, one issued by another CA than the client CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_date_crl_or_one_of_another_ca_is_refused() {
+    let env = TestEnv::new();
+    let pki = env.env.pki.dir().to_path_buf();
+    let server = env.serve();
+    cstatns::pki::write_dev_crl_until(&pki, &[], &pki.join("old.pem"), -1).expect("CRL");
+    set_crl(&env, "pki/old.pem");
+    hangup(server.pid());
+    let refused = env.wait_for_audit("refused", |r| r["event"] == "config_reload_refused");
+    let reason = refused["details"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("past its next update"), "{reason}");
+    // A CRL of the dev CA, named with another client CA.
+    cstatns::pki::write_dev_crl(&pki, &[], &pki.join("crl.pem")).expect("CRL");
+    set_crl(&env, "pki/crl.pem");
+    let text = std::fs::read_to_string(&env.env.config).expect("server.toml");
+    std::fs::write(
+        &env.env.config,
+        text.replace("pki/ca.pem", "pki/stranger-ca.pem"),
+    )
+    .expect("write");
+    hangup(server.pid());
+    env.wait_for_audit("second refusal", |_| {
+        count(&env, "config_reload_refused") == 2
+    });
+    let last = env
+        .audit_records()
+        .into_iter()
+        .rfind(|r| r["event"] == "config_reload_refused")
+        .expect("refusal");
+    let reason = last["details"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not the CA of"), "{reason}");
+    // Neither took effect.
+    assert_eq!(get_status(&env, &server, AUDITOR).await, Ok(200));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_table_is_read_again_on_sighup() {
     let env = TestEnv::new();

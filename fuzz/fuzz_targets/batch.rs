@@ -50,7 +50,8 @@ fuzz_target!(|data: &[u8]| {
         Operation::Renew
     };
     let csv = mode & 2 == 0;
-    // The next bytes (up to 8) say where to cut; the rest is the body.
+    // The next bytes (as many as the mode's top 3 bits say, up to 7) say
+    // where to cut; the rest is the body. Bits 2-4 of the mode are unused.
     let n_cuts = usize::from(mode >> 5).min(rest.len());
     let (cuts, body) = rest.split_at(n_cuts);
     let whole = decode(op, csv, body, &[]);

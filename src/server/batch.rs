@@ -42,6 +42,31 @@ const DRAIN_LIMIT: usize = 64 << 20;
 /// 200 cut short. A larger one must declare its length (411).
 const UNDECLARED_LIMIT: u64 = 8 << 20;
 
+/// Most bytes of undeclared-length bodies held at once, all batches
+/// together: past it a body without `Content-Length` is refused (411) rather
+/// than buffered, so that such bodies cannot fill the memory.
+const UNDECLARED_BUDGET: u64 = 128 << 20;
+
+/// Bytes of undeclared-length bodies held now.
+static UNDECLARED_HELD: AtomicU64 = AtomicU64::new(0);
+
+/// A part of [`UNDECLARED_BUDGET`], given back on drop.
+struct Held(u64);
+
+impl Held {
+    fn take(&mut self, n: u64) -> bool {
+        let before = UNDECLARED_HELD.fetch_add(n, Ordering::Relaxed);
+        self.0 += n;
+        before + n <= UNDECLARED_BUDGET
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        UNDECLARED_HELD.fetch_sub(self.0, Ordering::Relaxed);
+    }
+}
+
 thread_local! {
     /// One scratch per blocking thread, reused from chunk to chunk.
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
@@ -566,6 +591,7 @@ async fn read_undeclared(body: Body, admitted: &Admitted) -> Result<Body, ApiErr
     let mut stream = body.into_data_stream();
     let mut parts: Vec<Bytes> = Vec::new();
     let mut read = 0u64;
+    let mut held = Held(0);
     let refusal = loop {
         let next = tokio::select! {
             next = tokio::time::timeout(admitted.idle, futures_util::StreamExt::next(&mut stream)) => match next {
@@ -579,11 +605,12 @@ async fn read_undeclared(body: Body, admitted: &Admitted) -> Result<Body, ApiErr
         match next {
             Some(Ok(b)) => {
                 read += b.len() as u64;
+                let within = held.take(b.len() as u64);
                 parts.push(b);
                 if read > admitted.max {
                     break ApiError::TooLarge(admitted.max);
                 }
-                if read > cap {
+                if read > cap || !within {
                     break ApiError::LengthRequired(UNDECLARED_LIMIT);
                 }
             }
@@ -591,7 +618,11 @@ async fn read_undeclared(body: Body, admitted: &Admitted) -> Result<Body, ApiErr
                 break ApiError::BadRequest("the request body could not be read".into())
             }
             None => {
-                let parts = parts.into_iter().map(Ok::<_, std::convert::Infallible>);
+                // The budget is given back when the body is read (or dropped).
+                let parts = parts.into_iter().map(move |p| {
+                    let _ = &held;
+                    Ok::<_, std::convert::Infallible>(p)
+                });
                 return Ok(Body::from_stream(futures_util::stream::iter(parts)));
             }
         }
@@ -987,6 +1018,10 @@ impl Drop for Run {
             );
         }
         if self.receipt.is_some() {
+            // Dropped before its end with no reason known: the response
+            // stream went with the connection (the client left, or stopped
+            // taking the answer past the write timeout).
+            self.reason.get_or_insert(Abort::ClientGone);
             // An aborted batch has a receipt too (§4: every batch does).
             if let Some(r) = self.finish("aborted") {
                 self.state.store_receipt(r);

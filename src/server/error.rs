@@ -33,6 +33,10 @@ pub enum ApiError {
     /// The guard: the client's quota for this purpose is used up.
     #[error("over this client's quota ({}) for this purpose; retry after {} s", .0.limit, .0.retry_after)]
     QuotaExceeded(super::guard::Refusal),
+    /// The client's certificate was revoked (or its CA replaced) since its
+    /// connection opened.
+    #[error("this certificate is no longer accepted (revoked since the connection opened)")]
+    CertificateNoLongerValid,
     /// No such resource for this client.
     #[error("not found")]
     NotFound,
@@ -78,6 +82,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::LengthRequired(_) => StatusCode::LENGTH_REQUIRED,
             ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::CertificateNoLongerValid => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::ShareRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -102,6 +107,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "too_large",
             ApiError::LengthRequired(_) => "length_required",
             ApiError::QuotaExceeded(_) => "quota_exceeded",
+            ApiError::CertificateNoLongerValid => "certificate_no_longer_valid",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::ShareRefused(_) => "share_refused",

@@ -46,6 +46,10 @@ const MAX_CONNECTIONS: usize = 256;
 /// [`MAX_CONNECTIONS`] and lock the others out.
 const MAX_CONNECTIONS_PER_CLIENT: usize = MAX_CONNECTIONS / 2;
 
+/// Connections kept for key holders and the operator once the others are
+/// all taken.
+const RESERVED_CONNECTIONS: usize = 16;
+
 /// TLS handshakes under way at once; past that a new socket is closed at
 /// once. Each lasts at most [`HANDSHAKE_TIMEOUT`].
 const MAX_HANDSHAKES: usize = 1024;
@@ -151,6 +155,11 @@ pub enum StartError {
 struct Live {
     clients: Vec<ClientEntry>,
     tls: Arc<rustls::ServerConfig>,
+    /// The client verifier in `tls` (CA and CRL), to check again, after a
+    /// reload, the clients of connections opened before it.
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    /// How many reloads this configuration comes after.
+    generation: u64,
 }
 
 /// The holder role only for the holders the record lists: a holder revoked
@@ -203,15 +212,34 @@ fn check_private_file(_path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The TLS configuration the files name, after checking the key file.
-fn tls_of(config: &Config) -> Result<Arc<rustls::ServerConfig>, StartError> {
+/// The TLS configuration the files name and its client verifier, after
+/// checking the key file and the CRL (issued by the client CA, not past
+/// its next update).
+#[allow(clippy::type_complexity)] // a pair, once
+fn tls_of(
+    config: &Config,
+) -> Result<
+    (
+        Arc<rustls::ServerConfig>,
+        Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    ),
+    StartError,
+> {
     check_private_file(&config.tls.key)?;
-    Ok(crate::tls::server_config(
-        &config.tls.cert,
-        &config.tls.key,
-        &config.tls.client_ca,
-        config.tls.crl.as_deref(),
-    )?)
+    if let Some(crl) = &config.tls.crl {
+        let next = crate::tls::check_crls(crl, &config.tls.client_ca)?;
+        let days = (next - time::OffsetDateTime::now_utc().unix_timestamp()) / 86_400;
+        tracing::info!(days_left = days, "CRL in force until its next update");
+        if days < 7 {
+            tracing::warn!(
+                days_left = days,
+                "the CRL's next update is near: publish a new CRL and reload"
+            );
+        }
+    }
+    let verifier = crate::tls::client_verifier(&config.tls.client_ca, config.tls.crl.as_deref())?;
+    let tls = crate::tls::server_config_with(&config.tls.cert, &config.tls.key, verifier.clone())?;
+    Ok((tls, verifier))
 }
 
 impl AppState {
@@ -231,7 +259,7 @@ impl AppState {
             source: std::io::Error::other("refused"),
         };
         check_holders(&config.clients, &record).map_err(refuse)?;
-        let tls = tls_of(&config)?;
+        let (tls, verifier) = tls_of(&config)?;
         check_private_file(&config.keyring)?;
         // Never back to an older revision of the record: old shares (a
         // revoked holder's among them) would open the keys again.
@@ -262,6 +290,8 @@ impl AppState {
         let live = std::sync::RwLock::new(Arc::new(Live {
             clients: config.clients.clone(),
             tls,
+            verifier,
+            generation: 0,
         }));
         Ok(Self {
             config,
@@ -352,7 +382,7 @@ impl AppState {
             what,
             source: std::io::Error::other("refused"),
         })?;
-        let tls = tls_of(&new)?;
+        let (tls, verifier) = tls_of(&new)?;
         let crl_sha256 = match &new.tls.crl {
             Some(p) => Some(PublicHex::of_hex(&hex::encode(
                 <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(p).map_err(|source| {
@@ -380,9 +410,13 @@ impl AppState {
             clients: new.clients.len() as u64,
             crl_sha256,
         };
-        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Live {
+        let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
+        let generation = live.generation + 1;
+        *live = Arc::new(Live {
             clients: new.clients,
             tls,
+            verifier,
+            generation,
         });
         Ok(event)
     }
@@ -735,6 +769,10 @@ pub fn app(state: Arc<AppState>) -> Router {
 pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
+    /// Installed before the (long) log check, so that a reload asked for
+    /// during the start waits for the service rather than ending it
+    /// (SIGHUP's default action).
+    hangups: Hangups,
     hardening: Option<crate::harden::Hardening>,
 }
 
@@ -742,6 +780,7 @@ impl Server {
     /// Loads everything named by the configuration and binds the address
     /// (`listen` overrides the configuration's).
     pub async fn bind(config: Config, listen: Option<&str>) -> Result<Self, StartError> {
+        let hangups = Hangups::new();
         let addr = listen.unwrap_or(&config.listen).to_owned();
         let state = Arc::new(AppState::load(config)?);
         let listener = TcpListener::bind(&addr)
@@ -753,6 +792,7 @@ impl Server {
         Ok(Self {
             listener,
             state,
+            hangups,
             hardening: None,
         })
     }
@@ -835,9 +875,10 @@ impl Server {
         let router = app(state.clone());
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let reserved = Arc::new(tokio::sync::Semaphore::new(RESERVED_CONNECTIONS));
         let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::pin!(shutdown);
-        let mut hangups = Hangups::new();
+        let mut hangups = self.hangups;
         loop {
             let (tcp, peer) = tokio::select! {
                 r = self.listener.accept() => match r {
@@ -861,6 +902,7 @@ impl Server {
             let router = router.clone();
             let state = state.clone();
             let connections = connections.clone();
+            let reserved = reserved.clone();
             let idle =
                 std::time::Duration::from_secs(state.config.body_idle_timeout_seconds.max(1));
             tokio::spawn(async move {
@@ -875,15 +917,37 @@ impl Server {
                     Err(_) => return state.refusals.refuse(&state, "handshake timed out"),
                 };
                 drop(handshake);
-                let Ok(_permit) = connections.try_acquire_owned() else {
-                    tracing::warn!(%peer, "connection refused: {MAX_CONNECTIONS} already open");
-                    return state.refusals.refuse(&state, "too many connections");
-                };
                 let Some(id) = crate::tls::peer_identity(tls.get_ref().1) else {
                     // The verifier requires a certificate, so this cannot
                     // happen; should it, it is refused like any other.
                     return state.refusals.refuse(&state, "no peer identity");
                 };
+                // Holders and the operator keep slots of their own: however
+                // many connections the others hold, the service can still be
+                // unsealed, sealed and looked at.
+                let keeper = [Role::Holder, Role::Operator]
+                    .into_iter()
+                    .any(|r| state.entry_with_role(&id, r).is_some());
+                let permit = connections.clone().try_acquire_owned().or_else(|e| {
+                    if keeper {
+                        reserved.clone().try_acquire_owned()
+                    } else {
+                        Err(e)
+                    }
+                });
+                let Ok(_permit) = permit else {
+                    tracing::warn!(%peer, "connection refused: {MAX_CONNECTIONS} already open");
+                    return state.refusals.refuse(&state, "too many connections");
+                };
+                // The certificate chain and the configuration it was
+                // accepted under, to check it again after a reload.
+                let chain: Vec<_> = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                    .unwrap_or_default();
+                let accepted_under = state.live().generation;
                 let Some(_mine) = PerClient::take(&state.per_client, &id.fingerprint) else {
                     tracing::warn!(%peer, client = %id.subject, "connection refused: \
                         {MAX_CONNECTIONS_PER_CLIENT} already open for this certificate");
@@ -893,10 +957,20 @@ impl Server {
                 };
                 let svc = hyper::service::service_fn(
                     move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        let refused = still_valid(&state, &id, &chain, accepted_under);
                         req.extensions_mut().insert(id.clone());
                         let router = router.clone();
                         async move {
                             use tower::ServiceExt;
+                            if let Err(e) = refused {
+                                use axum::response::IntoResponse;
+                                let mut r = e.into_response();
+                                r.headers_mut().insert(
+                                    axum::http::header::CONNECTION,
+                                    axum::http::HeaderValue::from_static("close"),
+                                );
+                                return Ok(r);
+                            }
                             router.oneshot(req.map(axum::body::Body::new)).await
                         }
                     },
@@ -932,6 +1006,39 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// A connection opened before a reload: its client certificate checked
+/// again against the CA and CRL now in force (a certificate revoked since
+/// must not keep a keep-alive connection open). Refused, logged, and the
+/// connection closed.
+fn still_valid(
+    state: &AppState,
+    id: &PeerIdentity,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    accepted_under: u64,
+) -> Result<(), ApiError> {
+    let live = state.live();
+    if live.generation == accepted_under {
+        return Ok(());
+    }
+    let ok = chain.split_first().is_some_and(|(end, rest)| {
+        live.verifier
+            .verify_client_cert(end, rest, rustls::pki_types::UnixTime::now())
+            .is_ok()
+    });
+    if ok {
+        return Ok(());
+    }
+    state.log(
+        Event::RequestRefused {
+            operation: None,
+            reason: Term::from("certificate_no_longer_valid"),
+            role: None,
+        },
+        Some(id),
+    );
+    Err(ApiError::CertificateNoLongerValid)
 }
 
 /// `SIGHUP`s, which ask for a reload (never ready off Unix, or if the

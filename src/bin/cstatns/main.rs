@@ -443,10 +443,28 @@ fn prepare_serve(path: &Path) -> anyhow::Result<Prepared> {
     .map(parent)
     .collect();
     read.dedup();
-    let paths = cstatns::harden::Paths {
-        read,
-        write: vec![config.audit_dir.clone(), results, parent(&config.keyring)],
-    };
+    let write = vec![config.audit_dir.clone(), results, parent(&config.keyring)];
+    // What lies in a writable directory can be rewritten by the service
+    // (and so by whoever takes it over): say so for the files it only reads.
+    for file in [
+        path,
+        &config.ceremony,
+        &config.tls.cert,
+        &config.tls.key,
+        &config.tls.client_ca,
+    ]
+    .into_iter()
+    .chain(config.tls.crl.as_deref())
+    {
+        if write.iter().any(|w| file.starts_with(w)) {
+            tracing::warn!(
+                file = %file.display(),
+                "a file the service only reads is in a directory it may write: give the \
+                 keyring, the log and the results directories of their own (deploy/server.toml)"
+            );
+        }
+    }
+    let paths = cstatns::harden::Paths { read, write };
     hardening.files_confined = cstatns::harden::confine_files(&paths);
     hardening.syscalls_filtered = cstatns::harden::filter_syscalls();
     Ok(Prepared {
