@@ -136,6 +136,189 @@ async fn a_batch_the_client_abandons_mid_stream_is_aborted_and_leaves_nothing() 
     drop(body);
 }
 
+/// SplitMix64: a small seeded generator, so that a failing shape can be
+/// replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A valid NIR with random fields (Corsica and abroad among them): its
+/// canonical body and its 15-character form.
+fn random_nir(rng: &mut Rng) -> (String, String) {
+    loop {
+        let dept = match rng.below(20) {
+            0 => "2A".to_owned(),
+            1 => "2B".to_owned(),
+            2 => "99".to_owned(),
+            _ => format!("{:02}", 1 + rng.below(95)),
+        };
+        let body = format!(
+            "{}{:02}{:02}{dept}{:03}{:03}",
+            1 + rng.below(2),
+            rng.below(100),
+            1 + rng.below(12),
+            1 + rng.below(999),
+            1 + rng.below(999)
+        );
+        if let Ok(n) = cstatns::nir::Nir::parse(body.as_bytes()) {
+            let full = String::from_utf8(n.with_key().to_vec()).unwrap();
+            return (body, full);
+        }
+    }
+}
+
+/// A batch of `n` lines in one of several shapes, and what of it must not
+/// stay in the service: every NIR as sent and in both canonical forms,
+/// every index long enough to be searched for (12+ characters; shorter
+/// ones occur anywhere by chance).
+fn varied_batch(rng: &mut Rng, n: usize, shape: usize) -> (String, &'static str, Vec<Vec<u8>>) {
+    const INDEX: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-";
+    let ndjson = shape == 2;
+    let delim = if shape == 1 { ';' } else { ',' };
+    let mut body = if ndjson {
+        String::new()
+    } else {
+        format!("index{delim}nir\r\n")
+    };
+    let mut needles = Vec::new();
+    for i in 0..n {
+        let len = 1 + rng.below(64) as usize;
+        // A unique, distinctive start for the searchable ones.
+        let mut index = if len >= 12 {
+            format!("Z{i:07}q")
+        } else {
+            String::new()
+        };
+        while index.len() < len {
+            index.push(INDEX[rng.below(INDEX.len() as u64) as usize] as char);
+        }
+        index.truncate(len);
+        let (canonical, full) = random_nir(rng);
+        let sent = match rng.below(4) {
+            0 => canonical.clone(),
+            1 => full.to_lowercase(),
+            2 => format!(
+                "{} {} {} {} {} {}",
+                &full[..1],
+                &full[1..3],
+                &full[3..5],
+                &full[5..7],
+                &full[7..10],
+                &full[10..]
+            ),
+            _ => full.clone(),
+        };
+        let end = if rng.below(2) == 0 { "\r\n" } else { "\n" };
+        if ndjson {
+            body.push_str(&format!(
+                "{{\"index\":\"{index}\",\"nir\":\"{sent}\"}}{end}"
+            ));
+        } else if rng.below(3) == 0 {
+            body.push_str(&format!("\"{index}\"{delim}\"{sent}\"{end}"));
+        } else {
+            body.push_str(&format!("{index}{delim}{sent}{end}"));
+        }
+        if len >= 12 {
+            needles.push(index.into_bytes());
+        }
+        needles.push(canonical.into_bytes());
+        needles.push(full.into_bytes());
+        needles.push(sent.into_bytes());
+    }
+    let ctype = if ndjson {
+        "application/x-ndjson"
+    } else {
+        "text/csv"
+    };
+    (body, ctype, needles)
+}
+
+/// Regression guard (NIR bodies were left on worker thread stacks, one
+/// for every chunk and the batch's last line, by batches whose lines vary):
+/// batches of varied shapes — index lengths 1 to 64, quoted fields, CRLF,
+/// NIRs with spaces or in lower case, Corsica, 13 and 15 characters, CSV
+/// with `,` and `;`, NDJSON, line lengths that put chunk boundaries
+/// anywhere — and then every needle of them (every NIR in every form,
+/// every searchable index, every code in hex and raw) searched for in the
+/// whole memory of the service at once. A control finds them in the test's
+/// own memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_needle_of_batches_of_varied_shapes_stays_in_memory() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    let mut rng = Rng(0x5EED_CAFE);
+    let mut needles: Vec<Vec<u8>> = Vec::new();
+    for shape in 0..3 {
+        let (body, ctype, mut n) = varied_batch(&mut rng, 12_000, shape);
+        let reply = env
+            .request(
+                &server,
+                cstatns::pki::SUBMITTER,
+                "POST",
+                "/v1/cstatns",
+                &[("content-type", ctype)],
+                body,
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+        let text = reply.text();
+        let mut ok = 0;
+        for line in text.lines().skip(usize::from(shape != 2)) {
+            let code = if shape == 2 {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                v["cstatns"].as_str().unwrap_or_default().to_owned()
+            } else {
+                line.split([',', ';']).nth(1).unwrap_or_default().to_owned()
+            };
+            if code.len() == 64 {
+                ok += 1;
+                n.push(hex::decode(&code).unwrap());
+                n.push(code.into_bytes());
+            }
+        }
+        assert_eq!(ok, 12_000, "shape {shape}: every line answered ok");
+        needles.append(&mut n);
+    }
+    env.wait_for_audit("three batches ended", |_| {
+        env.audit_records()
+            .iter()
+            .filter(|r| r["event"] == "batch_end")
+            .count()
+            == 3
+    });
+    let ac = aho_corasick::AhoCorasick::new(&needles).unwrap();
+    let memory = memory_of(server.pid());
+    assert!(contains(&memory, b"cstatns"), "the scan sees the process");
+    let found: Vec<String> = ac
+        .find_iter(&memory)
+        .take(10)
+        .map(|m| {
+            let what = String::from_utf8_lossy(&needles[m.pattern().as_usize()]).len();
+            format!("a {what}-byte needle at offset {}", m.start())
+        })
+        .collect();
+    assert!(found.is_empty(), "left in the service's memory: {found:?}");
+    let own = memory_of(std::process::id());
+    let seen = ac.find_iter(&own).take(100).count();
+    assert!(
+        seen >= 100,
+        "the scan misses what is there ({seen} found in the test's own memory)"
+    );
+}
+
 /// What of the batch (`n` lines from `seed`, with these codes) is in `memory`.
 fn leftovers(memory: &[u8], seed: u64, n: u64, codes: &[&str]) -> Vec<String> {
     let mut left = Vec::new();
