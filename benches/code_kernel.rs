@@ -2,7 +2,10 @@
 //!
 //! - `derive/gen1`, `derive/gen2`: `KeyChain::derive_batch` over a chunk's
 //!   worth of canonical bodies (§3 only); `derive/gen1-hmac-crate`: the same
-//!   generation-1 codes with the `hmac` crate, for comparison in one run.
+//!   generation-1 codes with the `hmac` crate; `derive/floor`: two SHA-256
+//!   compressions in one stream per element (one HMAC's worth, done one
+//!   after the other), all in one run. `examples/kernel_ratio` prints the
+//!   same ratio as one JSON line.
 //! - `chunk/csv`: `process_chunk` on a 256 KiB CSV chunk — parse, validate,
 //!   hash and write the answer — which is what one blocking worker does.
 //!
@@ -47,6 +50,18 @@ fn derive(c: &mut Criterion) {
                 hmac::Mac::update(&mut m, body);
                 o.copy_from_slice(&hmac::Mac::finalize(m).into_bytes());
             }
+        })
+    });
+    let mut state = [0x6a09_e667u32; 8];
+    let mut block = sha2::digest::generic_array::GenericArray::from([0u8; 64]);
+    group.bench_function("floor", |b| {
+        b.iter(|| {
+            for i in 0..N {
+                block[0] = i as u8;
+                sha2::compress256(&mut state, std::slice::from_ref(&block));
+                sha2::compress256(&mut state, std::slice::from_ref(&block));
+            }
+            std::hint::black_box(&state);
         })
     });
     group.finish();

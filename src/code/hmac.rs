@@ -150,6 +150,39 @@ impl KeyedMac {
     }
 }
 
+impl KeyedMac {
+    /// `HMAC(self, a)` into `oa` and `HMAC(kb, b)` into `ob` for two 13-byte
+    /// bodies, interleaved when the CPU allows ([`super::shani`]).
+    pub(super) fn mac2_body(
+        &self,
+        a: &[u8; crate::nir::BODY_LEN],
+        oa: &mut [u8; 32],
+        kb: &KeyedMac,
+        b: &[u8; crate::nir::BODY_LEN],
+        ob: &mut [u8; 32],
+    ) {
+        if !super::shani::hmac2_body(self, kb, a, b, oa, ob) {
+            self.mac_short(a, oa);
+            kb.mac_short(b, ob);
+        }
+    }
+
+    /// The same for two 32-byte codes (a renewal step).
+    pub(super) fn mac2_code(
+        &self,
+        a: &[u8; 32],
+        oa: &mut [u8; 32],
+        kb: &KeyedMac,
+        b: &[u8; 32],
+        ob: &mut [u8; 32],
+    ) {
+        if !super::shani::hmac2_code(self, kb, a, b, oa, ob) {
+            self.mac_short(a, oa);
+            kb.mac_short(b, ob);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,18 +204,48 @@ mod tests {
             } else {
                 rng.gen_range(0..=64)
             };
-            let mlen = case % 300; // every length across the 1- and 2-block tails
+            // Every length across the 1- and 2-block tails, and §3's two
+            // (13 and 32 bytes) often, for the two-lane paths.
+            let mlen = match case % 7 {
+                0 => crate::nir::BODY_LEN,
+                1 => 32,
+                _ => case % 300,
+            };
             let mut key = vec![0u8; klen];
             let mut msg = vec![0u8; mlen];
             rng.fill_bytes(&mut key);
             rng.fill_bytes(&mut msg);
             let mut got = [0u8; 32];
-            KeyedMac::new(&key).mac(&msg, &mut got);
-            assert_eq!(
-                got,
-                reference(&key, &msg),
-                "key {klen} bytes, message {mlen} bytes"
-            );
+            let keyed = KeyedMac::new(&key);
+            keyed.mac(&msg, &mut got);
+            let want = reference(&key, &msg);
+            assert_eq!(got, want, "key {klen} bytes, message {mlen} bytes");
+            // The two-lane paths, beside another key and message.
+            let other = KeyedMac::new(&msg);
+            let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+            if mlen == crate::nir::BODY_LEN || mlen == 32 {
+                let mut m2 = msg.clone();
+                m2.reverse();
+                if mlen == 32 {
+                    keyed.mac2_code(
+                        msg[..].try_into().unwrap(),
+                        &mut a,
+                        &other,
+                        m2[..].try_into().unwrap(),
+                        &mut b,
+                    );
+                } else {
+                    keyed.mac2_body(
+                        msg[..].try_into().unwrap(),
+                        &mut a,
+                        &other,
+                        m2[..].try_into().unwrap(),
+                        &mut b,
+                    );
+                }
+                assert_eq!(a, want, "two lanes, lane a");
+                assert_eq!(b, reference(&msg, &m2), "lane b");
+            }
         }
     }
 }

@@ -1,10 +1,10 @@
 //! The batch kernel: §3 over whole slices of records.
 //!
 //! [`super::KeyChain`] calls only these two functions, with the chain's
-//! midstates and whole slices; a multi-lane kernel (several records
-//! interleaved in the SHA rounds, chosen at run time) replaces the portable
-//! loops here without any caller changing. This portable kernel does one
-//! record at a time, two compressions a generation.
+//! midstates and whole slices. Records go two by two, their compressions
+//! interleaved ([`super::shani`], SHA-NI when the CPU has it, chosen at run
+//! time; two plain compressions otherwise), two compressions a generation
+//! each; an odd record at the end goes alone.
 
 use zeroize::Zeroize;
 
@@ -19,19 +19,58 @@ pub(super) fn derive(states: &[KeyedMac], bodies: &[[u8; BODY_LEN]], out: &mut [
     let Some((first, later)) = states.split_first() else {
         return;
     };
-    for (body, code) in bodies.iter().zip(out.iter_mut()) {
+    let mut pairs = out.chunks_exact_mut(2);
+    let mut bodies2 = bodies.chunks_exact(2);
+    for (codes, two) in (&mut pairs).zip(&mut bodies2) {
+        let (x, y) = codes.split_at_mut(1);
+        let (a, b) = (&mut x[0].0, &mut y[0].0);
+        first.mac2_body(&two[0], a, first, &two[1], b);
+        renew_pair(later, a, b);
+    }
+    for (body, code) in bodies2.remainder().iter().zip(pairs.into_remainder()) {
         first.mac(body, &mut code.0);
         renew_one(later, &mut code.0);
     }
 }
 
+/// Two codes through the same generations, interleaved.
+fn renew_pair(states: &[KeyedMac], a: &mut [u8; CODE_LEN], b: &mut [u8; CODE_LEN]) {
+    let (mut ta, mut tb) = ([0u8; CODE_LEN], [0u8; CODE_LEN]);
+    for s in states {
+        s.mac2_code(a, &mut ta, s, b, &mut tb);
+        a.copy_from_slice(&ta);
+        b.copy_from_slice(&tb);
+    }
+    ta.zeroize();
+    tb.zeroize();
+}
+
 /// Brings every code of generation `from[i]` (in `1..=G`) to `G` in place.
 pub(super) fn renew(states: &[KeyedMac], from: &[u32], codes: &mut [Code]) {
     assert_eq!(from.len(), codes.len(), "one generation per code");
-    for (&g, code) in from.iter().zip(codes.iter_mut()) {
-        let skip = (g as usize).min(states.len());
-        renew_one(&states[skip..], &mut code.0);
+    let mut pairs = codes.chunks_exact_mut(2);
+    let mut from2 = from.chunks_exact(2);
+    for (two, g) in (&mut pairs).zip(&mut from2) {
+        let (x, y) = two.split_at_mut(1);
+        let (mut a, mut b) = (&mut x[0].0, &mut y[0].0);
+        let (mut ga, mut gb) = (skip(states, g[0]), skip(states, g[1]));
+        // The older code alone up to the younger one's generation, then
+        // both through the generations they share.
+        if ga > gb {
+            std::mem::swap(&mut a, &mut b);
+            std::mem::swap(&mut ga, &mut gb);
+        }
+        renew_one(&states[ga..gb], a);
+        renew_pair(&states[gb..], a, b);
     }
+    for (&g, code) in from2.remainder().iter().zip(pairs.into_remainder()) {
+        renew_one(&states[skip(states, g)..], &mut code.0);
+    }
+}
+
+/// The generations a code of generation `g` has already been through.
+fn skip(states: &[KeyedMac], g: u32) -> usize {
+    (g as usize).min(states.len())
 }
 
 fn renew_one(states: &[KeyedMac], code: &mut [u8; CODE_LEN]) {

@@ -11,6 +11,7 @@
 
 mod hmac;
 mod kernel;
+mod shani;
 
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -272,4 +273,15 @@ mod tests {
         assert_eq!(parse_hex(&hex), Some(a));
         assert_eq!(parse_hex(&hex[1..]), None);
     }
+}
+
+/// Overwrites the stack below the caller's frame (32 KiB): what the
+/// kernel's frames left there when they returned (the interleaved HMAC's
+/// register spills hold inner states and codes) is zeroed. Called by a
+/// worker after each chunk, from the frame that called the kernel.
+#[inline(never)]
+pub fn scrub_stack() {
+    let mut below = [0u64; 4096];
+    below.zeroize();
+    std::hint::black_box(&below);
 }

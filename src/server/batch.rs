@@ -697,6 +697,8 @@ async fn queue(
                 )
             });
             drop(ticket);
+            // What the kernel's frames left on this thread's stack goes now.
+            crate::code::scrub_stack();
             if !is_project {
                 return Some((out, None, counts));
             }

@@ -1,0 +1,434 @@
+//! Two SHA-256 compressions interleaved in the x86 SHA extensions (SHA-NI).
+//!
+//! `sha256rnds2` is bound by its latency, not by its throughput: one
+//! message's rounds depend on each other, so a single stream leaves the unit
+//! idle most of the time. Two independent messages issued round for round
+//! fill it (on AMD Zen two lanes nearly double the compressions per second;
+//! more lanes do not help, the unit being then busy).
+//!
+//! Written by hand because no crate offers a multi-message SHA-256: `sha2`
+//! compresses one stream (its blocks chained). The layout follows Intel's
+//! published SHA-NI description (state in ABEF/CDGH order, the message
+//! schedule as `msg1`, `alignr`, `msg2`); the tests check it against
+//! `sha2::compress256` on random states and blocks. Every `unsafe` of the
+//! crate's hashing is in this module.
+#![allow(unsafe_code)]
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use super::hmac::{KeyedMac, BLOCK};
+use crate::nir::BODY_LEN;
+
+/// Whether this CPU has the instructions [`compress2`] needs (checked once).
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("sha")
+                && is_x86_feature_detected!("sse2")
+                && is_x86_feature_detected!("ssse3")
+                && is_x86_feature_detected!("sse4.1")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// One compression of `a` into `sa` and one of `b` into `sb`, interleaved
+/// (two single compressions where SHA-NI is missing): the tests' view of
+/// the interleaved rounds, which the HMAC paths below use on registers.
+#[cfg(test)]
+fn compress2(sa: &mut [u32; 8], sb: &mut [u32; 8], a: &[u8; BLOCK], b: &[u8; BLOCK]) {
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: `available()` checked that the CPU has every instruction
+        // set `compress2_ni` is compiled for; its pointers come from
+        // references to arrays of the right sizes (unaligned loads/stores).
+        unsafe { compress2_ni(sa, sb, a, b) };
+        return;
+    }
+    super::hmac::compress(sa, a);
+    super::hmac::compress(sb, b);
+}
+
+/// SHA-256 round constants (FIPS 180-4, §4.2.2).
+#[cfg(target_arch = "x86_64")]
+const K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+
+/// A state as the two registers the instructions work on (ABEF, CDGH).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+unsafe fn load_state(s: &[u32; 8]) -> (__m128i, __m128i) {
+    // SAFETY (for the loads): `s` is 8 u32s; `loadu` takes any alignment.
+    let abcd = unsafe { _mm_loadu_si128(s.as_ptr().cast()) };
+    let efgh = unsafe { _mm_loadu_si128(s.as_ptr().add(4).cast()) };
+    let cdab = _mm_shuffle_epi32(abcd, 0xB1);
+    let hgfe = _mm_shuffle_epi32(efgh, 0x1B);
+    (
+        _mm_alignr_epi8(cdab, hgfe, 8),
+        _mm_blend_epi16(hgfe, cdab, 0xF0),
+    )
+}
+
+/// The registers back as a state.
+#[cfg(all(test, target_arch = "x86_64"))]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+unsafe fn store_state(abef: __m128i, cdgh: __m128i, s: &mut [u32; 8]) {
+    let feba = _mm_shuffle_epi32(abef, 0x1B);
+    let dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+    let abcd = _mm_blend_epi16(feba, dchg, 0xF0);
+    let efgh = _mm_alignr_epi8(dchg, feba, 8);
+    // SAFETY: `s` is 8 u32s; `storeu` takes any alignment.
+    unsafe {
+        _mm_storeu_si128(s.as_mut_ptr().cast(), abcd);
+        _mm_storeu_si128(s.as_mut_ptr().add(4).cast(), efgh);
+    }
+}
+
+/// The 16 message words of a block, big-endian, as 4 registers.
+#[cfg(all(test, target_arch = "x86_64"))]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+unsafe fn load_block(b: &[u8; BLOCK]) -> [__m128i; 4] {
+    let swap = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
+    // SAFETY: `b` is 64 bytes; each load reads 16 of them, unaligned.
+    unsafe {
+        [
+            _mm_shuffle_epi8(_mm_loadu_si128(b.as_ptr().cast()), swap),
+            _mm_shuffle_epi8(_mm_loadu_si128(b.as_ptr().add(16).cast()), swap),
+            _mm_shuffle_epi8(_mm_loadu_si128(b.as_ptr().add(32).cast()), swap),
+            _mm_shuffle_epi8(_mm_loadu_si128(b.as_ptr().add(48).cast()), swap),
+        ]
+    }
+}
+
+/// Four rounds (group `g`, its 4 message words in `w`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+#[inline]
+unsafe fn rounds4(abef: &mut __m128i, cdgh: &mut __m128i, w: __m128i, g: usize) {
+    // SAFETY: `g < 16`, so the 4 constants read are within `K`.
+    let k = unsafe { _mm_loadu_si128(K.as_ptr().add(4 * g).cast()) };
+    let wk = _mm_add_epi32(w, k);
+    *cdgh = _mm_sha256rnds2_epu32(*cdgh, *abef, wk);
+    *abef = _mm_sha256rnds2_epu32(*abef, *cdgh, _mm_shuffle_epi32(wk, 0x0E));
+}
+
+/// The next 4 schedule words, from the 4 groups before them (oldest first).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+#[inline]
+unsafe fn schedule(m4: __m128i, m3: __m128i, m2: __m128i, m1: __m128i) -> __m128i {
+    let t = _mm_add_epi32(_mm_sha256msg1_epu32(m4, m3), _mm_alignr_epi8(m1, m2, 4));
+    _mm_sha256msg2_epu32(t, m1)
+}
+
+/// Two compressions on register states (ABEF, CDGH) and message words,
+/// the feed-forward included: `((a0, a1), (b0, b1))`. A macro, not a
+/// function: a `#[target_feature]` function cannot be forced inline, and
+/// passing the 12 registers through memory costs a fifth of the time.
+/// Written out in full, the two messages' rounds alternating: each waits
+/// on its own previous round only, and the schedule words stay in
+/// registers. Expands to `unsafe` calls: use inside an `unsafe` block of a
+/// function with this module's target features.
+#[cfg(target_arch = "x86_64")]
+macro_rules! compress2 {
+    ($sa:expr, $sb:expr, $wa:expr, $wb:expr $(,)?) => {{
+        let (sa, sb): ((__m128i, __m128i), (__m128i, __m128i)) = ($sa, $sb);
+        let ((mut a0, mut a1), (mut b0, mut b1)) = (sa, sb);
+        let mut wa: [__m128i; 4] = $wa;
+        let mut wb: [__m128i; 4] = $wb;
+        rounds4(&mut a0, &mut a1, wa[0], 0);
+        rounds4(&mut b0, &mut b1, wb[0], 0);
+        rounds4(&mut a0, &mut a1, wa[1], 1);
+        rounds4(&mut b0, &mut b1, wb[1], 1);
+        rounds4(&mut a0, &mut a1, wa[2], 2);
+        rounds4(&mut b0, &mut b1, wb[2], 2);
+        rounds4(&mut a0, &mut a1, wa[3], 3);
+        rounds4(&mut b0, &mut b1, wb[3], 3);
+        wa[0] = schedule(wa[0], wa[1], wa[2], wa[3]);
+        wb[0] = schedule(wb[0], wb[1], wb[2], wb[3]);
+        rounds4(&mut a0, &mut a1, wa[0], 4);
+        rounds4(&mut b0, &mut b1, wb[0], 4);
+        wa[1] = schedule(wa[1], wa[2], wa[3], wa[0]);
+        wb[1] = schedule(wb[1], wb[2], wb[3], wb[0]);
+        rounds4(&mut a0, &mut a1, wa[1], 5);
+        rounds4(&mut b0, &mut b1, wb[1], 5);
+        wa[2] = schedule(wa[2], wa[3], wa[0], wa[1]);
+        wb[2] = schedule(wb[2], wb[3], wb[0], wb[1]);
+        rounds4(&mut a0, &mut a1, wa[2], 6);
+        rounds4(&mut b0, &mut b1, wb[2], 6);
+        wa[3] = schedule(wa[3], wa[0], wa[1], wa[2]);
+        wb[3] = schedule(wb[3], wb[0], wb[1], wb[2]);
+        rounds4(&mut a0, &mut a1, wa[3], 7);
+        rounds4(&mut b0, &mut b1, wb[3], 7);
+        wa[0] = schedule(wa[0], wa[1], wa[2], wa[3]);
+        wb[0] = schedule(wb[0], wb[1], wb[2], wb[3]);
+        rounds4(&mut a0, &mut a1, wa[0], 8);
+        rounds4(&mut b0, &mut b1, wb[0], 8);
+        wa[1] = schedule(wa[1], wa[2], wa[3], wa[0]);
+        wb[1] = schedule(wb[1], wb[2], wb[3], wb[0]);
+        rounds4(&mut a0, &mut a1, wa[1], 9);
+        rounds4(&mut b0, &mut b1, wb[1], 9);
+        wa[2] = schedule(wa[2], wa[3], wa[0], wa[1]);
+        wb[2] = schedule(wb[2], wb[3], wb[0], wb[1]);
+        rounds4(&mut a0, &mut a1, wa[2], 10);
+        rounds4(&mut b0, &mut b1, wb[2], 10);
+        wa[3] = schedule(wa[3], wa[0], wa[1], wa[2]);
+        wb[3] = schedule(wb[3], wb[0], wb[1], wb[2]);
+        rounds4(&mut a0, &mut a1, wa[3], 11);
+        rounds4(&mut b0, &mut b1, wb[3], 11);
+        wa[0] = schedule(wa[0], wa[1], wa[2], wa[3]);
+        wb[0] = schedule(wb[0], wb[1], wb[2], wb[3]);
+        rounds4(&mut a0, &mut a1, wa[0], 12);
+        rounds4(&mut b0, &mut b1, wb[0], 12);
+        wa[1] = schedule(wa[1], wa[2], wa[3], wa[0]);
+        wb[1] = schedule(wb[1], wb[2], wb[3], wb[0]);
+        rounds4(&mut a0, &mut a1, wa[1], 13);
+        rounds4(&mut b0, &mut b1, wb[1], 13);
+        wa[2] = schedule(wa[2], wa[3], wa[0], wa[1]);
+        wb[2] = schedule(wb[2], wb[3], wb[0], wb[1]);
+        rounds4(&mut a0, &mut a1, wa[2], 14);
+        rounds4(&mut b0, &mut b1, wb[2], 14);
+        wa[3] = schedule(wa[3], wa[0], wa[1], wa[2]);
+        wb[3] = schedule(wb[3], wb[0], wb[1], wb[2]);
+        rounds4(&mut a0, &mut a1, wa[3], 15);
+        rounds4(&mut b0, &mut b1, wb[3], 15);
+        (
+            (_mm_add_epi32(a0, sa.0), _mm_add_epi32(a1, sa.1)),
+            (_mm_add_epi32(b0, sb.0), _mm_add_epi32(b1, sb.1)),
+        )
+    }};
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+unsafe fn compress2_ni(sa: &mut [u32; 8], sb: &mut [u32; 8], a: &[u8; BLOCK], b: &[u8; BLOCK]) {
+    // SAFETY (every call below): the callee needs the features this
+    // function is compiled with, and gets references of the right sizes.
+    unsafe {
+        let (ra, rb) = compress2!(load_state(sa), load_state(sb), load_block(a), load_block(b));
+        store_state(ra.0, ra.1, sa);
+        store_state(rb.0, rb.1, sb);
+    }
+}
+
+/// A register state (ABEF, CDGH) as the digest's words in order (A..D,
+/// E..H): the first 8 message words of a block that hashes the digest.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+#[inline]
+unsafe fn digest_words(abef: __m128i, cdgh: __m128i) -> (__m128i, __m128i) {
+    let feba = _mm_shuffle_epi32(abef, 0x1B);
+    let dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+    (
+        _mm_blend_epi16(feba, dchg, 0xF0),
+        _mm_alignr_epi8(dchg, feba, 8),
+    )
+}
+
+/// The 32-byte digest of a register state into `out` (big-endian words).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+#[inline]
+unsafe fn store_digest(state: (__m128i, __m128i), out: &mut [u8; 32]) {
+    let swap = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
+    // SAFETY: the callee needs this function's features; `out` is 32
+    // bytes, written 16 at a time, unaligned.
+    unsafe {
+        let (abcd, efgh) = digest_words(state.0, state.1);
+        _mm_storeu_si128(out.as_mut_ptr().cast(), _mm_shuffle_epi8(abcd, swap));
+        _mm_storeu_si128(
+            out.as_mut_ptr().add(16).cast(),
+            _mm_shuffle_epi8(efgh, swap),
+        );
+    }
+}
+
+/// The message words 8..15 of a block holding 32 bytes of message after
+/// one block already absorbed: `0x80`, zeros, the length (768 bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+#[inline]
+unsafe fn tail_of_32() -> (__m128i, __m128i) {
+    (
+        _mm_set_epi32(0, 0, 0, 0x8000_0000_u32 as i32),
+        _mm_set_epi32(((BLOCK + 32) * 8) as i32, 0, 0, 0),
+    )
+}
+
+/// Two HMACs whose inner message words are `wa`, `wb` (one block each),
+/// from the keys' midstates, to the two codes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+unsafe fn hmac2_ni(
+    ka: &KeyedMac,
+    kb: &KeyedMac,
+    wa: [__m128i; 4],
+    wb: [__m128i; 4],
+    oa: &mut [u8; 32],
+    ob: &mut [u8; 32],
+) {
+    // SAFETY (every call below): the callee needs the features this
+    // function is compiled with, and gets references of the right sizes.
+    unsafe {
+        let (ia, ib) = compress2!(load_state(&ka.inner), load_state(&kb.inner), wa, wb);
+        let (pad, len) = tail_of_32();
+        let (a0, a1) = digest_words(ia.0, ia.1);
+        let (b0, b1) = digest_words(ib.0, ib.1);
+        let (ra, rb) = compress2!(
+            load_state(&ka.outer),
+            load_state(&kb.outer),
+            [a0, a1, pad, len],
+            [b0, b1, pad, len],
+        );
+        store_digest(ra, oa);
+        store_digest(rb, ob);
+    }
+}
+
+/// `HMAC(ka, body_a)` and `HMAC(kb, body_b)` of two 13-byte bodies,
+/// interleaved; false (nothing written) without SHA-NI.
+pub(super) fn hmac2_body(
+    ka: &KeyedMac,
+    kb: &KeyedMac,
+    body_a: &[u8; BODY_LEN],
+    body_b: &[u8; BODY_LEN],
+    oa: &mut [u8; 32],
+    ob: &mut [u8; 32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // The body, `0x80`, two zeros: message words 0..3, in one 16-byte
+        // buffer each, wiped after.
+        let mut blocks = [Words([0u8; 16]), Words([0u8; 16])];
+        for (b, body) in blocks.iter_mut().zip([body_a, body_b]) {
+            b.0[..BODY_LEN].copy_from_slice(body);
+            b.0[BODY_LEN] = 0x80;
+        }
+        // SAFETY: `available()` checked the CPU's instruction sets.
+        unsafe { hmac2_body_ni(ka, kb, &blocks, oa, ob) };
+        for b in &mut blocks {
+            b.wipe();
+        }
+        return true;
+    }
+    false
+}
+
+/// 16 bytes aligned as a `u128`, so that wiping them is one write.
+#[repr(C, align(16))]
+struct Words([u8; 16]);
+
+impl Words {
+    fn wipe(&mut self) {
+        // SAFETY: `Words` is 16 bytes aligned to 16, a valid `u128` place;
+        // a volatile write is not optimised away.
+        unsafe { std::ptr::write_volatile(self.0.as_mut_ptr().cast::<u128>(), 0) };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+unsafe fn hmac2_body_ni(
+    ka: &KeyedMac,
+    kb: &KeyedMac,
+    blocks: &[Words; 2],
+    oa: &mut [u8; 32],
+    ob: &mut [u8; 32],
+) {
+    let swap = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
+    let zero = _mm_setzero_si128();
+    let len = _mm_set_epi32(((BLOCK + BODY_LEN) * 8) as i32, 0, 0, 0);
+    // SAFETY: each load reads one 16-byte buffer; `hmac2_ni` needs this
+    // function's features.
+    unsafe {
+        let wa = _mm_shuffle_epi8(_mm_load_si128(blocks[0].0.as_ptr().cast()), swap);
+        let wb = _mm_shuffle_epi8(_mm_load_si128(blocks[1].0.as_ptr().cast()), swap);
+        hmac2_ni(ka, kb, [wa, zero, zero, len], [wb, zero, zero, len], oa, ob);
+    }
+}
+
+/// `HMAC(ka, code_a)` and `HMAC(kb, code_b)` of two 32-byte codes,
+/// interleaved; false (nothing written) without SHA-NI.
+pub(super) fn hmac2_code(
+    ka: &KeyedMac,
+    kb: &KeyedMac,
+    code_a: &[u8; 32],
+    code_b: &[u8; 32],
+    oa: &mut [u8; 32],
+    ob: &mut [u8; 32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: `available()` checked the CPU's instruction sets.
+        unsafe { hmac2_code_ni(ka, kb, code_a, code_b, oa, ob) };
+        return true;
+    }
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+unsafe fn hmac2_code_ni(
+    ka: &KeyedMac,
+    kb: &KeyedMac,
+    code_a: &[u8; 32],
+    code_b: &[u8; 32],
+    oa: &mut [u8; 32],
+    ob: &mut [u8; 32],
+) {
+    let swap = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
+    // SAFETY: each load reads 16 of the 32 bytes of a code; the callees
+    // need this function's features.
+    unsafe {
+        let a0 = _mm_shuffle_epi8(_mm_loadu_si128(code_a.as_ptr().cast()), swap);
+        let a1 = _mm_shuffle_epi8(_mm_loadu_si128(code_a.as_ptr().add(16).cast()), swap);
+        let b0 = _mm_shuffle_epi8(_mm_loadu_si128(code_b.as_ptr().cast()), swap);
+        let b1 = _mm_shuffle_epi8(_mm_loadu_si128(code_b.as_ptr().add(16).cast()), swap);
+        let (pad, len) = tail_of_32();
+        hmac2_ni(ka, kb, [a0, a1, pad, len], [b0, b1, pad, len], oa, ob);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngCore, SeedableRng};
+
+    #[test]
+    fn two_interleaved_compressions_are_two_compressions() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x2_1a_e5);
+        for _ in 0..200_000 {
+            let mut sa = [0u32; 8];
+            let mut sb = [0u32; 8];
+            sa.iter_mut()
+                .chain(sb.iter_mut())
+                .for_each(|w| *w = rng.next_u32());
+            let mut a = [0u8; BLOCK];
+            let mut b = [0u8; BLOCK];
+            rng.fill_bytes(&mut a);
+            rng.fill_bytes(&mut b);
+            let (mut ra, mut rb) = (sa, sb);
+            super::super::hmac::compress(&mut ra, &a);
+            super::super::hmac::compress(&mut rb, &b);
+            compress2(&mut sa, &mut sb, &a, &b);
+            assert_eq!((sa, sb), (ra, rb));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("sha") {
+            assert!(available(), "the SHA-NI path is the one tested here");
+        }
+    }
+}
