@@ -206,6 +206,17 @@ pub fn parse_hex_into(text: &[u8], out: &mut Code) -> bool {
     ok
 }
 
+/// Overwrites the stack below the caller's frame (32 KiB): what the
+/// kernel's frames left there when they returned (the interleaved HMAC's
+/// register spills hold inner states and codes) is zeroed. Called by a
+/// worker after each chunk, from the frame that called the kernel.
+#[inline(never)]
+pub fn scrub_stack() {
+    let mut below = [0u64; 4096];
+    below.zeroize();
+    std::hint::black_box(&below);
+}
+
 #[cfg(test)]
 mod tests {
     use ::hmac::Mac;
@@ -273,15 +284,4 @@ mod tests {
         assert_eq!(parse_hex(&hex), Some(a));
         assert_eq!(parse_hex(&hex[1..]), None);
     }
-}
-
-/// Overwrites the stack below the caller's frame (32 KiB): what the
-/// kernel's frames left there when they returned (the interleaved HMAC's
-/// register spills hold inner states and codes) is zeroed. Called by a
-/// worker after each chunk, from the frame that called the kernel.
-#[inline(never)]
-pub fn scrub_stack() {
-    let mut below = [0u64; 4096];
-    below.zeroize();
-    std::hint::black_box(&below);
 }
