@@ -326,6 +326,16 @@ impl Config {
                     ),
                 });
             }
+            if c.clients.iter().filter(|o| o.name == e.name).count() > 1 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    message: format!(
+                        "client name {:?} is given twice: names identify clients in the log, \
+                         the receipts and the quotas",
+                        e.name
+                    ),
+                });
+            }
             if e.fingerprint.is_none() && e.subject.is_none() {
                 return Err(ConfigError::Invalid {
                     path: path.to_owned(),
@@ -389,6 +399,16 @@ mod tests {
 #[cfg(test)]
 mod deploy_example {
     use super::Config;
+
+    /// Client names key the quotas' counters: a name given twice is refused.
+    #[test]
+    fn a_client_name_given_twice_is_refused() {
+        let text = include_str!("../deploy/server.toml")
+            .replace("name = \"audit-1\"", "name = \"ssp-insee\"");
+        let e = Config::parse(&text, std::path::Path::new("/etc/cstatns/server.toml"))
+            .expect_err("refused");
+        assert!(e.to_string().contains("given twice"), "{e}");
+    }
 
     /// The hardened example in `deploy/` stays a configuration the service reads.
     #[test]

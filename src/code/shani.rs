@@ -327,6 +327,10 @@ pub(super) fn hmac2_body(
     false
 }
 
+// The body, `0x80` and the length's place fit the first 16 bytes of the
+// block, as `hmac2_body` lays them out (and the 616-bit length assumes it).
+const _: () = assert!(BODY_LEN == 13);
+
 /// 16 bytes aligned as a `u128`, so that wiping them is one write.
 #[repr(C, align(16))]
 struct Words([u8; 16]);

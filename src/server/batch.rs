@@ -255,7 +255,7 @@ fn admit(
         (Operation::Derive, Mode::Cstatns | Mode::Project(_), Some(q)) => Some(
             state
                 .guard
-                .admit(&entry.name, &purpose, q, declared)
+                .admit(&entry.name, &purpose, q)
                 .map_err(|r| refused(state, id, op, ApiError::QuotaExceeded(r)))?,
         ),
         _ => None,
@@ -412,6 +412,9 @@ async fn run_batch(
             id.clone(),
         )
     });
+    if let Some(g) = &guard {
+        g.started();
+    }
     run.guard = guard.clone();
     if let Some((project, terms)) = &admitted.project {
         // Dropped with the run if this fails: the batch is logged aborted.

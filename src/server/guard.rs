@@ -15,7 +15,9 @@
 //! time) and end (codes given), and the service verifies it at start
 //! before reading them back ([`Guard::restore`]). A batch that never ended
 //! (the service was killed) counts as a whole batch of the client's
-//! `records_per_batch`, or as nothing when there is no such limit.
+//! `records_per_batch` (or, without one, its whole `records_per_day`). A
+//! batch's codes count for the day it started on: one running across
+//! midnight UTC counts wholly for the first day after a restart.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -26,12 +28,6 @@ use time::OffsetDateTime;
 
 use crate::batch::{Status, Verdict};
 use crate::config::{ClientEntry, Quota};
-
-/// The longest line that can carry a code: a 64-character index, quotes,
-/// a NIR written with spaces, CRLF. A body of `n` bytes holds at least
-/// `n / MAX_RECORD_LINE` such lines, so a declared length says, before any
-/// byte is read, that a batch cannot fit in what is left of a quota.
-const MAX_RECORD_LINE: u64 = 128;
 
 /// (client name, purpose).
 type Key = (String, String);
@@ -143,13 +139,15 @@ impl Guard {
                     u.starts.push_back(t.unix_timestamp());
                 }
                 if t >= day_start {
-                    let per_batch = clients
+                    // A batch that never ended: as much as it could have had.
+                    let quota = clients
                         .iter()
                         .find(|c| c.name == key.0)
-                        .and_then(|c| c.quota)
-                        .and_then(|q| q.records_per_batch)
+                        .and_then(|c| c.quota);
+                    let worst = quota
+                        .and_then(|q| q.records_per_batch.or(q.records_per_day))
                         .unwrap_or(0);
-                    u.today += ended.get(&batch).copied().unwrap_or(per_batch);
+                    u.today += ended.get(&batch).copied().unwrap_or(worst);
                 }
             }
             for u in usage.values_mut() {
@@ -160,14 +158,15 @@ impl Guard {
     }
 
     /// Admits a NIR batch of `client` for `purpose` under `quota`, or says
-    /// which limit is reached; `declared` is the body's `Content-Length`.
-    pub fn admit(
-        &self,
-        client: &str,
-        purpose: &str,
-        quota: Quota,
-        declared: Option<u64>,
-    ) -> Result<BatchQuota, Refusal> {
+    /// which limit is reached. The batch counts for `batches_per_hour` once
+    /// it has started ([`Guard::started`]): one refused later (a bad header,
+    /// a seal) does not.
+    ///
+    /// The body's declared length is not used: no count of lines follows
+    /// from a count of bytes (blank lines of any length are skipped, and an
+    /// NDJSON line may carry any amount of white space), so a refusal from it
+    /// would refuse honest batches. The cut during the batch is exact.
+    pub fn admit(&self, client: &str, purpose: &str, quota: Quota) -> Result<BatchQuota, Refusal> {
         let now = OffsetDateTime::now_utc();
         let key = (client.to_owned(), purpose.to_owned());
         let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
@@ -197,30 +196,22 @@ impl Guard {
                 retry_after: until_midnight,
             });
         }
-        // The fewest lines a body of this length holds.
-        if let Some(lines) = declared.map(|n| n / MAX_RECORD_LINE) {
-            if quota.records_per_batch.is_some_and(|m| lines > m) {
-                // Waiting does not help (split the batch); an hour keeps a
-                // client that retries anyway from hammering.
-                return Err(Refusal {
-                    limit: "records_per_batch",
-                    retry_after: 3600,
-                });
-            }
-            if left_today.is_some_and(|m| lines > m) {
-                return Err(Refusal {
-                    limit: "records_per_day",
-                    retry_after: until_midnight,
-                });
-            }
-        }
-        u.starts.push_back(now.unix_timestamp());
         Ok(BatchQuota {
             key,
             quota,
             given: 0,
             tripped: None,
         })
+    }
+
+    /// The batch has started (its `batch_start` is logged): it counts for
+    /// `batches_per_hour`.
+    pub fn started(&self, batch: &BatchQuota) {
+        let now = OffsetDateTime::now_utc();
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let u = usage.entry(batch.key.clone()).or_default();
+        u.roll(now);
+        u.starts.push_back(now.unix_timestamp());
     }
 
     /// Takes up to `wanted` codes for the batch, in its order.
@@ -326,6 +317,12 @@ impl GuardRun {
             k: self.next.fetch_add(1, Ordering::Relaxed),
             done: false,
         }
+    }
+
+    /// The batch has started: it counts for `batches_per_hour`.
+    pub(super) fn started(&self) {
+        let q = self.quota.lock().unwrap_or_else(|p| p.into_inner());
+        self.state.guard.started(&q);
     }
 
     /// The limit that stopped the batch's codes, if one did.
@@ -435,9 +432,7 @@ mod tests {
     #[test]
     fn a_batch_takes_what_is_left_and_then_nothing() {
         let g = Guard::default();
-        let mut b = g
-            .admit("c", "p", quota(Some(150), None, None), None)
-            .unwrap();
+        let mut b = g.admit("c", "p", quota(Some(150), None, None)).unwrap();
         assert_eq!(b.verdict(&g, 100).allowed, 100);
         let v = b.verdict(&g, 100);
         assert_eq!((v.allowed, v.rest), (50, Status::QuotaExceeded));
@@ -449,33 +444,30 @@ mod tests {
     fn the_day_is_shared_by_the_batches_of_a_purpose_only() {
         let g = Guard::default();
         let q = quota(None, Some(120), None);
-        let mut a = g.admit("c", "p", q, None).unwrap();
+        let mut a = g.admit("c", "p", q).unwrap();
         assert_eq!(a.verdict(&g, 100).allowed, 100);
-        let mut b = g.admit("c", "p", q, None).unwrap();
+        let mut b = g.admit("c", "p", q).unwrap();
         assert_eq!(b.verdict(&g, 100).allowed, 20);
         assert_eq!(b.tripped(), Some("records_per_day"));
-        let refused = g.admit("c", "p", q, None).unwrap_err();
+        let refused = g.admit("c", "p", q).unwrap_err();
         assert_eq!(refused.limit, "records_per_day");
         assert!(refused.retry_after >= 1 && refused.retry_after <= 86_400);
         // Another purpose, another client: their own counters.
-        assert!(g.admit("c", "other", q, None).is_ok());
-        assert!(g.admit("d", "p", q, None).is_ok());
+        assert!(g.admit("c", "other", q).is_ok());
+        assert!(g.admit("d", "p", q).is_ok());
     }
 
     #[test]
-    fn batches_per_hour_and_declared_length_refuse_at_the_start() {
+    fn batches_per_hour_count_the_batches_that_started() {
         let g = Guard::default();
         let q = quota(Some(10), None, Some(2));
-        assert!(g.admit("c", "p", q, Some(100)).is_ok());
-        let too_big = g
-            .admit("c", "p", q, Some(11 * MAX_RECORD_LINE))
-            .unwrap_err();
-        assert_eq!(
-            (too_big.limit, too_big.retry_after),
-            ("records_per_batch", 3600)
-        );
-        assert!(g.admit("c", "p", q, None).is_ok());
-        let r = g.admit("c", "p", q, None).unwrap_err();
+        let first = g.admit("c", "p", q).unwrap();
+        g.started(&first);
+        // Admitted but refused before its start (a bad header): not counted.
+        let _refused_later = g.admit("c", "p", q).unwrap();
+        let second = g.admit("c", "p", q).unwrap();
+        g.started(&second);
+        let r = g.admit("c", "p", q).unwrap_err();
         assert_eq!(r.limit, "batches_per_hour");
         assert!(r.retry_after > 3500 && r.retry_after <= 3600, "{r:?}");
     }
