@@ -898,7 +898,12 @@ impl Server {
                 state.refusals.refuse(&state, "too many handshakes");
                 continue;
             };
-            let acceptor = tokio_rustls::TlsAcceptor::from(state.live().tls.clone());
+            // The configuration this connection's handshake runs under: a
+            // reload during it is caught at the first request.
+            let live = state.live();
+            let acceptor = tokio_rustls::TlsAcceptor::from(live.tls.clone());
+            let accepted_under = live.generation;
+            drop(live);
             let router = router.clone();
             let state = state.clone();
             let connections = connections.clone();
@@ -939,15 +944,13 @@ impl Server {
                     tracing::warn!(%peer, "connection refused: {MAX_CONNECTIONS} already open");
                     return state.refusals.refuse(&state, "too many connections");
                 };
-                // The certificate chain and the configuration it was
-                // accepted under, to check it again after a reload.
+                // The certificate chain, to check it again after a reload.
                 let chain: Vec<_> = tls
                     .get_ref()
                     .1
                     .peer_certificates()
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                     .unwrap_or_default();
-                let accepted_under = state.live().generation;
                 let Some(_mine) = PerClient::take(&state.per_client, &id.fingerprint) else {
                     tracing::warn!(%peer, client = %id.subject, "connection refused: \
                         {MAX_CONNECTIONS_PER_CLIENT} already open for this certificate");
