@@ -98,26 +98,10 @@ async fn a_batch_the_client_abandons_mid_stream_is_aborted_and_leaves_nothing() 
     for i in 0..N {
         body.push_str(&format!("ER-7f3a-{i:06},{}\n", nir_full(seed + i)));
     }
-    let config = cstatns::tls::client_config(
-        &env.ca(),
-        &env.cert(cstatns::pki::SUBMITTER),
-        &env.key(cstatns::pki::SUBMITTER),
-    )
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+    let mut tls = common::raw_tls(&env, &server, cstatns::pki::SUBMITTER)
         .await
         .unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let head = format!(
-        "POST /v1/cstatns HTTP/1.1\r\nhost: localhost\r\ncontent-type: text/csv\r\n\
-         cstatns-purpose: {}\r\ncontent-length: {}\r\n\r\n",
-        cstatns::devenv::DEV_PURPOSE,
-        body.len() * 2
-    );
+    let head = common::batch_head(body.len() * 2);
     tls.write_all(head.as_bytes()).await.unwrap();
     tls.write_all(body.as_bytes()).await.unwrap();
     tls.flush().await.unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{nir_full, TestEnv};
+use common::{csv_rows, nir_full, TestEnv};
 use cstatns::pki::SUBMITTER;
 
 /// Sets the submitter's `[client.quota]` in the deployment's `server.toml`.
@@ -43,16 +43,13 @@ fn batch(tag: &str, n: u64, bad: Option<u64>) -> String {
 }
 
 fn statuses(text: &str) -> Vec<String> {
-    text.lines()
-        .skip(1)
-        .map(|l| l.rsplit(',').next().unwrap_or_default().to_owned())
-        .collect()
+    csv_rows(text, ',').into_iter().map(|[_, _, s]| s).collect()
 }
 
 fn codes(text: &str) -> usize {
-    text.lines()
-        .skip(1)
-        .filter(|l| l.split(',').nth(1).is_some_and(|c| !c.is_empty()))
+    csv_rows(text, ',')
+        .iter()
+        .filter(|[_, code, _]| !code.is_empty())
         .count()
 }
 

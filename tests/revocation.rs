@@ -6,27 +6,8 @@
 
 mod common;
 
-use common::{ClientIdentity, TestEnv};
+use common::{hangup, set_crl, ClientIdentity, TestEnv};
 use cstatns::pki::{AUDITOR, OPERATOR, SERVER, SUBMITTER};
-
-fn hangup(pid: u32) {
-    let st = std::process::Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(st.success());
-}
-
-/// Points `[tls] crl` of the deployment's `server.toml` at `crl`.
-fn set_crl(env: &TestEnv, crl: &str) {
-    let text = std::fs::read_to_string(&env.env.config).expect("server.toml");
-    let mut doc: toml::Table = toml::from_str(&text).expect("TOML");
-    doc.get_mut("tls")
-        .and_then(toml::Value::as_table_mut)
-        .expect("[tls]")
-        .insert("crl".into(), crl.into());
-    std::fs::write(&env.env.config, toml::to_string_pretty(&doc).expect("TOML")).expect("write");
-}
 
 async fn get_status(
     env: &TestEnv,

@@ -1166,18 +1166,8 @@ async fn serve_confines_itself_to_its_files_and_system_calls() {
     }
     let outside = env.tmp.path().join("outside-crl.pem");
     cstatns::pki::write_dev_crl(env.env.pki.dir(), &[], &outside).expect("CRL");
-    let text = std::fs::read_to_string(&env.env.config).expect("server.toml");
-    let mut doc: toml::Table = toml::from_str(&text).expect("TOML");
-    doc.get_mut("tls")
-        .and_then(toml::Value::as_table_mut)
-        .expect("[tls]")
-        .insert("crl".into(), outside.display().to_string().into());
-    std::fs::write(&env.env.config, toml::to_string_pretty(&doc).expect("TOML")).expect("write");
-    let st = std::process::Command::new("kill")
-        .args(["-HUP", &server.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(st.success());
+    common::set_crl(&env, &outside.display().to_string());
+    common::hangup(server.pid());
     let refused = env.wait_for_audit("config_reload_refused", |r| {
         r["event"] == "config_reload_refused"
     });
@@ -1277,22 +1267,10 @@ async fn a_submitter_that_stops_reading_does_not_keep_the_keys_past_a_seal() {
     for i in 0..1_000_000u64 {
         body.push_str(&format!("W{i},{}\n", nir_full(i)));
     }
-    let config = cstatns::tls::client_config(&env.ca(), &env.cert(SUBMITTER), &env.key(SUBMITTER))
-        .expect("client config");
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let mut tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
+    let mut tls = common::raw_tls(&env, &server, SUBMITTER)
         .await
         .expect("handshake");
-    let head = format!(
-        "POST /v1/cstatns HTTP/1.1\r\nhost: localhost\r\ncontent-type: text/csv\r\n\
-         cstatns-purpose: {}\r\ncontent-length: {}\r\n\r\n",
-        cstatns::devenv::DEV_PURPOSE,
-        body.len()
-    );
+    let head = common::batch_head(body.len());
     // Sends the whole batch and never reads a byte of the answer; the task
     // keeps the connection open until the test ends.
     let writer = tokio::spawn(async move {
@@ -1332,22 +1310,10 @@ async fn a_submitter_that_stops_reading_is_cut_off_after_the_idle_timeout() {
     for i in 0..1_000_000u64 {
         body.push_str(&format!("W{i},{}\n", nir_full(i)));
     }
-    let config = cstatns::tls::client_config(&env.ca(), &env.cert(SUBMITTER), &env.key(SUBMITTER))
-        .expect("client config");
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let mut tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
+    let mut tls = common::raw_tls(&env, &server, SUBMITTER)
         .await
         .expect("handshake");
-    let head = format!(
-        "POST /v1/cstatns HTTP/1.1\r\nhost: localhost\r\ncontent-type: text/csv\r\n\
-         cstatns-purpose: {}\r\ncontent-length: {}\r\n\r\n",
-        cstatns::devenv::DEV_PURPOSE,
-        body.len()
-    );
+    let head = common::batch_head(body.len());
     let writer = tokio::spawn(async move {
         let _ = tls.write_all(head.as_bytes()).await;
         let _ = tls.write_all(body.as_bytes()).await;
@@ -1417,20 +1383,11 @@ async fn one_client_cannot_take_every_connection_slot() {
     let env = TestEnv::new();
     let server = env.serve();
     let open = |role: &'static str, n: usize| {
-        let config = cstatns::tls::client_config(&env.ca(), &env.cert(role), &env.key(role))
-            .expect("client config");
-        let port = server.port;
+        let (env, server) = (&env, &server);
         async move {
             let mut held = Vec::new();
             for _ in 0..n {
-                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .expect("connect");
-                let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-                if let Ok(tls) = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name, tcp)
-                    .await
-                {
+                if let Ok(tls) = common::raw_tls(env, server, role).await {
                     held.push(tls);
                 }
             }

@@ -278,6 +278,52 @@ pub fn add_client(config: &Path, name: &str, fingerprint: &str, roles: &[&str], 
         .expect("rewrite server.toml");
 }
 
+/// Points `[tls] crl` of a dev-env `server.toml` at `crl` (then reload).
+pub fn set_crl(env: &TestEnv, crl: &str) {
+    let text = std::fs::read_to_string(&env.env.config).expect("server.toml");
+    let mut doc: toml::Table = toml::from_str(&text).expect("TOML");
+    doc.get_mut("tls")
+        .and_then(toml::Value::as_table_mut)
+        .expect("[tls]")
+        .insert("crl".into(), crl.into());
+    std::fs::write(&env.env.config, toml::to_string_pretty(&doc).expect("TOML")).expect("write");
+}
+
+/// Sends `SIGHUP` (a reload) to process `pid`.
+pub fn hangup(pid: u32) {
+    let st = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+}
+
+/// A raw mutual-TLS stream to the service with `role`'s certificate, for
+/// tests that write bytes (or stop reading) as no HTTP client would; the
+/// handshake's error when the service refuses it.
+pub async fn raw_tls(
+    env: &TestEnv,
+    server: &ServerProcess,
+    role: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let config = cstatns::tls::client_config(&env.ca(), &env.cert(role), &env.key(role))
+        .expect("client config");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await?;
+    let name = ServerName::try_from("localhost").expect("name");
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+}
+
+/// The head of a `POST /v1/cstatns` CSV request declaring `len` body bytes.
+pub fn batch_head(len: usize) -> String {
+    format!(
+        "POST /v1/cstatns HTTP/1.1\r\nhost: localhost\r\ncontent-type: text/csv\r\n\
+         cstatns-purpose: {}\r\ncontent-length: {len}\r\n\r\n",
+        devenv::DEV_PURPOSE
+    )
+}
+
 /// The real `cstatns serve` process; killed on drop. Its stderr goes to a
 /// file so that tests can scan what it logged.
 pub struct ServerProcess {
