@@ -431,7 +431,8 @@ fn prepare_serve(path: &Path) -> anyhow::Result<Prepared> {
             .unwrap_or(Path::new("."))
             .to_path_buf()
     };
-    let mut read: Vec<_> = [
+    // The files the service only reads.
+    let read_only: Vec<&Path> = [
         path,
         &config.ceremony,
         &config.tls.cert,
@@ -440,22 +441,11 @@ fn prepare_serve(path: &Path) -> anyhow::Result<Prepared> {
     ]
     .into_iter()
     .chain(config.tls.crl.as_deref())
-    .map(parent)
     .collect();
-    read.dedup();
     let write = vec![config.audit_dir.clone(), results, parent(&config.keyring)];
     // What lies in a writable directory can be rewritten by the service
     // (and so by whoever takes it over): say so for the files it only reads.
-    for file in [
-        path,
-        &config.ceremony,
-        &config.tls.cert,
-        &config.tls.key,
-        &config.tls.client_ca,
-    ]
-    .into_iter()
-    .chain(config.tls.crl.as_deref())
-    {
+    for file in &read_only {
         if write.iter().any(|w| file.starts_with(w)) {
             tracing::warn!(
                 file = %file.display(),
@@ -464,6 +454,8 @@ fn prepare_serve(path: &Path) -> anyhow::Result<Prepared> {
             );
         }
     }
+    let mut read: Vec<_> = read_only.into_iter().map(parent).collect();
+    read.dedup();
     let paths = cstatns::harden::Paths { read, write };
     hardening.files_confined = cstatns::harden::confine_files(&paths);
     hardening.syscalls_filtered = cstatns::harden::filter_syscalls();
