@@ -253,6 +253,28 @@ impl Connection {
         read_json(resp).await
     }
 
+    /// `POST /v1/guard/{client}/release` (operator): lifts the guard's
+    /// suspension of `client`; the service's status after it.
+    pub async fn guard_release(&mut self, client: &str) -> Result<Status, ClientError> {
+        // The name as one path segment: unreserved characters as they are,
+        // every other byte percent-encoded (RFC 3986).
+        let segment: String = client
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let req = self
+            .request("POST", &format!("/v1/guard/{segment}/release"))
+            .body(full(Bytes::new()))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.send(req).await?;
+        read_json(resp).await
+    }
+
     /// `GET /v1/audit?from=SEQ` (auditor): streams the log into `out`;
     /// returns the bytes written.
     pub async fn audit_log(

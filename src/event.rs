@@ -378,6 +378,35 @@ events! {
         /// `records_per_batch` or `records_per_day`.
         limit: Term,
     },
+    /// The guard: the sweep detector judged a batch an enumeration of the
+    /// NIR space (docs/guard.md); its later lines are answered
+    /// `sweep_suspected`, without a code, and the client is refused until
+    /// an operator lifts it. Counts only: never a body or a prefix.
+    SweepSuspected = "sweep_suspected" {
+        batch: BatchId,
+        client: ClientName,
+        purpose: Purpose,
+        /// `implausible_block`, `implausible_share` or `prefix_run`.
+        rule: Term,
+        /// Candidate lines of the batch read up to the trip.
+        lines: u64,
+        /// Implausible ones among them.
+        implausible: u64,
+        /// Implausible lines in the block that tripped (`implausible_block`).
+        block_implausible: u64,
+        /// The longest run of lines under one (sex, year, month, place).
+        longest_run: u64,
+        /// The client's candidate lines in its earlier batches of the window.
+        prior_lines: u64,
+        /// Implausible ones among them.
+        prior_implausible: u64,
+    },
+    /// An operator lifted a client's suspension (`cstatns guard release`).
+    GuardReleased = "guard_released" {
+        client: ClientName,
+        /// False when the client was not suspended (nothing changed).
+        was_suspended: bool,
+    },
     /// A request was refused before any work.
     RequestRefused = "request_refused" {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -615,7 +644,7 @@ mod tests {
 
     #[test]
     fn every_event_name_is_known_and_unknown_ones_are_skipped() {
-        assert_eq!(Event::NAMES.len(), 32);
+        assert_eq!(Event::NAMES.len(), 34);
         assert_eq!(
             Event::from_parts("from_a_newer_version", &serde_json::json!({"x": 1})),
             Ok(None)

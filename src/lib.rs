@@ -30,6 +30,7 @@ pub mod renewal;
 pub mod seal;
 #[cfg(feature = "service")]
 pub mod server;
+pub mod sweep;
 pub mod tls;
 pub mod wire;
 

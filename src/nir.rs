@@ -179,16 +179,22 @@ fn key_of(body: &[u8; BODY_LEN]) -> u32 {
 }
 
 /// Builds a valid synthetic NIR from a counter, for tests, benches and the demo.
-/// Never a real person's number on purpose: the sex digit cycles over 1/2, the
-/// birth month over 20–42 ("fictitious" months reserved for unknown or
-/// unregistered births), so generated bodies fall outside real NIR ranges.
+/// Plausible, so that the guard's sweep detector ([`crate::sweep`]) takes a
+/// batch of them for a population: the sex digit cycles over 1/2, the year
+/// over 00–99, the place over INSEE's communes, the order number over
+/// 001–009. Not a real person's number on purpose: the birth month cycles
+/// over 20–42 (the codes of births whose month is unknown or unregistered),
+/// which real numbers seldom carry. Distinct for seeds up to about 1.5
+/// billion.
 pub fn synthetic(seed: u64) -> Nir {
+    let places = crate::sweep::Places::get();
+    let n = places.communes() as u64;
     let sex = 1 + (seed % 2);
     let year = (seed / 2) % 100;
     let month = 20 + (seed / 200) % 23;
-    let dept = 1 + (seed / 4600) % 95;
-    let rest = (seed / 437_000) % 1_000_000;
-    // sex(1) year(2) month(2) department(2) rest(6), written without
+    let place = places.commune(((seed / 4600) % n) as usize);
+    let order = 1 + (seed / (4600 * n)) % 9;
+    // sex(1) year(2) month(2) place(5) order(3), written without
     // allocating: the demo makes millions of them.
     let mut body = [b'0'; BODY_LEN];
     let mut put = |at: usize, width: usize, mut v: u64| {
@@ -200,8 +206,8 @@ pub fn synthetic(seed: u64) -> Nir {
     put(0, 1, sex);
     put(1, 2, year);
     put(3, 2, month);
-    put(5, 2, dept);
-    put(7, 6, rest);
+    put(10, 3, order);
+    body[5..10].copy_from_slice(&place);
     Nir { body }
 }
 

@@ -43,6 +43,10 @@ pub struct Receipt {
     /// `quota_exceeded`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<String>,
+    /// When the guard judged the batch a sweep (`guard` is then
+    /// `sweep_suspected`): the detector's rule and figures, counts only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepReport>,
     /// Sequence number of the log entry recording the end of the batch.
     pub log_seq: u64,
     /// The ceremony whose log key signs the receipt.
@@ -51,6 +55,19 @@ pub struct Receipt {
     /// [`crate::audit::receipt_message`] over this receipt with an empty
     /// `signature`; see `docs/traceability.md`.
     pub signature: String,
+}
+
+/// Why the sweep detector judged a batch an enumeration (docs/guard.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepReport {
+    /// `implausible_block`, `implausible_share` or `prefix_run`.
+    pub rule: String,
+    /// Candidate lines read up to the trip.
+    pub lines: u64,
+    /// Implausible ones among them.
+    pub implausible: u64,
+    /// The longest run of lines under one (sex, year, month, place).
+    pub longest_run: u64,
 }
 
 /// Now as RFC 3339 UTC with nanoseconds, always the same width

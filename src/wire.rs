@@ -43,6 +43,25 @@ pub struct Status {
     /// The research projects whose key exists (as last seen unsealed).
     #[serde(default)]
     pub projects: Vec<ProjectInfo>,
+    /// The clients the guard refuses until an operator lifts it
+    /// (`cstatns guard release`): all of them for an operator or an
+    /// auditor, a client's own for the others.
+    #[serde(default)]
+    pub suspended: Vec<Suspension>,
+}
+
+/// A client refused until an operator lifts it: when, why, which batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    /// The client's name.
+    pub client: String,
+    /// When the sweep was suspected (RFC 3339 UTC).
+    pub since: String,
+    /// The detector's rule (`implausible_block`, `implausible_share`,
+    /// `prefix_run`).
+    pub rule: String,
+    /// The batch that tripped it.
+    pub batch: String,
 }
 
 /// A research project, as `status` shows it (public facts only).

@@ -88,14 +88,17 @@ pub fn process_chunk(
     });
 }
 
-/// What the guard lets through of a chunk's `ok` lines: the first
-/// `allowed` get their code, the others are answered `rest`.
+/// What the guard lets through of a chunk's `ok` lines: those from
+/// `swept` on are answered `sweep_suspected`; of the others, the first
+/// `allowed` get their code and the rest are answered `rest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
     /// `ok` lines that get a code, in order.
     pub allowed: usize,
-    /// The status of the `ok` lines past `allowed`.
+    /// The status of the `ok` lines past `allowed` (and before `swept`).
     pub rest: Status,
+    /// The first `ok` line judged part of a sweep (`usize::MAX`: none).
+    pub swept: usize,
 }
 
 impl Verdict {
@@ -104,6 +107,7 @@ impl Verdict {
         Self {
             allowed: usize::MAX,
             rest: Status::Ok,
+            swept: usize::MAX,
         }
     }
 }
@@ -158,7 +162,10 @@ pub fn process_chunk_guarded(
         },
         count,
     });
-    if verdict.allowed < count {
+    if verdict.swept < count {
+        scratch.hold_back(op, verdict.swept, Status::SweepSuspected);
+    }
+    if verdict.allowed < count.min(verdict.swept) {
         scratch.hold_back(op, verdict.allowed, verdict.rest);
     }
     // Pass 2: hash every `ok` candidate as one slice.

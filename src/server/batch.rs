@@ -250,13 +250,21 @@ fn admit(
     if declared.is_some_and(|n| n > max) {
         return Err(refused(state, id, op, ApiError::TooLarge(max)));
     }
-    // The guard, last: a refusal above does not count as a batch.
-    let quota = match (op, mode, entry.quota) {
-        (Operation::Derive, Mode::Cstatns | Mode::Project(_), Some(q)) => Some(
+    // The guard, last: a refusal above does not count as a batch. Every
+    // NIR batch has one (its sweep detector), with or without a quota.
+    let quota = match (op, mode) {
+        (Operation::Derive, Mode::Cstatns | Mode::Project(_)) => Some(
             state
                 .guard
-                .admit(&entry.name, &purpose, q)
-                .map_err(|r| refused(state, id, op, ApiError::QuotaExceeded(r)))?,
+                .admit(&entry.name, &purpose, entry.quota.unwrap_or_default())
+                .map_err(|r| {
+                    let e = if r.limit == "sweep_suspected" {
+                        ApiError::Suspended(r)
+                    } else {
+                        ApiError::QuotaExceeded(r)
+                    };
+                    refused(state, id, op, e)
+                })?,
         ),
         _ => None,
     };
@@ -694,7 +702,7 @@ async fn queue(
                     &mut out,
                     &mut counts,
                     &mut |c| match ticket.as_mut() {
-                        Some(t) => t.verdict(c.count),
+                        Some(t) => t.verdict(c.bodies, c.count),
                         None => Verdict::all(),
                     },
                 )
@@ -900,6 +908,7 @@ impl Run {
                 ended: String::new(),
                 seconds: 0.0,
                 guard: None,
+                sweep: None,
                 log_seq: 0,
                 ceremony_id: String::new(),
                 signature: String::new(),
@@ -928,11 +937,21 @@ impl Run {
         r.bytes = self.bytes_read.load(Ordering::Relaxed);
         r.ended = now_rfc3339();
         r.seconds = self.clock.elapsed().as_secs_f64();
-        r.guard = self
-            .guard
-            .as_ref()
-            .and_then(|g| g.tripped())
-            .map(str::to_owned);
+        let swept = self.guard.as_ref().and_then(|g| g.swept());
+        r.guard = match swept {
+            Some(_) => Some("sweep_suspected".to_owned()),
+            None => self
+                .guard
+                .as_ref()
+                .and_then(|g| g.tripped())
+                .map(str::to_owned),
+        };
+        r.sweep = swept.map(|(rule, f)| crate::receipt::SweepReport {
+            rule: rule.name().to_owned(),
+            lines: f.lines,
+            implausible: f.implausible,
+            longest_run: u64::from(f.longest_run),
+        });
         let seq = self.state.log(
             Event::BatchEnd {
                 batch: self.batch.clone(),

@@ -33,6 +33,10 @@ pub enum ApiError {
     /// The guard: the client's quota for this purpose is used up.
     #[error("over this client's quota ({}) for this purpose; retry after {} s", .0.limit, .0.retry_after)]
     QuotaExceeded(super::guard::Refusal),
+    /// The guard: a batch of this client was judged a sweep of the NIR
+    /// space, and the client is refused until an operator lifts it.
+    #[error("this client is suspended: one of its batches was judged a sweep of the NIR space (an operator lifts it with `cstatns guard release`)")]
+    Suspended(super::guard::Refusal),
     /// The client's certificate was revoked (or its CA replaced) since its
     /// connection opened.
     #[error("this certificate is no longer accepted (revoked since the connection opened)")]
@@ -81,7 +85,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::LengthRequired(_) => StatusCode::LENGTH_REQUIRED,
-            ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::QuotaExceeded(_) | ApiError::Suspended(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::CertificateNoLongerValid => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -107,6 +111,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "too_large",
             ApiError::LengthRequired(_) => "length_required",
             ApiError::QuotaExceeded(_) => "quota_exceeded",
+            ApiError::Suspended(_) => "sweep_suspected",
             ApiError::CertificateNoLongerValid => "certificate_no_longer_valid",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -149,7 +154,7 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut r = (self.status(), axum::Json(body)).into_response();
-        if let ApiError::QuotaExceeded(q) = &self {
+        if let ApiError::QuotaExceeded(q) | ApiError::Suspended(q) = &self {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(q.retry_after.max(1)));
         }

@@ -1,5 +1,6 @@
 //! The guard against dictionaries (DESIGN §4, docs/guard.md): quotas per
-//! client and purpose.
+//! client and purpose, and the sweep detector ([`crate::sweep`]) that
+//! suspends a client whose batch enumerates the NIR space.
 //!
 //! A quota counts codes computed (lines answered `ok`) per batch and per UTC
 //! day, and batches started per hour, for each (client, purpose). At a
@@ -28,6 +29,8 @@ use time::OffsetDateTime;
 
 use crate::batch::{Status, Verdict};
 use crate::config::{ClientEntry, Quota};
+use crate::sweep::{Prior, Rule, Watch, WINDOW_DAYS};
+use crate::wire::Suspension;
 
 /// (client name, purpose).
 type Key = (String, String);
@@ -67,10 +70,57 @@ pub struct Refusal {
     pub retry_after: u64,
 }
 
-/// The quotas' counters, for every (client, purpose).
-#[derive(Default)]
+/// What the sweep detector keeps of a client between batches: counts per
+/// UTC day of the last [`WINDOW_DAYS`] days, the keyed prefix its last
+/// batch ended on, and its suspension. Never a body.
+#[derive(Default, Debug)]
+struct Evidence {
+    days: VecDeque<(time::Date, u64, u64)>,
+    run: (u64, u32),
+    suspended: Option<Suspension>,
+}
+
+impl Evidence {
+    fn prior(&mut self, today: time::Date) -> Prior {
+        let oldest = today - time::Duration::days(WINDOW_DAYS as i64 - 1);
+        while self.days.front().is_some_and(|d| d.0 < oldest) {
+            self.days.pop_front();
+        }
+        Prior {
+            lines: self.days.iter().map(|d| d.1).sum(),
+            implausible: self.days.iter().map(|d| d.2).sum(),
+            run: self.run,
+        }
+    }
+
+    fn add(&mut self, today: time::Date, lines: u64, implausible: u64) {
+        match self.days.back_mut() {
+            Some(d) if d.0 == today => {
+                d.1 += lines;
+                d.2 += implausible;
+            }
+            _ => self.days.push_back((today, lines, implausible)),
+        }
+    }
+}
+
+/// The quotas' counters, for every (client, purpose), and the sweep
+/// detector's evidence, for every client.
 pub struct Guard {
     usage: Mutex<HashMap<Key, Usage>>,
+    evidence: Mutex<HashMap<String, Evidence>>,
+    /// Keys the prefixes the detector compares across batches.
+    sweep_key: u64,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Self {
+            usage: Mutex::default(),
+            evidence: Mutex::default(),
+            sweep_key: rand::random(),
+        }
+    }
 }
 
 impl Guard {
@@ -82,6 +132,7 @@ impl Guard {
         let Ok(files) = crate::audit::log_files(dir) else {
             return guard;
         };
+        guard.restore_suspensions(&files);
         let day_start = now.replace_time(time::Time::MIDNIGHT);
         let since = day_start.min(now - time::Duration::hours(1));
         // Batch id -> (key, start time) of the batches started since then.
@@ -157,8 +208,60 @@ impl Guard {
         guard
     }
 
+    /// The suspensions the log holds: each `sweep_suspected` not followed
+    /// by a `guard_released` of its client. Both are rare, so every file is
+    /// read for them, whatever its age.
+    fn restore_suspensions(&self, files: &[std::path::PathBuf]) {
+        let mut evidence = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
+        for f in files {
+            let Ok(text) = std::fs::read_to_string(f) else {
+                continue;
+            };
+            for line in text.lines() {
+                let released = line.contains("\"event\":\"guard_released\"");
+                if !released && !line.contains("\"event\":\"sweep_suspected\"") {
+                    continue;
+                }
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let d = &v["details"];
+                let Some(client) = d["client"].as_str() else {
+                    continue;
+                };
+                let e = evidence.entry(client.to_owned()).or_default();
+                e.suspended = (!released).then(|| Suspension {
+                    client: client.to_owned(),
+                    since: v["time"].as_str().unwrap_or_default().to_owned(),
+                    rule: d["rule"].as_str().unwrap_or_default().to_owned(),
+                    batch: d["batch"].as_str().unwrap_or_default().to_owned(),
+                });
+            }
+        }
+    }
+
+    /// The clients suspended, by name.
+    pub fn suspensions(&self) -> Vec<Suspension> {
+        let evidence = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s: Vec<Suspension> = evidence
+            .values()
+            .filter_map(|e| e.suspended.clone())
+            .collect();
+        s.sort_by(|a, b| a.client.cmp(&b.client));
+        s
+    }
+
+    /// Lifts `client`'s suspension; false when it was not suspended. The
+    /// detector's figures of the client start again from nothing.
+    pub fn release(&self, client: &str) -> bool {
+        let mut evidence = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
+        evidence
+            .remove(client)
+            .is_some_and(|e| e.suspended.is_some())
+    }
+
     /// Admits a NIR batch of `client` for `purpose` under `quota`, or says
-    /// which limit is reached. The batch counts for `batches_per_hour` once
+    /// which limit is reached (or that the client is suspended). The batch counts for `batches_per_hour` once
     /// it has started ([`Guard::started`]): one refused later (a bad header,
     /// a seal) does not.
     ///
@@ -168,6 +271,17 @@ impl Guard {
     /// would refuse honest batches. The cut during the batch is exact.
     pub fn admit(&self, client: &str, purpose: &str, quota: Quota) -> Result<BatchQuota, Refusal> {
         let now = OffsetDateTime::now_utc();
+        let prior = {
+            let mut evidence = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
+            let e = evidence.entry(client.to_owned()).or_default();
+            if e.suspended.is_some() {
+                return Err(Refusal {
+                    limit: "sweep_suspected",
+                    retry_after: 3600,
+                });
+            }
+            e.prior(now.date())
+        };
         let key = (client.to_owned(), purpose.to_owned());
         let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
         let u = usage.entry(key.clone()).or_default();
@@ -201,7 +315,31 @@ impl Guard {
             quota,
             given: 0,
             tripped: None,
+            watch: Watch::new(self.sweep_key, prior),
         })
+    }
+
+    /// A batch is over: what its detector saw joins its client's figures.
+    fn settle(&self, batch: &BatchQuota) {
+        let now = OffsetDateTime::now_utc();
+        let (lines, implausible, run) = batch.watch.outcome();
+        let mut evidence = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
+        let e = evidence.entry(batch.key.0.clone()).or_default();
+        e.add(now.date(), lines, implausible);
+        e.run = run;
+    }
+
+    /// A batch of `client` was judged a sweep by `rule`: the client is
+    /// refused from now on, until an operator lifts it.
+    fn suspend(&self, client: &str, rule: Rule, batch: &str) {
+        let mut evidence = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
+        let e = evidence.entry(client.to_owned()).or_default();
+        e.suspended.get_or_insert_with(|| Suspension {
+            client: client.to_owned(),
+            since: crate::event::rfc3339_seconds(OffsetDateTime::now_utc()),
+            rule: rule.name().to_owned(),
+            batch: batch.to_owned(),
+        });
     }
 
     /// The batch has started (its `batch_start` is logged): it counts for
@@ -216,7 +354,7 @@ impl Guard {
 
     /// Takes up to `wanted` codes for the batch, in its order.
     fn take(&self, batch: &mut BatchQuota, wanted: usize) -> usize {
-        if batch.tripped.is_some() {
+        if wanted == 0 || batch.tripped.is_some() {
             return 0;
         }
         let now = OffsetDateTime::now_utc();
@@ -246,8 +384,7 @@ impl Guard {
     }
 }
 
-/// One batch's part of its client's quota.
-#[derive(Debug)]
+/// One batch's part of its client's quota, and its sweep detector.
 pub struct BatchQuota {
     key: Key,
     quota: Quota,
@@ -255,6 +392,18 @@ pub struct BatchQuota {
     given: u64,
     /// The limit that stopped it, once one has.
     tripped: Option<&'static str>,
+    watch: Watch,
+}
+
+impl std::fmt::Debug for BatchQuota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchQuota")
+            .field("key", &self.key)
+            .field("given", &self.given)
+            .field("tripped", &self.tripped)
+            .field("swept", &self.watch.tripped())
+            .finish_non_exhaustive()
+    }
 }
 
 impl BatchQuota {
@@ -263,16 +412,38 @@ impl BatchQuota {
         self.tripped
     }
 
-    /// The verdict on a chunk of `count` candidates.
-    pub fn verdict(&mut self, guard: &Guard, count: usize) -> Verdict {
-        let allowed = guard.take(self, count);
+    /// The detector's rule, if it judged the batch a sweep.
+    pub fn swept(&self) -> Option<Rule> {
+        self.watch.tripped()
+    }
+
+    /// The verdict on a chunk's candidates, in order: the detector reads
+    /// them (`count` of them; `bodies` is empty for a batch without NIRs),
+    /// then the quota gives codes to those before the first one judged a
+    /// sweep.
+    pub fn verdict(
+        &mut self,
+        guard: &Guard,
+        bodies: &[[u8; crate::nir::BODY_LEN]],
+        count: usize,
+    ) -> Verdict {
+        let swept = bodies.iter().position(|b| self.watch.observe(b)).unwrap_or(
+            if self.watch.tripped().is_some() {
+                0
+            } else {
+                usize::MAX
+            },
+        );
+        let wanted = count.min(swept);
+        let allowed = guard.take(self, wanted);
         Verdict {
             allowed,
-            rest: if allowed < count {
+            rest: if allowed < wanted {
                 Status::QuotaExceeded
             } else {
                 Status::Ok
             },
+            swept,
         }
     }
 }
@@ -332,6 +503,19 @@ impl GuardRun {
             .unwrap_or_else(|p| p.into_inner())
             .tripped()
     }
+
+    /// The detector's rule and figures, if it judged the batch a sweep.
+    pub(super) fn swept(&self) -> Option<(Rule, crate::sweep::Figures)> {
+        let q = self.quota.lock().unwrap_or_else(|p| p.into_inner());
+        q.swept().map(|r| (r, q.watch.figures()))
+    }
+}
+
+impl Drop for GuardRun {
+    fn drop(&mut self) {
+        let q = self.quota.lock().unwrap_or_else(|p| p.into_inner());
+        self.state.guard.settle(&q);
+    }
 }
 
 /// One chunk's turn at the guard; given up on drop if never taken.
@@ -342,16 +526,53 @@ pub(super) struct Ticket {
 }
 
 impl Ticket {
-    /// Waits for the chunks before this one, then takes this chunk's share
-    /// of the quota; logs `quota_exceeded` when the quota runs out here.
-    pub(super) fn verdict(&mut self, count: usize) -> Verdict {
+    /// Waits for the chunks before this one, then has the detector read
+    /// this chunk's candidates and takes its share of the quota; logs
+    /// `sweep_suspected` (and suspends the client) when the detector trips
+    /// here, `quota_exceeded` when the quota runs out here.
+    pub(super) fn verdict(
+        &mut self,
+        bodies: &[[u8; crate::nir::BODY_LEN]],
+        count: usize,
+    ) -> Verdict {
         self.run.turns.wait(self.k);
-        let (verdict, tripped_now) = {
+        let (verdict, tripped_now, swept_now) = {
             let mut q = self.run.quota.lock().unwrap_or_else(|p| p.into_inner());
-            let before = q.tripped();
-            let v = q.verdict(&self.run.state.guard, count);
-            (v, q.tripped().filter(|_| before.is_none()))
+            let (before, swept_before) = (q.tripped(), q.swept());
+            let v = q.verdict(&self.run.state.guard, bodies, count);
+            let swept_now = q
+                .swept()
+                .filter(|_| swept_before.is_none())
+                .map(|rule| (rule, q.watch.figures()));
+            (v, q.tripped().filter(|_| before.is_none()), swept_now)
         };
+        if let Some((rule, f)) = swept_now {
+            // Suspended before any later line is answered: the client's
+            // next batch is refused, however soon it comes.
+            self.run
+                .state
+                .guard
+                .suspend(self.run.client.as_str(), rule, self.run.batch.as_str());
+            tracing::warn!(
+                rule = rule.name(),
+                "a batch was judged a sweep of the NIR space"
+            );
+            self.run.state.log(
+                crate::event::Event::SweepSuspected {
+                    batch: self.run.batch.clone(),
+                    client: self.run.client.clone(),
+                    purpose: self.run.purpose.clone(),
+                    rule: crate::event::Term::from(rule.name()),
+                    lines: f.lines,
+                    implausible: f.implausible,
+                    block_implausible: u64::from(f.block_implausible),
+                    longest_run: u64::from(f.longest_run),
+                    prior_lines: f.prior_lines,
+                    prior_implausible: f.prior_implausible,
+                },
+                Some(&self.run.id),
+            );
+        }
         self.done = true;
         self.run.turns.finish(self.k);
         if let Some(limit) = tripped_now {
@@ -433,11 +654,11 @@ mod tests {
     fn a_batch_takes_what_is_left_and_then_nothing() {
         let g = Guard::default();
         let mut b = g.admit("c", "p", quota(Some(150), None, None)).unwrap();
-        assert_eq!(b.verdict(&g, 100).allowed, 100);
-        let v = b.verdict(&g, 100);
+        assert_eq!(b.verdict(&g, &[], 100).allowed, 100);
+        let v = b.verdict(&g, &[], 100);
         assert_eq!((v.allowed, v.rest), (50, Status::QuotaExceeded));
         assert_eq!(b.tripped(), Some("records_per_batch"));
-        assert_eq!(b.verdict(&g, 1).allowed, 0);
+        assert_eq!(b.verdict(&g, &[], 1).allowed, 0);
     }
 
     #[test]
@@ -445,9 +666,9 @@ mod tests {
         let g = Guard::default();
         let q = quota(None, Some(120), None);
         let mut a = g.admit("c", "p", q).unwrap();
-        assert_eq!(a.verdict(&g, 100).allowed, 100);
+        assert_eq!(a.verdict(&g, &[], 100).allowed, 100);
         let mut b = g.admit("c", "p", q).unwrap();
-        assert_eq!(b.verdict(&g, 100).allowed, 20);
+        assert_eq!(b.verdict(&g, &[], 100).allowed, 20);
         assert_eq!(b.tripped(), Some("records_per_day"));
         let refused = g.admit("c", "p", q).unwrap_err();
         assert_eq!(refused.limit, "records_per_day");

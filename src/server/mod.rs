@@ -634,7 +634,7 @@ fn notice_renewal(state: &AppState) {
     );
 }
 
-fn status_of(state: &AppState) -> Status {
+fn status_of(state: &AppState, id: &PeerIdentity) -> Status {
     let view = state.vault.view();
     let record = state.record();
     let t = record.threshold();
@@ -678,6 +678,18 @@ fn status_of(state: &AppState) -> Status {
                 generation: p.generation,
             })
             .collect(),
+        suspended: {
+            let all = state.entry_with_role(id, Role::Operator).is_some()
+                || state.entry_with_role(id, Role::Auditor).is_some();
+            let live = state.live();
+            let own = |name: &str| live.clients.iter().any(|e| e.name == name && e.matches(id));
+            state
+                .guard
+                .suspensions()
+                .into_iter()
+                .filter(|s| all || own(&s.client))
+                .collect()
+        },
     }
 }
 
@@ -690,7 +702,7 @@ async fn status(
     if !state.knows(&id) {
         state.require(&id, Role::Operator)?;
     }
-    Ok(Json(status_of(&state)))
+    Ok(Json(status_of(&state, &id)))
 }
 
 /// A route the service does not have: 404, and logged like any refusal
@@ -737,6 +749,40 @@ async fn receipt(
         .ok_or(ApiError::NotFound)
 }
 
+/// `POST /v1/guard/{client}/release` (operator): lifts the suspension the
+/// sweep detector put on a client (docs/guard.md). Logged before it takes
+/// effect: while the log cannot be written, the client stays suspended.
+async fn guard_release(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<PeerIdentity>,
+    UrlPath(client): UrlPath<String>,
+) -> Result<Json<Status>, ApiError> {
+    state.require(&id, Role::Operator)?;
+    let Some(entry) = state.clients().into_iter().find(|e| e.name == client) else {
+        return Err(ApiError::NotFound);
+    };
+    let was_suspended = state
+        .guard
+        .suspensions()
+        .iter()
+        .any(|s| s.client == entry.name);
+    let logged = state.log(
+        Event::GuardReleased {
+            client: crate::event::ClientName::of_client(&entry),
+            was_suspended,
+        },
+        Some(&id),
+    );
+    if logged.is_none() {
+        return Err(ApiError::AuditUnavailable);
+    }
+    state.guard.release(&entry.name);
+    if was_suspended {
+        tracing::info!(client = %entry.name, "an operator lifted a client's suspension");
+    }
+    Ok(Json(status_of(&state, &id)))
+}
+
 /// The router. Requests must carry a [`PeerIdentity`] extension.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
@@ -746,6 +792,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/renewal", post(batch::renew))
         .route("/v1/receipts/{id}", get(receipt))
         .route("/v1/seal", post(unseal::seal))
+        .route("/v1/guard/{client}/release", post(guard_release))
         .route("/v1/audit", get(audit::stream))
         .route(
             "/v1/operations",

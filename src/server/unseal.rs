@@ -76,5 +76,5 @@ pub(super) async fn seal(
         Sealing::Sealed { logged: false, .. } => return Err(ApiError::AuditUnavailable),
         Sealing::Sealed { logged: true, .. } => {}
     }
-    Ok(Json(super::status_of(&state)))
+    Ok(Json(super::status_of(&state, &id)))
 }

@@ -118,6 +118,9 @@ enum Command {
         #[command(flatten)]
         endpoint: EndpointArgs,
     },
+    /// Operator: the guard against NIR dictionaries (docs/guard.md).
+    #[command(subcommand)]
+    Guard(GuardCommand),
     /// Write a throw-away local deployment (INSECURE: for tests and demos only).
     #[cfg(feature = "dev-kit")]
     DevEnv(DevEnvArgs),
@@ -145,6 +148,17 @@ enum Command {
         /// Shares needed to unseal.
         #[arg(long, default_value_t = 3)]
         threshold: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum GuardCommand {
+    /// Lift the suspension the sweep detector put on a client (logged).
+    Release {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// The client's name, as `server.toml` spells it.
+        client: String,
     },
 }
 
@@ -315,11 +329,16 @@ async fn run(cmd: Command, prepared: Option<Prepared>) -> anyhow::Result<ExitCod
             if let Some(limit) = &receipt.guard {
                 eprintln!(
                     "the service's guard stopped this batch's codes ({limit}): lines after that \
-                     point are answered {} without a code",
-                    if limit == "sweep" {
+                     point are answered {} without a code{}",
+                    if limit == "sweep_suspected" {
                         "sweep_suspected"
                     } else {
                         "quota_exceeded"
+                    },
+                    if limit == "sweep_suspected" {
+                        "; this client is refused until an operator runs `cstatns guard release`"
+                    } else {
+                        ""
                     }
                 );
                 return Ok(ExitCode::from(EXIT_GUARD));
@@ -344,6 +363,18 @@ async fn run(cmd: Command, prepared: Option<Prepared>) -> anyhow::Result<ExitCod
             identity,
             output,
         } => fetch_result(endpoint.into(), &project, &batch, &identity, &output).await,
+        Command::Guard(GuardCommand::Release { endpoint, client }) => {
+            let status = Endpoint::from(endpoint)
+                .connect()
+                .await?
+                .guard_release(&client)
+                .await?;
+            if status.suspended.iter().any(|s| s.client == client) {
+                anyhow::bail!("{client} is still suspended");
+            }
+            eprintln!("{client} is not suspended: its batches are answered again");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Seal { endpoint } => {
             let status = Endpoint::from(endpoint).connect().await?.seal().await?;
             eprintln!(

@@ -1,0 +1,468 @@
+//! The sweep detector (DESIGN §4's `sweep_suspected`; docs/guard.md): tells
+//! a population from an enumeration of the NIR space.
+//!
+//! A population comes out of birth registers: its bodies name a sex, a
+//! month and a place that exist, and an order number no higher than the
+//! births that place registers in a month. An enumeration goes where no
+//! register goes: impossible month codes, commune codes that do not exist,
+//! order numbers in the hundreds in a village, or hundreds of lines in a row
+//! under one (sex, year, month, place). The detector reads each body that
+//! passed §2 once, in the batch's order, in a few operations and no
+//! allocation, and keeps counts only: never a body.
+//!
+//! A body is **implausible** when
+//! - its first digit is not a sex a register uses (1, 2; 3, 4, 7, 8 for
+//!   provisional and foreign-born numbers);
+//! - its month is 00, 13–19 or 43–49 (20–42 and 50–99 are the codes of an
+//!   unknown or provisional month: rare, but real);
+//! - its place is unknown: `99` followed by a country code outside 100–599,
+//!   or a commune code not in INSEE's list (`data/communes.txt`; `20` is
+//!   read as Corsica before 1976: a commune of `2A` or `2B`);
+//! - its order number is 000, or above what its place can register in a
+//!   month ([`Places::order_cap`]).
+//!
+//! A batch is judged a sweep ([`Rule`]) as soon as
+//! - a block of [`BLOCK`] consecutive candidate lines holds
+//!   [`BLOCK_IMPLAUSIBLE`] implausible ones or more, or
+//! - the client's implausible lines reach [`SHARE_MIN`] and 1 % of its
+//!   lines (this batch and its previous ones of the last [`WINDOW_DAYS`]
+//!   days), or
+//! - more than [`RUN_MAX`] lines in a row share one (sex, year, month,
+//!   place), counted across the client's batches.
+
+use std::sync::LazyLock;
+
+use crate::nir::BODY_LEN;
+
+/// Lines in a block.
+pub const BLOCK: u32 = 2048;
+/// Implausible lines that make a block a sweep (a quarter).
+pub const BLOCK_IMPLAUSIBLE: u32 = BLOCK / 4;
+/// Implausible lines a client may have in all before their share counts.
+pub const SHARE_MIN: u64 = 1000;
+/// Longest run of lines under one (sex, year, month, place).
+pub const RUN_MAX: u32 = 800;
+/// Days a client's figures are kept for the share and the run.
+pub const WINDOW_DAYS: usize = 30;
+
+const COMMUNES: &str = include_str!("../data/communes.txt");
+
+/// Departments in a place index: `00`–`99`, then `2A`, `2B`.
+const DEPTS: usize = 102;
+
+/// What the detector knows of places: for each (department, commune) code,
+/// the highest order number it can register in a month (0: no such place).
+pub struct Places {
+    cap: Box<[u16]>,
+    /// The place indexes of the communes of the list, in order.
+    communes: Box<[u32]>,
+}
+
+/// The place index of `dept` (two characters) and `commune` (three digits).
+fn place_index(body: &[u8; BODY_LEN]) -> Option<usize> {
+    let d = match (body[5], body[6]) {
+        (b'2', b'A') => 100,
+        (b'2', b'B') => 101,
+        (a @ b'0'..=b'9', b @ b'0'..=b'9') => usize::from(a - b'0') * 10 + usize::from(b - b'0'),
+        _ => return None,
+    };
+    let c = digits(&body[7..10])?;
+    Some(d * 1000 + c as usize)
+}
+
+fn digits(s: &[u8]) -> Option<u32> {
+    s.iter().try_fold(0u32, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+    })
+}
+
+impl Places {
+    /// The places of `data/communes.txt`, read once.
+    pub fn get() -> &'static Places {
+        static PLACES: LazyLock<Places> = LazyLock::new(|| Places::parse(COMMUNES));
+        &PLACES
+    }
+
+    fn parse(text: &str) -> Self {
+        let rows: Vec<(usize, u64, bool)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let mut f = l.split(' ');
+                let code = f.next()?.as_bytes();
+                let pop = f.next()?.parse::<u64>().ok()?;
+                let kind = f.next()?;
+                let mut body = [b'0'; BODY_LEN];
+                body[5..10].copy_from_slice(code.get(..5)?);
+                Some((place_index(&body)?, pop, kind == "c"))
+            })
+            .collect();
+        let mut dept_pop = [0u64; DEPTS];
+        for &(i, pop, current) in &rows {
+            if current {
+                dept_pop[i / 1000] += pop;
+            }
+        }
+        let mut cap = vec![0u16; DEPTS * 1000].into_boxed_slice();
+        for &(i, pop, _) in &rows {
+            cap[i] = Self::order_cap(pop, dept_pop[i / 1000]);
+        }
+        // Corsica was one department, `20`, until 1976.
+        for c in 0..1000 {
+            cap[20_000 + c] = cap[100_000 + c].max(cap[101_000 + c]);
+        }
+        // Born abroad: `99` then the country (1xx Europe … 5xx Oceania).
+        for c in 100..600 {
+            cap[99_000 + c] = 999;
+        }
+        let communes = rows.iter().map(|&(i, _, _)| i as u32).collect();
+        Self { cap, communes }
+    }
+
+    /// How many communes the list holds (arrondissements included).
+    pub fn communes(&self) -> usize {
+        self.communes.len()
+    }
+
+    /// The code of commune `i` of the list (modulo its length), as the five
+    /// characters of a body's positions 6–10: department and commune.
+    pub fn commune(&self, i: usize) -> [u8; 5] {
+        let p = self.communes[i % self.communes.len()] as usize;
+        let (d, c) = (p / 1000, p % 1000);
+        let dept = match d {
+            100 => *b"2A",
+            101 => *b"2B",
+            _ => [b'0' + (d / 10) as u8, b'0' + (d % 10) as u8],
+        };
+        let digit = |v: usize| b'0' + (v % 10) as u8;
+        [dept[0], dept[1], digit(c / 100), digit(c / 10), digit(c)]
+    }
+
+    /// The highest order number a place of `pop` inhabitants in a
+    /// department of `dept_pop` can register for one sex in one month. A
+    /// town of 10,000 or more may have a maternity that registers the
+    /// births of its whole department: three births a month per thousand
+    /// inhabitants of the department, at least 100 — above the birth rate
+    /// of any year since 1900 (2.1 % at its 1947 peak, 0.9 per thousand a
+    /// month for each sex). A smaller place registers at most its own births
+    /// (home births, before maternities): 20, and one more for each 200
+    /// inhabitants.
+    pub fn order_cap(pop: u64, dept_pop: u64) -> u16 {
+        let cap = if pop >= 10_000 {
+            (dept_pop * 3 / 1000).max(100)
+        } else {
+            20 + pop / 200
+        };
+        cap.min(999) as u16
+    }
+
+    /// Whether `body` (canonical, §2-valid) is one no register produces.
+    pub fn implausible(&self, body: &[u8; BODY_LEN]) -> bool {
+        let sex_ok = matches!(body[0], b'1' | b'2' | b'3' | b'4' | b'7' | b'8');
+        let month_ok = match digits(&body[3..5]) {
+            Some(m) => matches!(m, 1..=12 | 20..=42 | 50..=99),
+            None => false,
+        };
+        let cap = place_index(body).map_or(0, |i| self.cap[i]);
+        let order = digits(&body[10..13]).unwrap_or(0);
+        !(sex_ok && month_ok && order >= 1 && order <= u32::from(cap))
+    }
+}
+
+/// Which rule judged a batch a sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// A block of [`BLOCK`] lines with [`BLOCK_IMPLAUSIBLE`] implausible.
+    ImplausibleBlock,
+    /// The client's implausible lines past [`SHARE_MIN`] and 1 %.
+    ImplausibleShare,
+    /// More than [`RUN_MAX`] lines in a row under one prefix.
+    PrefixRun,
+}
+
+impl Rule {
+    /// The name in the log, the receipt and the status.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::ImplausibleBlock => "implausible_block",
+            Rule::ImplausibleShare => "implausible_share",
+            Rule::PrefixRun => "prefix_run",
+        }
+    }
+}
+
+/// A client's figures from its earlier batches, carried into the next.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prior {
+    /// Candidate lines.
+    pub lines: u64,
+    /// Implausible ones.
+    pub implausible: u64,
+    /// The prefix of the last line, keyed ([`Watch::key`]), and the length
+    /// of the run it ends.
+    pub run: (u64, u32),
+}
+
+/// One batch's detector.
+pub struct Watch {
+    places: &'static Places,
+    key: u64,
+    prior: Prior,
+    lines: u64,
+    implausible: u64,
+    block_lines: u32,
+    block_implausible: u32,
+    run: (u64, u32),
+    longest_run: u32,
+    tripped: Option<Rule>,
+}
+
+/// What the detector saw of a batch, for the receipt and the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Candidate lines read (up to the trip, when there was one).
+    pub lines: u64,
+    /// Implausible ones among them.
+    pub implausible: u64,
+    /// Implausible lines in the block that tripped (0 otherwise).
+    pub block_implausible: u32,
+    /// The longest run under one prefix.
+    pub longest_run: u32,
+    /// The client's lines and implausible lines before this batch.
+    pub prior_lines: u64,
+    /// See `prior_lines`.
+    pub prior_implausible: u64,
+}
+
+impl Watch {
+    /// A detector for a batch of a client with `prior` figures; `key` keys
+    /// the prefixes it compares (one random key per process, so that no
+    /// prefix is kept in the clear between batches).
+    pub fn new(key: u64, prior: Prior) -> Self {
+        Self {
+            places: Places::get(),
+            key,
+            prior,
+            lines: 0,
+            implausible: 0,
+            block_lines: 0,
+            block_implausible: 0,
+            run: prior.run,
+            longest_run: 0,
+            tripped: None,
+        }
+    }
+
+    /// The rule that tripped, if one has.
+    pub fn tripped(&self) -> Option<Rule> {
+        self.tripped
+    }
+
+    /// Reads the next candidate body; returns whether the batch is now
+    /// judged a sweep (and stays so).
+    pub fn observe(&mut self, body: &[u8; BODY_LEN]) -> bool {
+        if self.tripped.is_some() {
+            return true;
+        }
+        self.lines += 1;
+        if self.places.implausible(body) {
+            self.implausible += 1;
+            self.block_implausible += 1;
+        }
+        self.block_lines += 1;
+        let prefix = keyed_prefix(self.key, body);
+        self.run = if self.run.0 == prefix {
+            (prefix, self.run.1 + 1)
+        } else {
+            (prefix, 1)
+        };
+        self.longest_run = self.longest_run.max(self.run.1);
+        let implausible = self.prior.implausible + self.implausible;
+        let lines = self.prior.lines + self.lines;
+        self.tripped = if self.block_implausible >= BLOCK_IMPLAUSIBLE {
+            Some(Rule::ImplausibleBlock)
+        } else if implausible >= SHARE_MIN && implausible * 100 >= lines {
+            Some(Rule::ImplausibleShare)
+        } else if self.run.1 > RUN_MAX {
+            Some(Rule::PrefixRun)
+        } else {
+            None
+        };
+        if self.tripped.is_none() && self.block_lines == BLOCK {
+            self.block_lines = 0;
+            self.block_implausible = 0;
+        }
+        self.tripped.is_some()
+    }
+
+    /// The figures so far.
+    pub fn figures(&self) -> Figures {
+        Figures {
+            lines: self.lines,
+            implausible: self.implausible,
+            block_implausible: if self.tripped == Some(Rule::ImplausibleBlock) {
+                self.block_implausible
+            } else {
+                0
+            },
+            longest_run: self.longest_run,
+            prior_lines: self.prior.lines,
+            prior_implausible: self.prior.implausible,
+        }
+    }
+
+    /// What this batch adds to its client's figures.
+    pub fn outcome(&self) -> (u64, u64, (u64, u32)) {
+        (self.lines, self.implausible, self.run)
+    }
+}
+
+/// The (sex, year, month, place) of `body`, keyed: equal prefixes give equal
+/// values, and without the key the value does not give the prefix back
+/// (the key is random and never leaves the process).
+fn keyed_prefix(key: u64, body: &[u8; BODY_LEN]) -> u64 {
+    // Ten characters of `0`–`9`, `A`, `B`: four bits each.
+    let packed = body[..10].iter().fold(0u64, |n, &b| {
+        let v = match b {
+            b'A' => 10,
+            b'B' => 11,
+            d => u64::from(d.wrapping_sub(b'0')),
+        };
+        (n << 4) | v
+    });
+    // An odd multiplier and a xor: a bijection, so no two prefixes collide.
+    (packed ^ key).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(s: &str) -> [u8; BODY_LEN] {
+        s.as_bytes().try_into().expect("13 characters")
+    }
+
+    #[test]
+    fn the_list_knows_communes_arrondissements_corsica_and_countries() {
+        let p = Places::get();
+        // Paris 15e, Ajaccio (and as `20` before 1976), Bourg-en-Bresse,
+        // Les Abymes (Guadeloupe), born in Algeria.
+        for b in [
+            "1850175115001",
+            "185012A004001",
+            "1850120004001",
+            "2850101053012",
+            "2850197101012",
+            "1851299352999",
+        ] {
+            assert!(!p.implausible(&body(b)), "{b}");
+        }
+        assert!(p.implausible(&body("1850199099001")), "country code 099");
+        assert!(p.implausible(&body("1850101999001")), "no commune 01999");
+        assert!(p.implausible(&body("1851301053001")), "month 13");
+        assert!(p.implausible(&body("1850001053001")), "month 00");
+        assert!(p.implausible(&body("5850101053001")), "sex 5");
+        assert!(p.implausible(&body("1850101053000")), "order 000");
+        // A village of 270 inhabitants: 21 births a month at most.
+        assert!(!p.implausible(&body("1850101002021")));
+        assert!(p.implausible(&body("1850101002022")));
+    }
+
+    #[test]
+    fn order_caps_follow_places_and_departments() {
+        assert_eq!(Places::order_cap(270, 650_000), 21);
+        assert_eq!(Places::order_cap(40_000, 650_000), 999);
+        assert_eq!(Places::order_cap(12_000, 76_000), 228);
+        assert_eq!(Places::order_cap(10_000, 20_000), 100);
+    }
+
+    #[test]
+    fn a_block_of_implausible_lines_trips_and_the_verdict_stays() {
+        let mut w = Watch::new(7, Prior::default());
+        for i in 0..(BLOCK_IMPLAUSIBLE - 1) {
+            assert!(!w.observe(&body(&format!("185130105{:04}", i % 1000))));
+        }
+        assert!(w.observe(&body("1851301053001")));
+        assert_eq!(w.tripped(), Some(Rule::ImplausibleBlock));
+        assert!(w.observe(&body("1850101053001")), "stays tripped");
+        assert_eq!(w.figures().block_implausible, BLOCK_IMPLAUSIBLE);
+    }
+
+    #[test]
+    fn a_run_under_one_prefix_trips_even_across_batches() {
+        let key = 42;
+        let mut first = Watch::new(key, Prior::default());
+        for o in 1..=500 {
+            assert!(!first.observe(&body(&format!("1850175056{o:03}"))));
+        }
+        let (lines, implausible, run) = first.outcome();
+        let mut second = Watch::new(
+            key,
+            Prior {
+                lines,
+                implausible,
+                run,
+            },
+        );
+        for o in 501..=800 {
+            assert!(!second.observe(&body(&format!("1850175056{o:03}"))));
+        }
+        assert!(second.observe(&body("1850175056801")));
+        assert_eq!(second.tripped(), Some(Rule::PrefixRun));
+    }
+
+    #[test]
+    fn a_share_of_implausible_lines_trips_over_many_small_batches() {
+        let mut prior = Prior::default();
+        let mut tripped = None;
+        for batch in 0..100u64 {
+            let mut w = Watch::new(1, prior);
+            for i in 0..100u64 {
+                // One in five implausible: never a block's quarter.
+                let b = if i % 5 == 0 {
+                    "1851301053001".to_owned()
+                } else {
+                    format!("1{:02}0175056{:03}", (batch * 100 + i) % 100, 1 + i % 9)
+                };
+                if w.observe(&body(&b)) {
+                    tripped = Some((batch, w.tripped()));
+                    break;
+                }
+            }
+            if tripped.is_some() {
+                break;
+            }
+            let (l, k, run) = w.outcome();
+            prior = Prior {
+                lines: prior.lines + l,
+                implausible: prior.implausible + k,
+                run,
+            };
+        }
+        let (batch, rule) = tripped.expect("tripped");
+        assert_eq!(rule, Some(Rule::ImplausibleShare));
+        assert_eq!(batch, 49, "at the 1000th implausible line");
+    }
+
+    #[test]
+    fn synthetic_numbers_read_as_a_population() {
+        let p = Places::get();
+        let mut w = Watch::new(3, Prior::default());
+        for seed in (0..200_000u64).chain(1_000_000_000..1_000_100_000) {
+            let n = crate::nir::synthetic(seed);
+            assert!(!p.implausible(n.body()), "seed {seed}");
+            assert!(!w.observe(n.body()));
+        }
+        assert_eq!(w.figures().implausible, 0);
+    }
+
+    #[test]
+    fn keyed_prefixes_differ_by_key_and_prefix_only() {
+        let a = body("1850175056001");
+        let b = body("1850175056999");
+        let c = body("2850175056001");
+        assert_eq!(keyed_prefix(1, &a), keyed_prefix(1, &b));
+        assert_ne!(keyed_prefix(1, &a), keyed_prefix(1, &c));
+        assert_ne!(keyed_prefix(1, &a), keyed_prefix(2, &a));
+    }
+}
