@@ -386,7 +386,7 @@ events! {
         batch: BatchId,
         client: ClientName,
         purpose: Purpose,
-        /// `implausible_block`, `implausible_share` or `prefix_run`.
+        /// `implausible_block`, `implausible_share` or `prefix_orders`.
         rule: Term,
         /// Candidate lines of the batch read up to the trip.
         lines: u64,
@@ -394,8 +394,8 @@ events! {
         implausible: u64,
         /// Implausible lines in the block that tripped (`implausible_block`).
         block_implausible: u64,
-        /// The longest run of lines under one (sex, year, month, place).
-        longest_run: u64,
+        /// The most order numbers seen under one (sex, year, month, place).
+        most_orders: u64,
         /// The client's candidate lines in its earlier batches of the window.
         prior_lines: u64,
         /// Implausible ones among them.

@@ -60,14 +60,14 @@ pub struct Receipt {
 /// Why the sweep detector judged a batch an enumeration (docs/guard.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SweepReport {
-    /// `implausible_block`, `implausible_share` or `prefix_run`.
+    /// `implausible_block`, `implausible_share` or `prefix_orders`.
     pub rule: String,
     /// Candidate lines read up to the trip.
     pub lines: u64,
     /// Implausible ones among them.
     pub implausible: u64,
-    /// The longest run of lines under one (sex, year, month, place).
-    pub longest_run: u64,
+    /// The most order numbers seen under one (sex, year, month, place).
+    pub most_orders: u64,
 }
 
 /// Now as RFC 3339 UTC with nanoseconds, always the same width

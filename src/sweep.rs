@@ -5,7 +5,7 @@
 //! month and a place that exist, and an order number no higher than the
 //! births that place registers in a month. An enumeration goes where no
 //! register goes: impossible month codes, commune codes that do not exist,
-//! order numbers in the hundreds in a village, or hundreds of lines in a row
+//! order numbers in the hundreds in a village, or hundreds of order numbers
 //! under one (sex, year, month, place). The detector reads each body that
 //! passed §2 once, in the batch's order, in a few operations and no
 //! allocation, and keeps counts only: never a body.
@@ -27,8 +27,9 @@
 //! - the client's implausible lines reach [`SHARE_MIN`] and 1 % of its
 //!   lines (this batch and its previous ones of the last [`WINDOW_DAYS`]
 //!   days), or
-//! - more than [`RUN_MAX`] lines in a row share one (sex, year, month,
-//!   place), counted across the client's batches.
+//! - more than [`ORDERS_MAX`] distinct order numbers come under one (sex,
+//!   year, month, place), counted across the client's batches
+//!   ([`Prefixes`]).
 
 use std::sync::LazyLock;
 
@@ -40,9 +41,13 @@ pub const BLOCK: u32 = 2048;
 pub const BLOCK_IMPLAUSIBLE: u32 = BLOCK / 4;
 /// Implausible lines a client may have in all before their share counts.
 pub const SHARE_MIN: u64 = 1000;
-/// Longest run of lines under one (sex, year, month, place).
-pub const RUN_MAX: u32 = 800;
-/// Days a client's figures are kept for the share and the run.
+/// Most order numbers under one (sex, year, month, place). A register
+/// numbers the births of a place in a month from 001 for each sex, so a
+/// population shows under a prefix at most the births its place registered
+/// that month: 800 for one sex is several times what the busiest
+/// arrondissements of Paris register today.
+pub const ORDERS_MAX: u16 = 800;
+/// Days a client's counts are kept for the share.
 pub const WINDOW_DAYS: usize = 30;
 
 const COMMUNES: &str = include_str!("../data/communes.txt");
@@ -176,8 +181,8 @@ pub enum Rule {
     ImplausibleBlock,
     /// The client's implausible lines past [`SHARE_MIN`] and 1 %.
     ImplausibleShare,
-    /// More than [`RUN_MAX`] lines in a row under one prefix.
-    PrefixRun,
+    /// More than [`ORDERS_MAX`] order numbers under one prefix.
+    PrefixOrders,
 }
 
 impl Rule {
@@ -186,34 +191,100 @@ impl Rule {
         match self {
             Rule::ImplausibleBlock => "implausible_block",
             Rule::ImplausibleShare => "implausible_share",
-            Rule::PrefixRun => "prefix_run",
+            Rule::PrefixOrders => "prefix_orders",
         }
     }
 }
 
-/// A client's figures from its earlier batches, carried into the next.
+/// A client's counts from its earlier batches, carried into the next.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Prior {
     /// Candidate lines.
     pub lines: u64,
     /// Implausible ones.
     pub implausible: u64,
-    /// The prefix of the last line, keyed ([`Watch::key`]), and the length
-    /// of the run it ends.
-    pub run: (u64, u32),
+}
+
+/// Slots of a client's [`Prefixes`].
+const SLOTS: usize = 4096;
+
+/// One prefix a slot follows: keyed, and the order numbers seen under it.
+#[derive(Clone, Copy)]
+struct Slot {
+    prefix: u64,
+    orders: [u64; 16],
+    distinct: u16,
+    strikes: u16,
+}
+
+const EMPTY: Slot = Slot {
+    prefix: u64::MAX,
+    orders: [0; 16],
+    distinct: 0,
+    strikes: 0,
+};
+
+/// The order numbers a client has sent under the prefixes it sends most,
+/// across its batches: a table of [`SLOTS`] slots, each following one
+/// keyed prefix and the distinct order numbers seen under it. A line whose
+/// prefix falls on a slot another prefix holds is a strike against that
+/// one, which gives its slot up once its strikes reach its order numbers:
+/// a prefix swept keeps its slot, one that recurs only as a population's
+/// do (seldom, among many others) is pushed out. Distinct order numbers,
+/// not lines: a batch sent again adds nothing. About 560 KiB a client, in
+/// memory only; keyed prefixes and bits, never a body.
+pub struct Prefixes {
+    key: u64,
+    slots: Box<[Slot]>,
+}
+
+impl Prefixes {
+    /// An empty table; `key` keys its prefixes (random, one per process,
+    /// never written anywhere).
+    pub fn new(key: u64) -> Self {
+        Self {
+            key,
+            slots: vec![EMPTY; SLOTS].into_boxed_slice(),
+        }
+    }
+
+    /// Notes `body`; returns the distinct order numbers now seen under its
+    /// prefix (0 when it took no slot).
+    fn note(&mut self, body: &[u8; BODY_LEN]) -> u16 {
+        let prefix = keyed_prefix(self.key, body);
+        let order = digits(&body[10..13]).unwrap_or(0) as usize;
+        let s = &mut self.slots[(prefix >> 52) as usize % SLOTS];
+        if s.prefix != prefix {
+            s.strikes += 1;
+            if s.strikes < s.distinct {
+                return 0;
+            }
+            *s = Slot { prefix, ..EMPTY };
+        }
+        let (word, bit) = (order / 64, 1u64 << (order % 64));
+        if s.orders[word] & bit == 0 {
+            s.orders[word] |= bit;
+            s.distinct += 1;
+        }
+        s.distinct
+    }
+}
+
+impl Drop for Prefixes {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
 }
 
 /// One batch's detector.
 pub struct Watch {
     places: &'static Places,
-    key: u64,
     prior: Prior,
     lines: u64,
     implausible: u64,
     block_lines: u32,
     block_implausible: u32,
-    run: (u64, u32),
-    longest_run: u32,
+    most_orders: u16,
     tripped: Option<Rule>,
 }
 
@@ -226,8 +297,8 @@ pub struct Figures {
     pub implausible: u64,
     /// Implausible lines in the block that tripped (0 otherwise).
     pub block_implausible: u32,
-    /// The longest run under one prefix.
-    pub longest_run: u32,
+    /// The most order numbers seen under one prefix.
+    pub most_orders: u16,
     /// The client's lines and implausible lines before this batch.
     pub prior_lines: u64,
     /// See `prior_lines`.
@@ -235,20 +306,16 @@ pub struct Figures {
 }
 
 impl Watch {
-    /// A detector for a batch of a client with `prior` figures; `key` keys
-    /// the prefixes it compares (one random key per process, so that no
-    /// prefix is kept in the clear between batches).
-    pub fn new(key: u64, prior: Prior) -> Self {
+    /// A detector for a batch of a client with `prior` counts.
+    pub fn new(prior: Prior) -> Self {
         Self {
             places: Places::get(),
-            key,
             prior,
             lines: 0,
             implausible: 0,
             block_lines: 0,
             block_implausible: 0,
-            run: prior.run,
-            longest_run: 0,
+            most_orders: 0,
             tripped: None,
         }
     }
@@ -258,9 +325,10 @@ impl Watch {
         self.tripped
     }
 
-    /// Reads the next candidate body; returns whether the batch is now
-    /// judged a sweep (and stays so).
-    pub fn observe(&mut self, body: &[u8; BODY_LEN]) -> bool {
+    /// Reads the next candidate body, noting its prefix in its client's
+    /// `prefixes`; returns whether the batch is now judged a sweep (and
+    /// stays so).
+    pub fn observe(&mut self, prefixes: &mut Prefixes, body: &[u8; BODY_LEN]) -> bool {
         if self.tripped.is_some() {
             return true;
         }
@@ -270,21 +338,16 @@ impl Watch {
             self.block_implausible += 1;
         }
         self.block_lines += 1;
-        let prefix = keyed_prefix(self.key, body);
-        self.run = if self.run.0 == prefix {
-            (prefix, self.run.1 + 1)
-        } else {
-            (prefix, 1)
-        };
-        self.longest_run = self.longest_run.max(self.run.1);
+        let orders = prefixes.note(body);
+        self.most_orders = self.most_orders.max(orders);
         let implausible = self.prior.implausible + self.implausible;
         let lines = self.prior.lines + self.lines;
         self.tripped = if self.block_implausible >= BLOCK_IMPLAUSIBLE {
             Some(Rule::ImplausibleBlock)
         } else if implausible >= SHARE_MIN && implausible * 100 >= lines {
             Some(Rule::ImplausibleShare)
-        } else if self.run.1 > RUN_MAX {
-            Some(Rule::PrefixRun)
+        } else if orders > ORDERS_MAX {
+            Some(Rule::PrefixOrders)
         } else {
             None
         };
@@ -305,15 +368,15 @@ impl Watch {
             } else {
                 0
             },
-            longest_run: self.longest_run,
+            most_orders: self.most_orders,
             prior_lines: self.prior.lines,
             prior_implausible: self.prior.implausible,
         }
     }
 
-    /// What this batch adds to its client's figures.
-    pub fn outcome(&self) -> (u64, u64, (u64, u32)) {
-        (self.lines, self.implausible, self.run)
+    /// What this batch adds to its client's counts: lines, implausible.
+    pub fn outcome(&self) -> (u64, u64) {
+        (self.lines, self.implausible)
     }
 }
 
@@ -378,45 +441,53 @@ mod tests {
 
     #[test]
     fn a_block_of_implausible_lines_trips_and_the_verdict_stays() {
-        let mut w = Watch::new(7, Prior::default());
+        let mut t = Prefixes::new(7);
+        let mut w = Watch::new(Prior::default());
         for i in 0..(BLOCK_IMPLAUSIBLE - 1) {
-            assert!(!w.observe(&body(&format!("185130105{:04}", i % 1000))));
+            assert!(!w.observe(&mut t, &body(&format!("185130105{:04}", i % 1000))));
         }
-        assert!(w.observe(&body("1851301053001")));
+        assert!(w.observe(&mut t, &body("1851301053001")));
         assert_eq!(w.tripped(), Some(Rule::ImplausibleBlock));
-        assert!(w.observe(&body("1850101053001")), "stays tripped");
+        assert!(w.observe(&mut t, &body("1850101053001")), "stays tripped");
         assert_eq!(w.figures().block_implausible, BLOCK_IMPLAUSIBLE);
     }
 
     #[test]
-    fn a_run_under_one_prefix_trips_even_across_batches() {
-        let key = 42;
-        let mut first = Watch::new(key, Prior::default());
+    fn order_numbers_under_one_prefix_add_up_across_batches_and_population_lines() {
+        let mut t = Prefixes::new(42);
+        let mut first = Watch::new(Prior::default());
         for o in 1..=500 {
-            assert!(!first.observe(&body(&format!("1850175056{o:03}"))));
+            assert!(!first.observe(&mut t, &body(&format!("1850175056{o:03}"))));
         }
-        let (lines, implausible, run) = first.outcome();
-        let mut second = Watch::new(
-            key,
-            Prior {
-                lines,
-                implausible,
-                run,
-            },
-        );
+        // Sent again, the same order numbers add nothing.
+        for _ in 0..5 {
+            let mut again = Watch::new(Prior::default());
+            for o in 1..=500 {
+                assert!(!again.observe(&mut t, &body(&format!("1850175056{o:03}"))));
+            }
+        }
+        // Mixed into a population, the sweep goes on where it was.
+        let mut second = Watch::new(Prior::default());
+        let mut seed = 0;
         for o in 501..=800 {
-            assert!(!second.observe(&body(&format!("1850175056{o:03}"))));
+            for _ in 0..10 {
+                assert!(!second.observe(&mut t, crate::nir::synthetic(seed).body()));
+                seed += 1;
+            }
+            assert!(!second.observe(&mut t, &body(&format!("1850175056{o:03}"))));
         }
-        assert!(second.observe(&body("1850175056801")));
-        assert_eq!(second.tripped(), Some(Rule::PrefixRun));
+        assert!(second.observe(&mut t, &body("1850175056801")));
+        assert_eq!(second.tripped(), Some(Rule::PrefixOrders));
+        assert_eq!(second.figures().most_orders, 801);
     }
 
     #[test]
     fn a_share_of_implausible_lines_trips_over_many_small_batches() {
+        let mut t = Prefixes::new(1);
         let mut prior = Prior::default();
         let mut tripped = None;
         for batch in 0..100u64 {
-            let mut w = Watch::new(1, prior);
+            let mut w = Watch::new(prior);
             for i in 0..100u64 {
                 // One in five implausible: never a block's quarter.
                 let b = if i % 5 == 0 {
@@ -424,7 +495,7 @@ mod tests {
                 } else {
                     format!("1{:02}0175056{:03}", (batch * 100 + i) % 100, 1 + i % 9)
                 };
-                if w.observe(&body(&b)) {
+                if w.observe(&mut t, &body(&b)) {
                     tripped = Some((batch, w.tripped()));
                     break;
                 }
@@ -432,11 +503,10 @@ mod tests {
             if tripped.is_some() {
                 break;
             }
-            let (l, k, run) = w.outcome();
+            let (l, k) = w.outcome();
             prior = Prior {
                 lines: prior.lines + l,
                 implausible: prior.implausible + k,
-                run,
             };
         }
         let (batch, rule) = tripped.expect("tripped");
@@ -447,11 +517,12 @@ mod tests {
     #[test]
     fn synthetic_numbers_read_as_a_population() {
         let p = Places::get();
-        let mut w = Watch::new(3, Prior::default());
+        let mut t = Prefixes::new(3);
+        let mut w = Watch::new(Prior::default());
         for seed in (0..200_000u64).chain(1_000_000_000..1_000_100_000) {
             let n = crate::nir::synthetic(seed);
             assert!(!p.implausible(n.body()), "seed {seed}");
-            assert!(!w.observe(n.body()));
+            assert!(!w.observe(&mut t, n.body()));
         }
         assert_eq!(w.figures().implausible, 0);
     }

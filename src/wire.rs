@@ -58,7 +58,7 @@ pub struct Suspension {
     /// When the sweep was suspected (RFC 3339 UTC).
     pub since: String,
     /// The detector's rule (`implausible_block`, `implausible_share`,
-    /// `prefix_run`).
+    /// `prefix_orders`).
     pub rule: String,
     /// The batch that tripped it.
     pub batch: String,

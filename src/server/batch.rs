@@ -950,7 +950,7 @@ impl Run {
             rule: rule.name().to_owned(),
             lines: f.lines,
             implausible: f.implausible,
-            longest_run: u64::from(f.longest_run),
+            most_orders: u64::from(f.most_orders),
         });
         let seq = self.state.log(
             Event::BatchEnd {

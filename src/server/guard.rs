@@ -29,7 +29,7 @@ use time::OffsetDateTime;
 
 use crate::batch::{Status, Verdict};
 use crate::config::{ClientEntry, Quota};
-use crate::sweep::{Prior, Rule, Watch, WINDOW_DAYS};
+use crate::sweep::{Prefixes, Prior, Rule, Watch, WINDOW_DAYS};
 use crate::wire::Suspension;
 
 /// (client name, purpose).
@@ -70,13 +70,14 @@ pub struct Refusal {
     pub retry_after: u64,
 }
 
-/// What the sweep detector keeps of a client between batches: counts per
-/// UTC day of the last [`WINDOW_DAYS`] days, the keyed prefix its last
-/// batch ended on, and its suspension. Never a body.
-#[derive(Default, Debug)]
+/// What the sweep detector keeps of a client between batches, in memory
+/// only: its lines and implausible lines per UTC day of the last
+/// [`WINDOW_DAYS`] days, the order numbers under the prefixes it sends
+/// most (keyed), and its suspension. Never a body.
+#[derive(Default)]
 struct Evidence {
     days: VecDeque<(time::Date, u64, u64)>,
-    run: (u64, u32),
+    prefixes: Option<Arc<Mutex<Prefixes>>>,
     suspended: Option<Suspension>,
 }
 
@@ -89,7 +90,6 @@ impl Evidence {
         Prior {
             lines: self.days.iter().map(|d| d.1).sum(),
             implausible: self.days.iter().map(|d| d.2).sum(),
-            run: self.run,
         }
     }
 
@@ -280,8 +280,14 @@ impl Guard {
                     retry_after: 3600,
                 });
             }
-            e.prior(now.date())
+            let key = self.sweep_key;
+            let prefixes = e
+                .prefixes
+                .get_or_insert_with(|| Arc::new(Mutex::new(Prefixes::new(key))))
+                .clone();
+            (e.prior(now.date()), prefixes)
         };
+        let (prior, prefixes) = prior;
         let key = (client.to_owned(), purpose.to_owned());
         let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
         let u = usage.entry(key.clone()).or_default();
@@ -315,18 +321,18 @@ impl Guard {
             quota,
             given: 0,
             tripped: None,
-            watch: Watch::new(self.sweep_key, prior),
+            watch: Watch::new(prior),
+            prefixes,
         })
     }
 
     /// A batch is over: what its detector saw joins its client's figures.
     fn settle(&self, batch: &BatchQuota) {
         let now = OffsetDateTime::now_utc();
-        let (lines, implausible, run) = batch.watch.outcome();
+        let (lines, implausible) = batch.watch.outcome();
         let mut evidence = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
         let e = evidence.entry(batch.key.0.clone()).or_default();
         e.add(now.date(), lines, implausible);
-        e.run = run;
     }
 
     /// A batch of `client` was judged a sweep by `rule`: the client is
@@ -393,6 +399,8 @@ pub struct BatchQuota {
     /// The limit that stopped it, once one has.
     tripped: Option<&'static str>,
     watch: Watch,
+    /// The client's table, shared by its batches.
+    prefixes: Arc<Mutex<Prefixes>>,
 }
 
 impl std::fmt::Debug for BatchQuota {
@@ -427,13 +435,17 @@ impl BatchQuota {
         bodies: &[[u8; crate::nir::BODY_LEN]],
         count: usize,
     ) -> Verdict {
-        let swept = bodies.iter().position(|b| self.watch.observe(b)).unwrap_or(
-            if self.watch.tripped().is_some() {
-                0
-            } else {
-                usize::MAX
-            },
-        );
+        let found = {
+            let mut prefixes = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
+            bodies
+                .iter()
+                .position(|b| self.watch.observe(&mut prefixes, b))
+        };
+        let swept = found.unwrap_or(if self.watch.tripped().is_some() {
+            0
+        } else {
+            usize::MAX
+        });
         let wanted = count.min(swept);
         let allowed = guard.take(self, wanted);
         Verdict {
@@ -566,7 +578,7 @@ impl Ticket {
                     lines: f.lines,
                     implausible: f.implausible,
                     block_implausible: u64::from(f.block_implausible),
-                    longest_run: u64::from(f.longest_run),
+                    most_orders: u64::from(f.most_orders),
                     prior_lines: f.prior_lines,
                     prior_implausible: f.prior_implausible,
                 },
