@@ -25,6 +25,8 @@ pub mod harden;
 pub mod nir;
 #[cfg(feature = "dev-kit")]
 pub mod pki;
+#[cfg(feature = "dev-kit")]
+pub mod population;
 pub mod receipt;
 pub mod renewal;
 pub mod seal;

@@ -182,10 +182,10 @@ fn key_of(body: &[u8; BODY_LEN]) -> u32 {
 /// Plausible, so that the guard's sweep detector ([`crate::sweep`]) takes a
 /// batch of them for a population: the sex digit cycles over 1/2, the year
 /// over 00–99, the place over INSEE's communes, the order number over
-/// 001–009. Not a real person's number on purpose: the birth month cycles
+/// 001–005. Not a real person's number on purpose: the birth month cycles
 /// over 20–42 (the codes of births whose month is unknown or unregistered),
-/// which real numbers seldom carry. Distinct for seeds up to about 1.5
-/// billion.
+/// which real numbers seldom carry. Distinct for seeds up to about 850
+/// million.
 pub fn synthetic(seed: u64) -> Nir {
     let places = crate::sweep::Places::get();
     let n = places.communes() as u64;
@@ -193,7 +193,7 @@ pub fn synthetic(seed: u64) -> Nir {
     let year = (seed / 2) % 100;
     let month = 20 + (seed / 200) % 23;
     let place = places.commune(((seed / 4600) % n) as usize);
-    let order = 1 + (seed / (4600 * n)) % 9;
+    let order = 1 + (seed / (4600 * n)) % 5;
     // sex(1) year(2) month(2) place(5) order(3), written without
     // allocating: the demo makes millions of them.
     let mut body = [b'0'; BODY_LEN];

@@ -24,7 +24,7 @@
 //! A batch is judged a sweep ([`Rule`]) as soon as
 //! - a block of [`BLOCK`] consecutive candidate lines holds
 //!   [`BLOCK_IMPLAUSIBLE`] implausible ones or more, or
-//! - the client's implausible lines reach [`SHARE_MIN`] and 1 % of its
+//! - the client's implausible lines reach [`SHARE_MIN`] and 0.5 % of its
 //!   lines (this batch and its previous ones of the last [`WINDOW_DAYS`]
 //!   days), or
 //! - more than [`ORDERS_MAX`] distinct order numbers come under one (sex,
@@ -150,13 +150,14 @@ impl Places {
     /// inhabitants of the department, at least 100 — above the birth rate
     /// of any year since 1900 (2.1 % at its 1947 peak, 0.9 per thousand a
     /// month for each sex). A smaller place registers at most its own births
-    /// (home births, before maternities): 20, and one more for each 200
-    /// inhabitants.
+    /// (home births, before maternities): 5, and one more for each 100
+    /// inhabitants — a village of 300 today had perhaps 900 in 1900, and a
+    /// birth a month.
     pub fn order_cap(pop: u64, dept_pop: u64) -> u16 {
         let cap = if pop >= 10_000 {
             (dept_pop * 3 / 1000).max(100)
         } else {
-            20 + pop / 200
+            5 + pop / 100
         };
         cap.min(999) as u16
     }
@@ -179,7 +180,7 @@ impl Places {
 pub enum Rule {
     /// A block of [`BLOCK`] lines with [`BLOCK_IMPLAUSIBLE`] implausible.
     ImplausibleBlock,
-    /// The client's implausible lines past [`SHARE_MIN`] and 1 %.
+    /// The client's implausible lines past [`SHARE_MIN`] and 0.5 %.
     ImplausibleShare,
     /// More than [`ORDERS_MAX`] order numbers under one prefix.
     PrefixOrders,
@@ -344,7 +345,7 @@ impl Watch {
         let lines = self.prior.lines + self.lines;
         self.tripped = if self.block_implausible >= BLOCK_IMPLAUSIBLE {
             Some(Rule::ImplausibleBlock)
-        } else if implausible >= SHARE_MIN && implausible * 100 >= lines {
+        } else if implausible >= SHARE_MIN && implausible * 200 >= lines {
             Some(Rule::ImplausibleShare)
         } else if orders > ORDERS_MAX {
             Some(Rule::PrefixOrders)
@@ -426,14 +427,14 @@ mod tests {
         assert!(p.implausible(&body("1850001053001")), "month 00");
         assert!(p.implausible(&body("5850101053001")), "sex 5");
         assert!(p.implausible(&body("1850101053000")), "order 000");
-        // A village of 270 inhabitants: 21 births a month at most.
-        assert!(!p.implausible(&body("1850101002021")));
-        assert!(p.implausible(&body("1850101002022")));
+        // A village of 270 inhabitants: 7 births a month at most.
+        assert!(!p.implausible(&body("1850101002007")));
+        assert!(p.implausible(&body("1850101002008")));
     }
 
     #[test]
     fn order_caps_follow_places_and_departments() {
-        assert_eq!(Places::order_cap(270, 650_000), 21);
+        assert_eq!(Places::order_cap(270, 650_000), 7);
         assert_eq!(Places::order_cap(40_000, 650_000), 999);
         assert_eq!(Places::order_cap(12_000, 76_000), 228);
         assert_eq!(Places::order_cap(10_000, 20_000), 100);

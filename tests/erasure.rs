@@ -162,7 +162,7 @@ fn random_nir(rng: &mut Rng) -> (String, String) {
             1 + rng.below(2),
             rng.below(100),
             1 + rng.below(12),
-            1 + rng.below(20)
+            1 + rng.below(5)
         );
         if let Ok(n) = cstatns::nir::Nir::parse(body.as_bytes()) {
             let full = String::from_utf8(n.with_key().to_vec()).unwrap();
