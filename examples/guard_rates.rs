@@ -188,7 +188,7 @@ fn main() {
         Box::new(std::iter::once(all.clone())),
     );
     let mut sorted = all.clone();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    sorted.sort_unstable_by_key(|a| a.0);
     fp(
         "as one batch, sorted by NIR",
         Box::new(std::iter::once(sorted.clone())),
@@ -245,6 +245,10 @@ fn main() {
     report(
         "every commune of Gironde (33) for March 1990, orders 001–020",
         Box::new(std::iter::once(swept(department_month("33", 20)))),
+    );
+    report(
+        "every commune of Gironde (33) for March 1990, orders 001–005",
+        Box::new(std::iter::once(swept(department_month("33", 5)))),
     );
     let valid: Vec<Body> = (0..limit).map(|_| random_valid(&mut rng)).collect();
     report(

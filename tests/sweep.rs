@@ -156,6 +156,9 @@ async fn a_sequential_sweep_is_cut_and_its_client_refused_until_an_operator_rele
     );
     assert!(message.contains("cstatns guard release"), "{message}");
     assert!(again.header("retry-after").is_some());
+    assert!(env.audit_records().iter().any(|r| {
+        r["event"] == "request_refused" && r["details"]["reason"] == "sweep_suspected"
+    }));
     let s = env.status(&server).await;
     assert_eq!(s.suspended.len(), 1, "{:?}", s.suspended);
     assert_eq!(s.suspended[0].client, SUBMITTER);
