@@ -161,13 +161,12 @@ async fn a_read_only_log_directory_makes_the_service_refuse_work_and_it_resumes_
     .await;
 }
 
-/// The log directory turns read-only while 16 submitters send batches: every
-/// answer is whole (and its batch logged completed) or refused 503 or cut
-/// off, never a whole answer the log does not account for; the service
+/// 16 submitters send 100-line batches for 5 s; after 1 s, `break_log`
+/// makes the log unwritable for 1.5 s (until what it returns is dropped):
+/// every answer is whole (and its batch logged completed) or refused 503 or
+/// cut off, never a whole answer the log does not account for; the service
 /// resumes by itself, and the log verifies across the outage.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_only_log_directory_under_load_fails_closed_and_resumes() {
-    let env = std::sync::Arc::new(TestEnv::new());
+async fn outage_under_load<G>(env: std::sync::Arc<TestEnv>, break_log: impl FnOnce(&Path) -> G) {
     let server = std::sync::Arc::new(env.serve());
     env.unseal(&server).await;
     let dir = audit_dir(&env);
@@ -215,9 +214,9 @@ async fn a_read_only_log_directory_under_load_fails_closed_and_resumes() {
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mount = mount_read_only(&dir);
+    let broken = break_log(&dir);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    drop(mount);
+    drop(broken);
     let (mut whole, mut refused, mut cut) = (0, 0, 0);
     for t in tasks {
         let (w, r, c) = t.await.expect("submitter");
@@ -227,7 +226,7 @@ async fn a_read_only_log_directory_under_load_fails_closed_and_resumes() {
     }
     assert!(
         refused > 0,
-        "no batch was refused while the log was read-only"
+        "no batch was refused while the log could not be written"
     );
     assert!(whole > 0);
     wait_writable(&env, &server, true).await;
@@ -247,6 +246,93 @@ async fn a_read_only_log_directory_under_load_fails_closed_and_resumes() {
         "every whole answer is logged completed, and nothing else ({cut} cut off)"
     );
     assert!(env.audit_text().contains("\"event\":\"audit_resumed\""));
+    // No receipt left half-written by the outage.
+    for f in std::fs::read_dir(dir.join("receipts")).expect("receipts") {
+        let path = f.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("read");
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(),
+            "{} is not a whole receipt",
+            path.display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_log_directory_under_load_fails_closed_and_resumes() {
+    outage_under_load(std::sync::Arc::new(TestEnv::new()), mount_read_only).await;
+}
+
+/// A file system of its own for a directory, `size` bytes large, holding
+/// what the directory held; unmounted on drop (lazily, in case the service
+/// still holds a file open in it).
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn mount_tmpfs(dir: &Path, size: &str) -> Tmpfs {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).expect("dir").permissions().mode() & 0o7777;
+    let mut held = Vec::new();
+    for f in std::fs::read_dir(dir).expect("read dir") {
+        let path = f.expect("entry").path();
+        assert!(path.is_file(), "a plain file: {}", path.display());
+        held.push((path.clone(), std::fs::read(&path).expect("read")));
+    }
+    let d = dir.to_str().expect("UTF-8 path");
+    run(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode={mode:o}"),
+            "tmpfs",
+            d,
+        ],
+    );
+    for (path, bytes) in held {
+        std::fs::write(&path, bytes).expect("copy back");
+    }
+    Tmpfs(dir.to_owned())
+}
+
+/// Fills the file system of `dir` to the last byte; the space comes back
+/// when it is dropped.
+struct Filler(PathBuf);
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn fill(dir: &Path) -> Filler {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("filler");
+    let block = vec![0u8; 64 * 1024];
+    // A 64 KiB write, then single bytes, until ENOSPC.
+    while f.write_all(&block).is_ok() {}
+    while f.write_all(&[0]).is_ok() {}
+    let _ = f.sync_all();
+    Filler(path)
+}
+
+/// The log's own file system fills up while 16 submitters send batches: a
+/// real full disk (a tmpfs of 64 MiB), not a simulated error. The service
+/// fails closed, keeps no half-written record or receipt, and resumes by
+/// itself once space is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_load_fails_closed_and_resumes() {
+    let env = std::sync::Arc::new(TestEnv::new());
+    // Unmounted before the deployment's directory is removed.
+    let _tmpfs = mount_tmpfs(&audit_dir(&env), "64m");
+    outage_under_load(env.clone(), fill).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

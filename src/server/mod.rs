@@ -455,9 +455,15 @@ impl AppState {
     /// `cstatns audit verify-receipt`).
     fn store_receipt(&self, r: Receipt) {
         let dir = self.config.audit_dir.join(RECEIPTS_DIR);
+        // Whole or not at all, even on a full disk.
         let written = std::fs::create_dir_all(&dir).and_then(|()| {
             let json = serde_json::to_vec(&r).map_err(std::io::Error::other)?;
-            std::fs::write(dir.join(format!("{}.json", r.batch)), json)
+            crate::files::write_atomic(
+                &dir.join(format!("{}.json", r.batch)),
+                &json,
+                0o640,
+                crate::files::Replace::Yes,
+            )
         });
         if let Err(e) = written {
             tracing::error!(error = %e, "cannot keep a receipt on disk");
