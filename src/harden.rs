@@ -12,9 +12,17 @@
 //! kernel code). Each is best effort on kernels without it, and
 //! `service_start` records what held.
 //!
-//! Memory is not locked (`mlockall`): with `MCL_FUTURE`, allocations fail
-//! once the lock limit is reached, which would turn a busy hour into an
-//! outage. Run the host without swap instead (see SECURITY.md).
+//! Memory is locked in RAM (`mlockall`, current and future pages, each as
+//! it is first touched: `MCL_ONFAULT`) when no lock limit binds it
+//! (`RLIMIT_MEMLOCK` unlimited, as `deploy/cstatns.service` sets it, or
+//! `CAP_IPC_LOCK`): keys,
+//! shares and batches then never reach swap. Under a finite limit it is
+//! left unlocked, and said so (`memory_locked: false`): with `MCL_FUTURE`,
+//! allocations would fail once the limit is reached, turning a busy hour
+//! into an outage. The service's memory is bounded by design (request
+//! budgets, connection caps), so locking it all is affordable; core dumps
+//! are off altogether (`RLIMIT_CORE` 0, not dumpable), which covers what
+//! `MADV_DONTDUMP` would exclude from one.
 
 use serde::Serialize;
 
@@ -25,6 +33,9 @@ pub struct Hardening {
     pub no_core_dump: bool,
     /// `PR_SET_DUMPABLE` set to 0.
     pub not_dumpable: bool,
+    /// All memory locked in RAM (`mlockall`), so that nothing is swapped.
+    #[serde(default)]
+    pub memory_locked: bool,
     /// Landlock enforced: the file system is the service's own files only.
     #[serde(default)]
     pub files_confined: bool,
@@ -45,12 +56,32 @@ pub fn harden() -> Hardening {
     )
     .is_ok();
     let not_dumpable = set_dumpable_behavior(DumpableBehavior::NotDumpable).is_ok();
+    let memory_locked = lock_memory();
     Hardening {
         no_core_dump,
         not_dumpable,
+        memory_locked,
         files_confined: false,
         syscalls_filtered: false,
     }
+}
+
+/// Locks every page of the process, now and to come, as it is first
+/// touched — when no lock limit applies only: `RLIMIT_MEMLOCK` unlimited,
+/// or `CAP_IPC_LOCK`, which the limit does not bind (see the module's
+/// documentation).
+fn lock_memory() -> bool {
+    use rustix::mm::{mlockall, MlockAllFlags};
+    use rustix::process::{getrlimit, Resource};
+    use rustix::thread::{capabilities, CapabilitySet};
+    let unbound = capabilities(None).is_ok_and(|c| c.effective.contains(CapabilitySet::IPC_LOCK));
+    if getrlimit(Resource::Memlock).current.is_some() && !unbound {
+        tracing::warn!(
+            "memory not locked: RLIMIT_MEMLOCK is finite (LimitMEMLOCK=infinity in the unit locks it)"
+        );
+        return false;
+    }
+    mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT).is_ok()
 }
 
 /// The paths the service may use once confined: `read` (and list) only,

@@ -1123,6 +1123,16 @@ async fn serve_disables_core_dumps_and_says_so_in_the_log() {
     let start = env.wait_for_audit("service_start", |r| r["event"] == "service_start");
     assert_eq!(start["details"]["hardening"]["no_core_dump"], true);
     assert_eq!(start["details"]["hardening"]["not_dumpable"], true);
+    // Root runs the tests (CAP_IPC_LOCK): no lock limit binds, so all
+    // memory is locked.
+    assert_eq!(start["details"]["hardening"]["memory_locked"], true);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let locked: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmLck");
+    assert!(locked > 0, "no page locked: {status}");
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
     let core = limits
         .lines()
