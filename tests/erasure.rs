@@ -397,12 +397,282 @@ fn secrets_in(
     left
 }
 
+/// Runs `op` with the approvals of holders 1 to 3.
+async fn quorum(env: &TestEnv, server: &common::ServerProcess, op: cstatns::seal::Operation) {
+    let mut c = env
+        .endpoint(server, cstatns::pki::OPERATOR)
+        .connect()
+        .await
+        .unwrap();
+    let listed = c.propose(&op).await.unwrap();
+    for i in 1..=3 {
+        let mut h = env
+            .endpoint(server, &cstatns::pki::holder_role(i))
+            .connect()
+            .await
+            .unwrap();
+        let approval = cstatns::seal::Approval {
+            digest: listed.proposal.digest(),
+            share: env.share(i),
+        };
+        h.approve(&listed.proposal.id, &approval).await.unwrap();
+    }
+}
+
+/// Creates research project `id` for the submitter, results to the matcher.
+async fn create_project(env: &TestEnv, server: &common::ServerProcess, id: &str) {
+    let end = time::OffsetDateTime::now_utc().date() + time::Duration::days(30);
+    let op = cstatns::seal::Operation::ProjectCreate {
+        project: id.into(),
+        purpose: "research".into(),
+        end_date: cstatns::renewal::date_label(end),
+        submitter: cstatns::pki::SUBMITTER.into(),
+        matcher_fingerprint: env
+            .env
+            .pki
+            .fingerprint(cstatns::pki::MATCHER)
+            .unwrap()
+            .into(),
+        matcher_recipient: env.env.matcher_recipient().unwrap(),
+    };
+    quorum(env, server, op).await;
+}
+
+/// The keyring as the file holds it, opened with the shares of holders 1–3.
+fn open_keyring(env: &TestEnv) -> cstatns::seal::Keyring {
+    let shares: Vec<_> = (1..=3).map(|i| env.share(i)).collect();
+    let record = cstatns::seal::CeremonyRecord::from_json(
+        &std::fs::read(env.dir().join("ceremony.json")).unwrap(),
+    )
+    .unwrap();
+    let master = cstatns::seal::combine(&record, &shares).unwrap();
+    let sealed = cstatns::seal::SealedKeyring::from_json(
+        &std::fs::read(env.dir().join("keyring.json")).unwrap(),
+    )
+    .unwrap();
+    record.open_keyring(&sealed, &master).unwrap()
+}
+
+/// A key's HMAC-SHA-256 states as the kernel keeps them (the SHA-256 state
+/// after the key block xor ipad, and after the key block xor opad, as
+/// native-endian words), computed here with `sha2`'s compression function.
+fn hmac_states(key: &[u8]) -> [Vec<u8>; 2] {
+    let state = |pad: u8| {
+        let mut block = [pad; 64];
+        for (b, k) in block.iter_mut().zip(key) {
+            *b ^= k;
+        }
+        let mut h: [u32; 8] = [
+            0x6a09_e667,
+            0xbb67_ae85,
+            0x3c6e_f372,
+            0xa54f_f53a,
+            0x510e_527f,
+            0x9b05_688c,
+            0x1f83_d9ab,
+            0x5be0_cd19,
+        ];
+        sha2::compress256(&mut h, &[block.into()]);
+        h.iter().flat_map(|w| w.to_ne_bytes()).collect()
+    };
+    [state(0x36), state(0x5c)]
+}
+
+/// Every needle that `memory` holds (up to 10), described by its length.
+fn found(memory: &[u8], ac: &aho_corasick::AhoCorasick, needles: &[Vec<u8>]) -> Vec<String> {
+    ac.find_iter(memory)
+        .take(10)
+        .map(|m| {
+            let n = &needles[m.pattern().as_usize()];
+            format!("a {}-byte needle at offset {}", n.len(), m.start())
+        })
+        .collect()
+}
+
+/// Regression guard for the batch kinds the first erasure tests did not
+/// cover: a renewal batch (old and new codes), a research project's batch
+/// (NIRs, and the CSpeNS codes that go, encrypted, to the matching body
+/// only), a batch refused before its body is read, and a batch cut by the
+/// guard (the NIRs held back without a code). None of their needles stays
+/// in the service; and after a seal, no generation or project key either,
+/// raw, in hex, or as the HMAC states the kernel precomputes from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_renewal_project_refused_or_guarded_batches_stays_and_a_seal_leaves_no_key() {
+    let env = TestEnv::with(common::EnvOptions {
+        generations: 2,
+        ..Default::default()
+    });
+    let server = env.serve();
+    env.unseal(&server).await;
+    create_project(&env, &server, "erasure-p").await;
+    let keyring = open_keyring(&env);
+    let k1 = keyring.generations[0].expose().to_vec();
+    let project_key = keyring.projects[0].generations[0].expose().to_vec();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for k in keyring
+        .generations
+        .iter()
+        .chain(&keyring.projects[0].generations)
+    {
+        let k = k.expose();
+        keys.push(k.to_vec());
+        keys.push(hex::encode(k).into_bytes());
+        keys.extend(hmac_states(k));
+    }
+    drop(keyring);
+    let mut rng = Rng(0xE7A5_E000);
+    let mut needles: Vec<Vec<u8>> = Vec::new();
+
+    // A renewal batch: codes of generation 1 brought to generation 2.
+    let mut body = String::from("index,cstatns,generation\n");
+    let mut olds = Vec::new();
+    for i in 0..4000 {
+        let (canonical, _) = random_nir(&mut rng);
+        let old = common::expected_c1(&k1, canonical.as_bytes());
+        body.push_str(&format!("RN-{i},{old},1\n"));
+        needles.push(hex::decode(&old).unwrap());
+        olds.push(old);
+    }
+    needles.extend(olds.into_iter().map(String::into_bytes));
+    let r = env
+        .request(
+            &server,
+            cstatns::pki::SUBMITTER,
+            "POST",
+            "/v1/renewal",
+            &[("content-type", "text/csv")],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let mut renewed = 0;
+    for [_, code, status] in common::csv_rows(&r.text(), ',') {
+        assert_eq!(status, "ok");
+        needles.push(hex::decode(&code).unwrap());
+        needles.push(code.into_bytes());
+        renewed += 1;
+    }
+    assert_eq!(renewed, 4000);
+
+    // A research project's batch: the submitter gets statuses only.
+    let mut body = String::from("index,nir\n");
+    for i in 0..4000 {
+        let (canonical, full) = random_nir(&mut rng);
+        body.push_str(&format!("PJ-{i},{full}\n"));
+        let cspens = common::expected_c1(&project_key, canonical.as_bytes());
+        needles.push(hex::decode(&cspens).unwrap());
+        needles.push(cspens.into_bytes());
+        needles.push(canonical.into_bytes());
+        needles.push(full.into_bytes());
+    }
+    let r = env
+        .request(
+            &server,
+            cstatns::pki::SUBMITTER,
+            "POST",
+            "/v1/projects/erasure-p/cspens",
+            &[("content-type", "text/csv")],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text().lines().filter(|l| l.ends_with(",ok")).count(),
+        4000
+    );
+
+    // Refused before its body is read (415): its NIRs went over the wire.
+    let mut body = String::from("index,nir\n");
+    for i in 0..2000 {
+        let (canonical, full) = random_nir(&mut rng);
+        body.push_str(&format!("RF-{i},{full}\n"));
+        needles.push(canonical.into_bytes());
+        needles.push(full.into_bytes());
+    }
+    let r = env
+        .request(
+            &server,
+            cstatns::pki::SUBMITTER,
+            "POST",
+            "/v1/cstatns",
+            &[("content-type", "text/plain")],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 415);
+
+    // Cut by the guard: 999 order numbers under one prefix, the last 199
+    // answered sweep_suspected and held back before hashing.
+    let mut body = String::from("index,nir\n");
+    for o in 1..=999 {
+        let n = cstatns::nir::Nir::parse(format!("2910375115{o:03}").as_bytes()).unwrap();
+        let full = String::from_utf8(n.with_key().to_vec()).unwrap();
+        body.push_str(&format!("SW-{o},{full}\n"));
+        needles.push(n.body().to_vec());
+        needles.push(full.into_bytes());
+    }
+    let r = env.derive_csv(&server, body).await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.ends_with(",sweep_suspected"))
+            .count(),
+        199
+    );
+    for [_, code, _] in common::csv_rows(&text, ',') {
+        if !code.is_empty() {
+            needles.push(hex::decode(&code).unwrap());
+            needles.push(code.into_bytes());
+        }
+    }
+    env.wait_for_audit("three batches ended", |_| {
+        env.audit_records()
+            .iter()
+            .filter(|r| r["event"] == "batch_end")
+            .count()
+            == 3
+    });
+    let ac = aho_corasick::AhoCorasick::new(&needles).unwrap();
+    let memory = memory_of(server.pid());
+    assert!(contains(&memory, b"cstatns"), "the scan sees the process");
+    let left = found(&memory, &ac, &needles);
+    assert!(left.is_empty(), "left in the service's memory: {left:?}");
+    let own = ac
+        .find_iter(&memory_of(std::process::id()))
+        .take(100)
+        .count();
+    assert!(
+        own >= 100,
+        "the scan misses what is there ({own} found here)"
+    );
+
+    // The control that proves the key needles right: unsealed, the
+    // service holds the HMAC states of its keys, and the scan finds them.
+    let keys_ac = aho_corasick::AhoCorasick::new(&keys).unwrap();
+    let live = found(&memory, &keys_ac, &keys);
+    assert!(!live.is_empty(), "the key scan does not see the live keys");
+    drop(memory);
+
+    // Sealed: no key of any kind stays.
+    let r = env
+        .request(&server, cstatns::pki::OPERATOR, "POST", "/v1/seal", &[], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let left = found(&memory_of(server.pid()), &keys_ac, &keys);
+    assert!(
+        left.is_empty(),
+        "left in the service's memory after the seal: {left:?}"
+    );
+    drop(keys);
+}
+
 /// Neither `S` nor a share stays in the service after an unseal and after
 /// quorum operations (each of which rebuilds `S` from `t` shares), and a
 /// research project's key is gone from memory once destroyed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_master_secret_share_or_destroyed_project_key_stays_in_memory() {
-    use cstatns::seal::{Approval, Operation};
+    use cstatns::seal::Operation;
     let env = TestEnv::new();
     let server = env.serve();
     env.unseal(&server).await;
@@ -424,46 +694,7 @@ async fn no_master_secret_share_or_destroyed_project_key_stays_in_memory() {
     assert!(left.is_empty(), "after the unseal: {left:?}");
 
     // A quorum operation: a research project, then its destruction.
-    let run = |op: Operation| {
-        let env = &env;
-        let server = &server;
-        async move {
-            let mut c = env
-                .endpoint(server, cstatns::pki::OPERATOR)
-                .connect()
-                .await
-                .unwrap();
-            let listed = c.propose(&op).await.unwrap();
-            for i in 1..=3 {
-                let mut h = env
-                    .endpoint(server, &cstatns::pki::holder_role(i))
-                    .connect()
-                    .await
-                    .unwrap();
-                let approval = Approval {
-                    digest: listed.proposal.digest(),
-                    share: env.share(i),
-                };
-                h.approve(&listed.proposal.id, &approval).await.unwrap();
-            }
-        }
-    };
-    let recipient = env.env.matcher_recipient().unwrap();
-    let end = time::OffsetDateTime::now_utc().date() + time::Duration::days(30);
-    run(Operation::ProjectCreate {
-        project: "erasure-check".into(),
-        purpose: "research".into(),
-        end_date: cstatns::renewal::date_label(end),
-        submitter: cstatns::pki::SUBMITTER.into(),
-        matcher_fingerprint: env
-            .env
-            .pki
-            .fingerprint(cstatns::pki::MATCHER)
-            .unwrap()
-            .into(),
-        matcher_recipient: recipient,
-    })
-    .await;
+    create_project(&env, &server, "erasure-check").await;
     let sealed = cstatns::seal::SealedKeyring::from_json(
         &std::fs::read(env.dir().join("keyring.json")).unwrap(),
     )
@@ -474,9 +705,13 @@ async fn no_master_secret_share_or_destroyed_project_key_stays_in_memory() {
     let left = secrets_in(&memory_of(server.pid()), &secret, &raw, &[]);
     assert!(left.is_empty(), "after a quorum operation: {left:?}");
 
-    run(Operation::ProjectDestroy {
-        project: "erasure-check".into(),
-    })
+    quorum(
+        &env,
+        &server,
+        Operation::ProjectDestroy {
+            project: "erasure-check".into(),
+        },
+    )
     .await;
     let memory = memory_of(server.pid());
     let left = secrets_in(
