@@ -7,7 +7,10 @@
 //!   after the other), all in one run. `examples/kernel_ratio` prints the
 //!   same ratio as one JSON line.
 //! - `chunk/csv`: `process_chunk` on a 256 KiB CSV chunk — parse, validate,
-//!   hash and write the answer — which is what one blocking worker does.
+//!   hash and write the answer — which is what one blocking worker does;
+//!   `chunk/csv-guarded`: the same with the guard's sweep detector reading
+//!   every candidate between parsing and hashing, as the service runs it
+//!   (`cstatns::sweep`), so that the guard's cost is the ratio of the two.
 //!
 //! Run: `cargo bench --bench code_kernel`.
 
@@ -15,7 +18,9 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use cstatns::batch::{process_chunk, Chunk, Counts, Format, Operation, Scratch};
+use cstatns::batch::{
+    process_chunk, process_chunk_guarded, Chunk, Counts, Format, Operation, Scratch, Verdict,
+};
 use cstatns::code::{Code, GenerationKey, KeyChain};
 use cstatns::nir::{synthetic, BODY_LEN};
 
@@ -99,6 +104,44 @@ fn chunk(c: &mut Criterion) {
                     &mut out,
                     &mut counts,
                 );
+                out
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    let mut prefixes = cstatns::sweep::Prefixes::new(7);
+    group.bench_function("csv-guarded", |b| {
+        b.iter_batched(
+            || {
+                (
+                    Chunk::Lines(text.clone()),
+                    Vec::with_capacity(text.len() * 4),
+                )
+            },
+            |(chunk, mut out)| {
+                let mut counts = Counts::default();
+                let mut watch = cstatns::sweep::Watch::new(cstatns::sweep::Prior::default());
+                process_chunk_guarded(
+                    Operation::Derive,
+                    Format::Csv { delimiter: b',' },
+                    &ch,
+                    &chunk,
+                    &mut scratch,
+                    &mut out,
+                    &mut counts,
+                    &mut |c| {
+                        let swept = c
+                            .bodies
+                            .iter()
+                            .position(|b| watch.observe(&mut prefixes, b))
+                            .unwrap_or(usize::MAX);
+                        Verdict {
+                            swept,
+                            ..Verdict::all()
+                        }
+                    },
+                );
+                assert_eq!(counts.ok(), n, "a population: nothing held back");
                 out
             },
             BatchSize::LargeInput,
