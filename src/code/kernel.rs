@@ -19,6 +19,20 @@ pub(super) fn derive(states: &[KeyedMac], bodies: &[[u8; BODY_LEN]], out: &mut [
     let Some((first, later)) = states.split_first() else {
         return;
     };
+    // C_1 of the whole slice with the key's states held in registers, then
+    // the later generations pair by pair.
+    let done = super::shani::hmac_bodies(first, bodies, out);
+    if done > 0 {
+        for two in out[..done].chunks_exact_mut(2) {
+            let (x, y) = two.split_at_mut(1);
+            renew_pair(later, &mut x[0].0, &mut y[0].0);
+        }
+        for (body, code) in bodies[done..].iter().zip(&mut out[done..]) {
+            first.mac(body, &mut code.0);
+            renew_one(later, &mut code.0);
+        }
+        return;
+    }
     let mut pairs = out.chunks_exact_mut(2);
     let mut bodies2 = bodies.chunks_exact(2);
     for (codes, two) in (&mut pairs).zip(&mut bodies2) {

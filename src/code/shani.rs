@@ -364,6 +364,82 @@ unsafe fn hmac2_body_ni(
     }
 }
 
+/// `HMAC(k, body)` of every body into `out` (same length), two at a time
+/// interleaved, the key's states loaded into registers once for the whole
+/// slice and each body read straight from it (16 bytes, the 3 of the next
+/// body masked off; the last one through a wiped buffer). Returns how many
+/// were done: all but an odd last one, or none without SHA-NI.
+pub(super) fn hmac_bodies(
+    k: &KeyedMac,
+    bodies: &[[u8; BODY_LEN]],
+    out: &mut [super::Code],
+) -> usize {
+    assert_eq!(bodies.len(), out.len(), "one code per body");
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: `available()` checked the CPU's instruction sets; the
+        // slices are as long as each other.
+        return unsafe { hmac_bodies_ni(k, bodies, out) };
+    }
+    0
+}
+
+/// Body `j` of `bodies` as message words 0..3 (the body, `0x80`, zeros).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+#[inline]
+unsafe fn body_words(bodies: &[[u8; BODY_LEN]], j: usize) -> __m128i {
+    let swap = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
+    let words = if (j + 1) * BODY_LEN + 3 <= std::mem::size_of_val(bodies) {
+        // SAFETY: the 16 bytes from body `j` on are within the slice (the
+        // condition above); `loadu` takes any alignment.
+        let raw = unsafe { _mm_loadu_si128(bodies.as_ptr().add(j).cast()) };
+        // Bytes 0..=12 kept (arguments go from byte 15 down to byte 0).
+        let keep = _mm_set_epi8(0, 0, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+        let pad = _mm_set_epi8(0, 0, 0x80_u8 as i8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        _mm_or_si128(_mm_and_si128(raw, keep), pad)
+    } else {
+        let mut b = Words([0u8; 16]);
+        b.0[..BODY_LEN].copy_from_slice(&bodies[j]);
+        b.0[BODY_LEN] = 0x80;
+        // SAFETY: one aligned 16-byte buffer.
+        let w = unsafe { _mm_load_si128(b.0.as_ptr().cast()) };
+        b.wipe();
+        w
+    };
+    _mm_shuffle_epi8(words, swap)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+unsafe fn hmac_bodies_ni(
+    k: &KeyedMac,
+    bodies: &[[u8; BODY_LEN]],
+    out: &mut [super::Code],
+) -> usize {
+    let zero = _mm_setzero_si128();
+    let len = _mm_set_epi32(((BLOCK + BODY_LEN) * 8) as i32, 0, 0, 0);
+    // SAFETY (every call below): the callees need this function's
+    // features and get references of the right sizes; `j + 1 < n`.
+    unsafe {
+        let done = bodies.len() & !1;
+        for (j, two) in out[..done].chunks_exact_mut(2).enumerate() {
+            let wa = body_words(bodies, 2 * j);
+            let wb = body_words(bodies, 2 * j + 1);
+            let (x, y) = two.split_at_mut(1);
+            hmac2_ni(
+                k,
+                k,
+                [wa, zero, zero, len],
+                [wb, zero, zero, len],
+                &mut x[0].0,
+                &mut y[0].0,
+            );
+        }
+        done
+    }
+}
+
 /// `HMAC(ka, code_a)` and `HMAC(kb, code_b)` of two 32-byte codes,
 /// interleaved; false (nothing written) without SHA-NI.
 pub(super) fn hmac2_code(
@@ -410,6 +486,36 @@ unsafe fn hmac2_code_ni(
 mod tests {
     use super::*;
     use rand::{RngCore, SeedableRng};
+
+    #[test]
+    fn the_slice_kernel_gives_every_body_its_hmac() {
+        use hmac::Mac;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5_11ce);
+        for n in [0usize, 1, 2, 3, 4, 5, 16, 17, 1001] {
+            let mut key = [0u8; 32];
+            rng.fill_bytes(&mut key);
+            let k = KeyedMac::new(&key);
+            let bodies: Vec<[u8; BODY_LEN]> = (0..n)
+                .map(|_| {
+                    let mut b = [0u8; BODY_LEN];
+                    rng.fill_bytes(&mut b);
+                    b
+                })
+                .collect();
+            let mut out = vec![super::super::Code::default(); n];
+            let done = hmac_bodies(&k, &bodies, &mut out);
+            if !available() {
+                assert_eq!(done, 0);
+                continue;
+            }
+            assert_eq!(done, n & !1);
+            for (b, o) in bodies.iter().zip(&out).take(done) {
+                let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).unwrap();
+                m.update(b);
+                assert_eq!(&m.finalize().into_bytes()[..], &o.0[..]);
+            }
+        }
+    }
 
     #[test]
     fn two_interleaved_compressions_are_two_compressions() {
