@@ -30,6 +30,7 @@ mod projects;
 pub use operations::{Approved, Executed, QuorumRefusal};
 #[cfg(feature = "dev-kit")]
 pub use projects::advance_project_calendar;
+#[cfg(feature = "service")]
 pub(crate) use projects::today as project_today;
 pub use projects::{ProjectKeys, ProjectRefusal, ProjectView};
 
