@@ -3,14 +3,15 @@
 # -> `cstatns serve` over mutual TLS on 127.0.0.1, two processes, erasure and
 # the guard on, a synthetic CSV of ROWS rows in and the answer file out; then,
 # in the same run, the Python baseline (benches/python_baseline.py) on the same
-# file and the kernel's single-stream floor (examples/kernel_ratio). The two
-# answers must be byte for byte the same. Prints one JSON line.
+# file, the kernel's single-stream floor (examples/kernel_ratio), and the
+# latency of 100-row batches from 64 concurrent submitters (examples/latency).
+# The two answers must be byte for byte the same. Prints one JSON line.
 #
 #     benches/e2e.sh [ROWS]        # default 10000000
 set -euo pipefail
 rows="${1:-10000000}"
 cd "$(dirname "$0")/.."
-cargo build --release -q --bin cstatns --example kernel_ratio
+cargo build --release -q --bin cstatns --example kernel_ratio --example latency
 cargo build --release -q -p keyceremony
 bin=target/release
 work="$(mktemp -d)"
@@ -66,12 +67,15 @@ cmp -s "$work/answer.csv" "$work/python.csv" || {
     exit 1
 }
 floor=$("$bin/examples/kernel_ratio" 2>/dev/null | tail -1)
+# 64 submitters sending 100-row batches for 10 s.
+latency=$("$bin/examples/latency" "$url" "$d/pki/ca.pem" "$d/pki/submitter.pem" "$d/pki/submitter.key" 64 10)
 
-python3 - "$rows" "$submit_s" "$client_kib" "$server_kib" "$unseal_s" "$work/python.json" "$floor" <<'EOF'
+python3 - "$rows" "$submit_s" "$client_kib" "$server_kib" "$unseal_s" "$work/python.json" "$floor" "$latency" <<'EOF'
 import json, sys
 rows, secs, client_kib, server_kib, unseal = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 py = json.load(open(sys.argv[6]))
 kernel = json.loads(sys.argv[7])
+latency = json.loads(sys.argv[8])
 rate = rows / secs
 print(json.dumps({
     "rows": rows,
@@ -84,5 +88,6 @@ print(json.dumps({
     "server_peak_mib": round(server_kib / 1024, 1),
     "client_peak_mib": round(client_kib / 1024, 1),
     "unseal_seconds": unseal,
+    "latency_64_clients_100_rows": latency,
 }))
 EOF

@@ -253,6 +253,29 @@ impl Connection {
         read_json(resp).await
     }
 
+    /// `POST path` with a whole batch held in memory (benchmarks, small
+    /// tools): the answer's body. `cstatns submit` streams files instead.
+    pub async fn post_batch(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<Bytes, ClientError> {
+        let req = self
+            .request("POST", path)
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .header(hyper::header::CONTENT_LENGTH, body.len())
+            .body(full(body))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.send(req).await?;
+        Ok(resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+            .to_bytes())
+    }
+
     /// `POST /v1/guard/{client}/release` (operator): lifts the guard's
     /// suspension of `client`; the service's status after it.
     pub async fn guard_release(&mut self, client: &str) -> Result<Status, ClientError> {

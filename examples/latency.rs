@@ -1,0 +1,88 @@
+//! Latency under concurrency (benches/README.md): `CLIENTS` submitters each
+//! send 100-row batches to a running, unsealed service for `SECONDS`, one
+//! batch a connection (the service closes a batch's connection after its
+//! answer, so every batch pays its TLS handshake), and the time from
+//! connecting to the whole answer is recorded. Prints one JSON line with
+//! the batches answered and the percentiles.
+//!
+//!     cargo run --release --example latency -- URL CA CERT KEY [CLIENTS] [SECONDS]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cstatns::client::Endpoint;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    anyhow::ensure!(
+        args.len() >= 4,
+        "usage: latency URL CA CERT KEY [CLIENTS] [SECONDS]"
+    );
+    let endpoint = Endpoint {
+        server: args[0].clone(),
+        ca: args[1].clone().into(),
+        cert: args[2].clone().into(),
+        key: args[3].clone().into(),
+        crl: None,
+    };
+    let clients: usize = args.get(4).map_or(Ok(64), |a| a.parse())?;
+    let seconds: u64 = args.get(5).map_or(Ok(10), |a| a.parse())?;
+    let mut body = String::from("index,nir\n");
+    for i in 0..100u64 {
+        let n = cstatns::nir::synthetic(900_000 + i);
+        body.push_str(&format!(
+            "L-{i},{}\n",
+            String::from_utf8_lossy(&n.with_key())
+        ));
+    }
+    let body = Bytes::from(body);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (endpoint, body) = (endpoint.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            let mut failed = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let answered = async {
+                    let mut c = endpoint.connect().await?;
+                    c.post_batch("/v1/cstatns", "text/csv", body.clone()).await
+                }
+                .await;
+                match answered {
+                    Ok(a) if a.len() > 100 * 64 => times.push(t.elapsed()),
+                    _ => failed += 1,
+                }
+            }
+            (times, failed)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (times, f) = t.await?;
+        all.extend(times);
+        failed += f;
+    }
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "clients": clients,
+            "seconds": seconds,
+            "batches": all.len(),
+            "failed": failed,
+            "batches_per_s": all.len() as f64 / seconds as f64,
+            "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99),
+            "max_ms": all.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        })
+    );
+    Ok(())
+}
