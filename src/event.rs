@@ -386,7 +386,8 @@ events! {
         batch: BatchId,
         client: ClientName,
         purpose: Purpose,
-        /// `implausible_block`, `implausible_share` or `prefix_orders`.
+        /// `implausible_block`, `implausible_share`, `prefix_orders`, or
+        /// `client_suspended` (another batch of its client was judged one).
         rule: Term,
         /// Candidate lines of the batch read up to the trip.
         lines: u64,

@@ -60,7 +60,8 @@ pub struct Receipt {
 /// Why the sweep detector judged a batch an enumeration (docs/guard.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SweepReport {
-    /// `implausible_block`, `implausible_share` or `prefix_orders`.
+    /// `implausible_block`, `implausible_share`, `prefix_orders`, or
+    /// `client_suspended` (another batch of its client was judged one).
     pub rule: String,
     /// Candidate lines read up to the trip.
     pub lines: u64,

@@ -27,9 +27,9 @@
 //! - the client's implausible lines reach [`SHARE_MIN`] and 0.5 % of its
 //!   lines (this batch and its previous ones of the last [`WINDOW_DAYS`]
 //!   days), or
-//! - more than [`ORDERS_MAX`] distinct order numbers come under one (sex,
-//!   year, month, place), counted across the client's batches
-//!   ([`Prefixes`]).
+//! - more than [`ORDERS_MAX`] distinct order numbers come under the
+//!   (sex, year, month, place) of one bucket, counted across the client's
+//!   batches ([`Prefixes`]).
 
 use std::sync::LazyLock;
 
@@ -182,8 +182,11 @@ pub enum Rule {
     ImplausibleBlock,
     /// The client's implausible lines past [`SHARE_MIN`] and 0.5 %.
     ImplausibleShare,
-    /// More than [`ORDERS_MAX`] order numbers under one prefix.
+    /// More than [`ORDERS_MAX`] order numbers in one bucket of prefixes.
     PrefixOrders,
+    /// Another batch of the same client was judged a sweep while this one
+    /// ran: its client is suspended.
+    ClientSuspended,
 }
 
 impl Rule {
@@ -193,6 +196,7 @@ impl Rule {
             Rule::ImplausibleBlock => "implausible_block",
             Rule::ImplausibleShare => "implausible_share",
             Rule::PrefixOrders => "prefix_orders",
+            Rule::ClientSuspended => "client_suspended",
         }
     }
 }
@@ -209,71 +213,56 @@ pub struct Prior {
 /// Slots of a client's [`Prefixes`].
 const SLOTS: usize = 4096;
 
-/// One prefix a slot follows: keyed, and the order numbers seen under it.
-#[derive(Clone, Copy)]
-struct Slot {
-    prefix: u64,
-    orders: [u64; 16],
-    distinct: u16,
-    strikes: u16,
-}
-
-const EMPTY: Slot = Slot {
-    prefix: u64::MAX,
-    orders: [0; 16],
-    distinct: 0,
-    strikes: 0,
-};
-
-/// The order numbers a client has sent under the prefixes it sends most,
-/// across its batches: a table of [`SLOTS`] slots, each following one
-/// keyed prefix and the distinct order numbers seen under it. A line whose
-/// prefix falls on a slot another prefix holds is a strike against that
-/// one, which gives its slot up once its strikes reach its order numbers:
-/// a prefix swept keeps its slot, one that recurs only as a population's
-/// do (seldom, among many others) is pushed out. Distinct order numbers,
-/// not lines: a batch sent again adds nothing. About 560 KiB a client, in
-/// memory only; keyed prefixes and bits, never a body.
+/// The order numbers a client has sent, by prefix bucket, across its
+/// batches: [`SLOTS`] bitmaps of the 1,000 order numbers, each the union of
+/// the order numbers seen under every (sex, year, month, place) that falls
+/// in its bucket (a keyed hash of the prefix picks it). No prefix is kept,
+/// only which order numbers some prefix of the bucket had: not a copy of
+/// any body. Distinct order numbers, not lines: a batch sent again adds
+/// nothing; and nothing is ever pushed out, so a sweep interleaved with
+/// other prefixes or other lines adds up all the same. A bucket's union
+/// grows past [`ORDERS_MAX`] only when some prefix in it reaches order
+/// numbers no register reaches in a month, so a population, whose order
+/// numbers stay low, never gets there however many of its prefixes share
+/// the bucket. 512 KiB a client, in memory only.
 pub struct Prefixes {
     key: u64,
-    slots: Box<[Slot]>,
+    orders: Box<[[u64; 16]]>,
+    distinct: Box<[u16]>,
 }
 
 impl Prefixes {
-    /// An empty table; `key` keys its prefixes (random, one per process,
+    /// An empty table; `key` keys the buckets (random, one per process,
     /// never written anywhere).
     pub fn new(key: u64) -> Self {
         Self {
             key,
-            slots: vec![EMPTY; SLOTS].into_boxed_slice(),
+            orders: vec![[0u64; 16]; SLOTS].into_boxed_slice(),
+            distinct: vec![0u16; SLOTS].into_boxed_slice(),
         }
     }
 
-    /// Notes `body`; returns the distinct order numbers now seen under its
-    /// prefix (0 when it took no slot).
+    /// Notes `body`; returns the distinct order numbers now seen in its
+    /// prefix's bucket.
     fn note(&mut self, body: &[u8; BODY_LEN]) -> u16 {
-        let prefix = keyed_prefix(self.key, body);
+        let bucket = (keyed_prefix(self.key, body) >> 52) as usize % SLOTS;
         let order = digits(&body[10..13]).unwrap_or(0) as usize;
-        let s = &mut self.slots[(prefix >> 52) as usize % SLOTS];
-        if s.prefix != prefix {
-            s.strikes += 1;
-            if s.strikes < s.distinct {
-                return 0;
-            }
-            *s = Slot { prefix, ..EMPTY };
-        }
         let (word, bit) = (order / 64, 1u64 << (order % 64));
-        if s.orders[word] & bit == 0 {
-            s.orders[word] |= bit;
-            s.distinct += 1;
+        let bits = &mut self.orders[bucket][word];
+        if *bits & bit == 0 {
+            *bits |= bit;
+            self.distinct[bucket] += 1;
         }
-        s.distinct
+        self.distinct[bucket]
     }
 }
 
 impl Drop for Prefixes {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.key);
+        for o in self.orders.iter_mut() {
+            zeroize::Zeroize::zeroize(o);
+        }
     }
 }
 
@@ -298,7 +287,7 @@ pub struct Figures {
     pub implausible: u64,
     /// Implausible lines in the block that tripped (0 otherwise).
     pub block_implausible: u32,
-    /// The most order numbers seen under one prefix.
+    /// The most order numbers seen in one bucket of prefixes.
     pub most_orders: u16,
     /// The client's lines and implausible lines before this batch.
     pub prior_lines: u64,
@@ -480,6 +469,32 @@ mod tests {
         assert!(second.observe(&mut t, &body("1850175056801")));
         assert_eq!(second.tripped(), Some(Rule::PrefixOrders));
         assert_eq!(second.figures().most_orders, 801);
+    }
+
+    #[test]
+    fn a_sweep_of_many_prefixes_interleaved_order_number_first_adds_up() {
+        // 240 prefixes of Paris 15e (both sexes, every month of ten
+        // years), order number 001 for each, then 002 for each, and so on.
+        let mut t = Prefixes::new(9);
+        let mut w = Watch::new(Prior::default());
+        let mut line = 0u64;
+        'sweep: for o in 1..=999 {
+            for y in 80..90 {
+                for m in 1..=12 {
+                    for sex in 1..=2 {
+                        line += 1;
+                        if w.observe(&mut t, &body(&format!("{sex}{y}{m:02}75115{o:03}"))) {
+                            break 'sweep;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(w.tripped(), Some(Rule::PrefixOrders));
+        assert!(
+            line <= 800 * 240 + 1,
+            "at the 801st order number: line {line}"
+        );
     }
 
     #[test]

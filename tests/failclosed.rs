@@ -281,7 +281,8 @@ fn mount_tmpfs(dir: &Path, size: &str) -> Tmpfs {
     for f in std::fs::read_dir(dir).expect("read dir") {
         let path = f.expect("entry").path();
         assert!(path.is_file(), "a plain file: {}", path.display());
-        held.push((path.clone(), std::fs::read(&path).expect("read")));
+        let perm = std::fs::metadata(&path).expect("metadata").permissions();
+        held.push((path.clone(), std::fs::read(&path).expect("read"), perm));
     }
     let d = dir.to_str().expect("UTF-8 path");
     run(
@@ -295,8 +296,9 @@ fn mount_tmpfs(dir: &Path, size: &str) -> Tmpfs {
             d,
         ],
     );
-    for (path, bytes) in held {
+    for (path, bytes, perm) in held {
         std::fs::write(&path, bytes).expect("copy back");
+        std::fs::set_permissions(&path, perm).expect("its mode back");
     }
     Tmpfs(dir.to_owned())
 }

@@ -19,8 +19,8 @@ pub(super) fn derive(states: &[KeyedMac], bodies: &[[u8; BODY_LEN]], out: &mut [
     let Some((first, later)) = states.split_first() else {
         return;
     };
-    // C_1 of the whole slice with the key's states held in registers, then
-    // the later generations pair by pair.
+    // C_1 of the whole slice (bodies read in place), then the later
+    // generations pair by pair.
     let done = super::shani::hmac_bodies(first, bodies, out);
     if done > 0 {
         for two in out[..done].chunks_exact_mut(2) {

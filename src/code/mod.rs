@@ -136,6 +136,10 @@ impl KeyChain {
             return Err(EmptyKeyChain);
         }
         let states = keys.iter().map(|k| KeyedMac::new(k.expose())).collect();
+        // The states were computed in frames below this one: what they
+        // left on this thread's stack goes now (a quorum operation builds
+        // chains on a worker that hashes nothing after).
+        scrub_stack();
         Ok(Self { states })
     }
 

@@ -365,10 +365,10 @@ unsafe fn hmac2_body_ni(
 }
 
 /// `HMAC(k, body)` of every body into `out` (same length), two at a time
-/// interleaved, the key's states loaded into registers once for the whole
-/// slice and each body read straight from it (16 bytes, the 3 of the next
-/// body masked off; the last one through a wiped buffer). Returns how many
-/// were done: all but an odd last one, or none without SHA-NI.
+/// interleaved, each body read straight from the slice (16 bytes, the 3
+/// of the next body masked off; the last one through a wiped buffer)
+/// rather than copied out first. Returns how many were done: all but an odd
+/// last one, or none without SHA-NI.
 pub(super) fn hmac_bodies(
     k: &KeyedMac,
     bodies: &[[u8; BODY_LEN]],

@@ -251,13 +251,22 @@ impl Guard {
         s
     }
 
-    /// Lifts `client`'s suspension; false when it was not suspended. The
-    /// detector's figures of the client start again from nothing.
+    /// Lifts `client`'s suspension; false when it was not suspended (and
+    /// nothing changes). Once lifted, the detector's figures of the client
+    /// start again from nothing.
     pub fn release(&self, client: &str) -> bool {
         let mut evidence = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
-        evidence
-            .remove(client)
-            .is_some_and(|e| e.suspended.is_some())
+        let suspended = evidence.get(client).is_some_and(|e| e.suspended.is_some());
+        if suspended {
+            evidence.remove(client);
+        }
+        suspended
+    }
+
+    /// Whether `client` is suspended now.
+    fn is_suspended(&self, client: &str) -> bool {
+        let evidence = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
+        evidence.get(client).is_some_and(|e| e.suspended.is_some())
     }
 
     /// Admits a NIR batch of `client` for `purpose` under `quota`, or says
@@ -323,6 +332,7 @@ impl Guard {
             tripped: None,
             watch: Watch::new(prior),
             prefixes,
+            halted: false,
         })
     }
 
@@ -401,6 +411,8 @@ pub struct BatchQuota {
     watch: Watch,
     /// The client's table, shared by its batches.
     prefixes: Arc<Mutex<Prefixes>>,
+    /// Cut because another batch got its client suspended.
+    halted: bool,
 }
 
 impl std::fmt::Debug for BatchQuota {
@@ -420,9 +432,12 @@ impl BatchQuota {
         self.tripped
     }
 
-    /// The detector's rule, if it judged the batch a sweep.
+    /// The detector's rule, if it judged the batch a sweep (or the client
+    /// was suspended while it ran).
     pub fn swept(&self) -> Option<Rule> {
-        self.watch.tripped()
+        self.watch
+            .tripped()
+            .or(self.halted.then_some(Rule::ClientSuspended))
     }
 
     /// The verdict on a chunk's candidates, in order: the detector reads
@@ -435,13 +450,20 @@ impl BatchQuota {
         bodies: &[[u8; crate::nir::BODY_LEN]],
         count: usize,
     ) -> Verdict {
-        let found = {
+        // Suspended by another of its batches since this one started: no
+        // more codes here either.
+        if self.swept().is_none() && guard.is_suspended(&self.key.0) {
+            self.halted = true;
+        }
+        let found = if self.halted {
+            None
+        } else {
             let mut prefixes = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
             bodies
                 .iter()
                 .position(|b| self.watch.observe(&mut prefixes, b))
         };
-        let swept = found.unwrap_or(if self.watch.tripped().is_some() {
+        let swept = found.unwrap_or(if self.swept().is_some() {
             0
         } else {
             usize::MAX
@@ -688,6 +710,26 @@ mod tests {
         // Another purpose, another client: their own counters.
         assert!(g.admit("c", "other", q).is_ok());
         assert!(g.admit("d", "p", q).is_ok());
+    }
+
+    #[test]
+    fn a_batch_running_when_its_client_is_suspended_gives_no_more_codes() {
+        let g = Guard::default();
+        let mut running = g.admit("c", "p", Quota::default()).unwrap();
+        let body = *crate::nir::synthetic(1).body();
+        assert_eq!(running.verdict(&g, &[body; 3], 3).swept, usize::MAX);
+        g.suspend("c", Rule::PrefixOrders, "another-batch");
+        let v = running.verdict(&g, &[body; 3], 3);
+        assert_eq!((v.swept, v.allowed), (0, 0));
+        assert_eq!(running.swept(), Some(Rule::ClientSuspended));
+        assert_eq!(
+            g.admit("c", "p", Quota::default()).unwrap_err().limit,
+            "sweep_suspected"
+        );
+        // Releasing a client that is not suspended changes nothing.
+        assert!(!g.release("d"));
+        assert!(g.release("c"));
+        assert!(g.admit("c", "p", Quota::default()).is_ok());
     }
 
     #[test]
