@@ -171,7 +171,7 @@ fn main() {
     );
 
     println!(
-        "| Population of {people} people, sent … | lines | most order numbers under a prefix | judged a sweep |"
+        "| Population of {people} people, sent … | lines | most order numbers in a bucket of prefixes | judged a sweep |"
     );
     println!("|---|---:|---:|---|");
     let fp = |name: &str, batches: Box<dyn Iterator<Item = Vec<(Body, bool)>>>| {
@@ -200,6 +200,17 @@ fn main() {
     fp(
         "sorted, twice over (the same batch sent again)",
         Box::new([sorted.clone(), sorted].into_iter()),
+    );
+    // Maternities in small towns too (3,000 inhabitants or more): their
+    // births are more than such towns' own, sorted by NIR.
+    let mut small: Vec<(Body, bool)> = Population::with_maternities(2027, 3_000)
+        .take(people)
+        .map(|n: Nir| (*n.body(), false))
+        .collect();
+    small.sort_unstable_by_key(|a| a.0);
+    fp(
+        "drawn with maternities in towns of 3,000 or more, sorted by NIR",
+        Box::new(std::iter::once(small)),
     );
     // One cohort: everyone born in one year, sorted, from the client
     // of a birth-year study.

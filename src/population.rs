@@ -108,8 +108,14 @@ pub struct Population {
 }
 
 impl Population {
-    /// A generator drawing from `seed`.
+    /// A generator drawing from `seed`, maternities in towns of 15,000
+    /// inhabitants or more.
     pub fn new(seed: u64) -> Self {
+        Self::with_maternities(seed, 15_000)
+    }
+
+    /// The same with maternities in towns of `min_pop` inhabitants or more.
+    pub fn with_maternities(seed: u64, min_pop: u64) -> Self {
         let all = communes();
         // Cities numbered by arrondissement: their arrondissements replace them.
         let city = |c: &Commune| matches!(&c.code, b"75056" | b"69123" | b"13055");
@@ -127,7 +133,7 @@ impl Population {
         for k in keys {
             let homes = &by_dept[&k];
             let mut maternities: Vec<&Commune> =
-                homes.iter().copied().filter(|c| c.pop >= 15_000).collect();
+                homes.iter().copied().filter(|c| c.pop >= min_pop).collect();
             if maternities.is_empty() {
                 if let Some(largest) = homes.iter().max_by_key(|c| c.pop) {
                     maternities.push(largest);

@@ -484,7 +484,11 @@ fn found(memory: &[u8], ac: &aho_corasick::AhoCorasick, needles: &[Vec<u8>]) -> 
         .take(10)
         .map(|m| {
             let i = m.pattern().as_usize();
-            format!("needle {i} ({} bytes) at offset {}", needles[i].len(), m.start())
+            format!(
+                "needle {i} ({} bytes) at offset {}",
+                needles[i].len(),
+                m.start()
+            )
         })
         .collect()
 }
