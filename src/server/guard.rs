@@ -72,8 +72,8 @@ pub struct Refusal {
 
 /// What the sweep detector keeps of a client between batches, in memory
 /// only: its lines and implausible lines per UTC day of the last
-/// [`WINDOW_DAYS`] days, the order numbers under the prefixes it sends
-/// most (keyed), and its suspension. Never a body.
+/// [`WINDOW_DAYS`] days, the order numbers seen in each bucket of prefixes
+/// ([`Prefixes`]), and its suspension. Never a body, never a prefix.
 #[derive(Default)]
 struct Evidence {
     days: VecDeque<(time::Date, u64, u64)>,
@@ -109,7 +109,7 @@ impl Evidence {
 pub struct Guard {
     usage: Mutex<HashMap<Key, Usage>>,
     evidence: Mutex<HashMap<String, Evidence>>,
-    /// Keys the prefixes the detector compares across batches.
+    /// Keys the hash that puts prefixes in buckets ([`Prefixes`]).
     sweep_key: u64,
 }
 
@@ -270,9 +270,10 @@ impl Guard {
     }
 
     /// Admits a NIR batch of `client` for `purpose` under `quota`, or says
-    /// which limit is reached (or that the client is suspended). The batch counts for `batches_per_hour` once
-    /// it has started ([`Guard::started`]): one refused later (a bad header,
-    /// a seal) does not.
+    /// which limit is reached, or that the client is suspended. The batch
+    /// counts for `batches_per_hour` once it has started
+    /// ([`Guard::started`]): one refused later (a bad header, a seal) does
+    /// not.
     ///
     /// The body's declared length is not used: no count of lines follows
     /// from a count of bytes (blank lines of any length are skipped, and an
