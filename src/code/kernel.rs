@@ -23,9 +23,12 @@ pub(super) fn derive(states: &[KeyedMac], bodies: &[[u8; BODY_LEN]], out: &mut [
     // generations pair by pair.
     let done = super::shani::hmac_bodies(first, bodies, out);
     if done > 0 {
-        for two in out[..done].chunks_exact_mut(2) {
-            let (x, y) = two.split_at_mut(1);
-            renew_pair(later, &mut x[0].0, &mut y[0].0);
+        // Generation 1 alone (the common case) has nothing more to do.
+        if !later.is_empty() {
+            for two in out[..done].chunks_exact_mut(2) {
+                let (x, y) = two.split_at_mut(1);
+                renew_pair(later, &mut x[0].0, &mut y[0].0);
+            }
         }
         for (body, code) in bodies[done..].iter().zip(&mut out[done..]) {
             first.mac(body, &mut code.0);
