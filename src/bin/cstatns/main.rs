@@ -154,6 +154,12 @@ enum Command {
 #[derive(Subcommand)]
 enum GuardCommand {
     /// Lift the suspension the sweep detector put on a client (logged).
+    #[command(
+        after_help = "Operator only. The release is logged (guard_released) before it takes effect. \
+                      Exit status: 0 the client is not suspended (any more); 1 refused by the \
+                      service (not an operator, no such client, the log unwritable); 2 the service \
+                      could not be reached, or the client is still suspended."
+    )]
     Release {
         #[command(flatten)]
         endpoint: EndpointArgs,
