@@ -395,7 +395,8 @@ events! {
         implausible: u64,
         /// Implausible lines in the block that tripped (`implausible_block`).
         block_implausible: u64,
-        /// The most order numbers seen under one (sex, year, month, place).
+        /// The most distinct order numbers above 500 seen in one bucket of
+        /// (sex, year, month, place).
         most_orders: u64,
         /// The client's candidate lines in its earlier batches of the window.
         prior_lines: u64,

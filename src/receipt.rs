@@ -67,7 +67,8 @@ pub struct SweepReport {
     pub lines: u64,
     /// Implausible ones among them.
     pub implausible: u64,
-    /// The most order numbers seen under one (sex, year, month, place).
+    /// The most distinct order numbers above 500 seen in one bucket of
+    /// (sex, year, month, place).
     pub most_orders: u64,
 }
 

@@ -27,9 +27,9 @@
 //! - the client's implausible lines reach [`SHARE_MIN`] and 0.5 % of its
 //!   lines (this batch and its previous ones of the last [`WINDOW_DAYS`]
 //!   days), or
-//! - more than [`ORDERS_MAX`] distinct order numbers come under the
-//!   (sex, year, month, place) of one bucket, counted across the client's
-//!   batches ([`Prefixes`]).
+//! - more than [`HIGH_ORDERS_MAX`] distinct order numbers above
+//!   [`ORDERS_HIGH`] come under the (sex, year, month, place) of one
+//!   bucket, counted across the client's batches ([`Prefixes`]).
 
 use std::sync::LazyLock;
 
@@ -41,12 +41,15 @@ pub const BLOCK: u32 = 2048;
 pub const BLOCK_IMPLAUSIBLE: u32 = BLOCK / 4;
 /// Implausible lines a client may have in all before their share counts.
 pub const SHARE_MIN: u64 = 1000;
-/// Most order numbers under one (sex, year, month, place). A register
-/// numbers the births of a place in a month from 001 for each sex, so a
-/// population shows under a prefix at most the births its place registered
-/// that month: 800 for one sex is several times what the busiest
-/// arrondissements of Paris register today.
-pub const ORDERS_MAX: u16 = 800;
+/// Order numbers above this one are the ones [`Prefixes`] counts. A
+/// register numbers the births of a place in a month from 001 for each sex,
+/// so a population shows under a prefix at most the births its place
+/// registered that month: past 500 for one sex is several times what the
+/// busiest arrondissements of Paris register today.
+pub const ORDERS_HIGH: u32 = 500;
+/// Most distinct order numbers above [`ORDERS_HIGH`] in one bucket of
+/// prefixes: a prefix enumerated from 001 trips at 801.
+pub const HIGH_ORDERS_MAX: u16 = 300;
 /// Days a client's counts are kept for the share.
 pub const WINDOW_DAYS: usize = 30;
 
@@ -182,7 +185,8 @@ pub enum Rule {
     ImplausibleBlock,
     /// The client's implausible lines past [`SHARE_MIN`] and 0.5 %.
     ImplausibleShare,
-    /// More than [`ORDERS_MAX`] order numbers in one bucket of prefixes.
+    /// More than [`HIGH_ORDERS_MAX`] order numbers above [`ORDERS_HIGH`] in
+    /// one bucket of prefixes.
     PrefixOrders,
     /// Another batch of the same client was judged a sweep while this one
     /// ran: its client is suspended.
@@ -213,22 +217,21 @@ pub struct Prior {
 /// Slots of a client's [`Prefixes`].
 const SLOTS: usize = 512;
 
-/// The order numbers a client has sent, by prefix bucket, across its
-/// batches: [`SLOTS`] bitmaps of the 1,000 order numbers, each the union of
-/// the order numbers seen under every (sex, year, month, place) that falls
-/// in its bucket (a keyed hash of the prefix picks it). No prefix is kept,
-/// only which order numbers some prefix of the bucket had: not a copy of
-/// any body. Distinct order numbers, not lines: a batch sent again adds
-/// nothing; and nothing is ever pushed out, so a sweep interleaved with
-/// other prefixes or other lines adds up all the same. A bucket's union
-/// grows past [`ORDERS_MAX`] only when some prefix in it reaches order
-/// numbers no register reaches in a month, so a population, whose order
-/// numbers stay low, never gets there however many of its prefixes share
-/// the bucket; so few buckets are enough, and they stay in the cache.
-/// 64 KiB a client, in memory only.
+/// The high order numbers a client has sent, by prefix bucket, across its
+/// batches: [`SLOTS`] bitmaps of the order numbers above [`ORDERS_HIGH`],
+/// each the union of those seen under every (sex, year, month, place) that
+/// falls in its bucket (a keyed hash of the prefix picks it). No prefix is
+/// kept, only which high order numbers some prefix of the bucket had: not a
+/// copy of any body. Distinct order numbers, not lines: a batch sent again
+/// adds nothing; and nothing is ever pushed out, so a sweep interleaved
+/// with other prefixes or other lines adds up all the same. A population,
+/// whose order numbers stay low, leaves the table untouched (a line with a
+/// low order number costs nothing here), however many of its prefixes
+/// share a bucket; so few buckets are enough. 32 KiB a client, in memory
+/// only.
 pub struct Prefixes {
     key: u64,
-    orders: Box<[[u64; 16]]>,
+    orders: Box<[[u64; 8]]>,
     distinct: Box<[u16]>,
 }
 
@@ -238,17 +241,21 @@ impl Prefixes {
     pub fn new(key: u64) -> Self {
         Self {
             key,
-            orders: vec![[0u64; 16]; SLOTS].into_boxed_slice(),
+            orders: vec![[0u64; 8]; SLOTS].into_boxed_slice(),
             distinct: vec![0u16; SLOTS].into_boxed_slice(),
         }
     }
 
-    /// Notes `body`; returns the distinct order numbers now seen in its
-    /// prefix's bucket.
+    /// Notes `body`; returns the distinct high order numbers now seen in
+    /// its prefix's bucket (0 for a low order number).
     fn note(&mut self, body: &[u8; BODY_LEN]) -> u16 {
+        let order = digits(&body[10..13]).unwrap_or(0);
+        if order <= ORDERS_HIGH {
+            return 0;
+        }
         let bucket = (keyed_prefix(self.key, body) >> 52) as usize % SLOTS;
-        let order = digits(&body[10..13]).unwrap_or(0) as usize;
-        let (word, bit) = (order / 64, 1u64 << (order % 64));
+        let high = (order - ORDERS_HIGH - 1) as usize;
+        let (word, bit) = (high / 64, 1u64 << (high % 64));
         let bits = &mut self.orders[bucket][word];
         if *bits & bit == 0 {
             *bits |= bit;
@@ -288,7 +295,8 @@ pub struct Figures {
     pub implausible: u64,
     /// Implausible lines in the block that tripped (0 otherwise).
     pub block_implausible: u32,
-    /// The most order numbers seen in one bucket of prefixes.
+    /// The most distinct order numbers above [`ORDERS_HIGH`] seen in one
+    /// bucket of prefixes.
     pub most_orders: u16,
     /// The client's lines and implausible lines before this batch.
     pub prior_lines: u64,
@@ -337,7 +345,7 @@ impl Watch {
             Some(Rule::ImplausibleBlock)
         } else if implausible >= SHARE_MIN && implausible * 200 >= lines {
             Some(Rule::ImplausibleShare)
-        } else if orders > ORDERS_MAX {
+        } else if orders > HIGH_ORDERS_MAX {
             Some(Rule::PrefixOrders)
         } else {
             None
@@ -463,7 +471,7 @@ mod tests {
         }
         assert!(second.observe(&mut t, &body("1850175056801")));
         assert_eq!(second.tripped(), Some(Rule::PrefixOrders));
-        assert_eq!(second.figures().most_orders, 801);
+        assert_eq!(second.figures().most_orders, 301, "501 to 801");
     }
 
     #[test]
