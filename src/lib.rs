@@ -22,6 +22,7 @@ pub mod devenv;
 pub mod event;
 pub mod files;
 pub mod harden;
+pub mod identity;
 pub mod nir;
 #[cfg(feature = "dev-kit")]
 pub mod pki;

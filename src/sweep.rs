@@ -146,6 +146,15 @@ impl Places {
         [dept[0], dept[1], digit(c / 100), digit(c / 10), digit(c)]
     }
 
+    /// Whether `code` (five characters: department and commune, or `99`
+    /// and a country) is a place of the list, Corsica's `20` before 1976
+    /// included.
+    pub fn knows(&self, code: &[u8; 5]) -> bool {
+        let mut body = [b'0'; BODY_LEN];
+        body[5..10].copy_from_slice(code);
+        place_index(&body).is_some_and(|i| self.cap[i] > 0)
+    }
+
     /// The highest order number a place of `pop` inhabitants in a
     /// department of `dept_pop` can register for one sex in one month. A
     /// town of 10,000 or more may have a maternity that registers the

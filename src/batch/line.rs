@@ -316,7 +316,7 @@ fn parse_line(op: Operation, format: Format, g: u32, line: &[u8], s: &mut Scratc
 /// first [`OVERSIZED_HEAD`] bytes: the CSV first field when it ends there
 /// and is a clean index; nothing for NDJSON (an object cut short cannot be
 /// read).
-fn oversized_index(format: Format, head: &[u8]) -> Option<&[u8]> {
+pub(crate) fn oversized_index(format: Format, head: &[u8]) -> Option<&[u8]> {
     let Format::Csv { delimiter } = format else {
         return None;
     };
@@ -362,11 +362,22 @@ fn parse_generation(raw: &[u8], g: u32) -> Option<u32> {
 ///
 /// On a malformed line, returns the first field if it could be read.
 pub(super) fn csv_fields(line: &[u8], d: u8, want: usize) -> Fields<'_> {
-    let mut fields: [&[u8]; 3] = [b""; 3];
+    csv_fields_n::<3>(line, d, want)
+}
+
+/// [`csv_fields`] for lines of up to `N` fields (a trait batch has up to 8).
+pub(crate) fn csv_fields_n<const N: usize>(
+    line: &[u8],
+    d: u8,
+    want: usize,
+) -> Result<[Cow<'_, [u8]>; N], Option<Cow<'_, [u8]>>> {
+    let mut fields: [&[u8]; N] = [b""; N];
     let mut n = 0usize;
     let mut pos = 0usize;
     let mut first: Option<&[u8]> = None;
-    fn malformed(first: Option<&[u8]>) -> Fields<'_> {
+    fn malformed<const N: usize>(
+        first: Option<&[u8]>,
+    ) -> Result<[Cow<'_, [u8]>; N], Option<Cow<'_, [u8]>>> {
         Err(first.map(Cow::Borrowed))
     }
     loop {
@@ -396,7 +407,7 @@ pub(super) fn csv_fields(line: &[u8], d: u8, want: usize) -> Fields<'_> {
         if n == 0 {
             first = Some(field);
         }
-        if n < 3 {
+        if n < N {
             fields[n] = field;
         }
         n += 1;
@@ -435,7 +446,7 @@ struct RenewLine<'a> {
     generation: Cow<'a, str>,
 }
 
-fn bytes(c: Cow<'_, str>) -> Cow<'_, [u8]> {
+pub(crate) fn bytes(c: Cow<'_, str>) -> Cow<'_, [u8]> {
     match c {
         Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
         Cow::Owned(s) => Cow::Owned(s.into_bytes()),

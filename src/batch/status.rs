@@ -27,6 +27,17 @@ pub enum Status {
     InvalidCode,
     /// Renewal: the generation is not a whole number from 1 to G.
     InvalidGeneration,
+    /// §7: a trait line without one of the five traits (or without a NIR
+    /// or any trait).
+    MissingTrait,
+    /// §7: `sex` is not `1` or `2`.
+    InvalidSex,
+    /// §7: `birth_date` is no date of the register.
+    InvalidDate,
+    /// §7: `birth_place` is no commune or country code.
+    InvalidPlace,
+    /// §7: a row with both a NIR and traits.
+    NirAndTraits,
     /// The guard: the client's quota ran out (this line and every later
     /// one of the batch that has no error of its own).
     QuotaExceeded,
@@ -38,7 +49,7 @@ pub enum Status {
 
 impl Status {
     /// Every status, in a stable order.
-    pub const ALL: [Status; 12] = [
+    pub const ALL: [Status; 17] = [
         Status::Ok,
         Status::MalformedLine,
         Status::InvalidIndex,
@@ -48,6 +59,11 @@ impl Status {
         Status::InvalidKey,
         Status::InvalidCode,
         Status::InvalidGeneration,
+        Status::MissingTrait,
+        Status::InvalidSex,
+        Status::InvalidDate,
+        Status::InvalidPlace,
+        Status::NirAndTraits,
         Status::QuotaExceeded,
         Status::SweepSuspected,
         Status::DuplicateIndex,
@@ -65,6 +81,11 @@ impl Status {
             Status::InvalidKey => "invalid_key",
             Status::InvalidCode => "invalid_code",
             Status::InvalidGeneration => "invalid_generation",
+            Status::MissingTrait => "missing_trait",
+            Status::InvalidSex => "invalid_sex",
+            Status::InvalidDate => "invalid_date",
+            Status::InvalidPlace => "invalid_place",
+            Status::NirAndTraits => "nir_and_traits",
             Status::QuotaExceeded => "quota_exceeded",
             Status::SweepSuspected => "sweep_suspected",
             Status::DuplicateIndex => "duplicate_index",

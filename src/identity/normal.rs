@@ -1,0 +1,156 @@
+//! Name normalisation (`docs/identity.md`): what makes two spellings of a
+//! name the same name.
+//!
+//! A name is decomposed (Unicode NFKD) and its marks dropped (`É` → `E`),
+//! the ligatures no decomposition splits are spelt out (`Œ` → `OE`, `Æ` →
+//! `AE`, `ß` → `SS`), letters are upper-cased, and anything that is not a
+//! letter or a digit (hyphens, apostrophes, spaces, dots) separates words.
+//! A surname then drops its particles (the words `DE`, `DU`, `DES` and `D`
+//! standing alone) and is written without separators: `de La Fontaine`,
+//! `La-Fontaine` and `LAFONTAINE` are one name, and so are `N'Diaye` and
+//! `NDIAYE`; but `du Bois` (`BOIS`) is not `Dubois`, as the civil registers
+//! have it. First names keep their words, sorted, so that the
+//! order in which they are given does not matter.
+
+use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
+use zeroize::Zeroize;
+
+/// The words of `raw`, normalised, in order.
+fn words(raw: &str) -> Vec<String> {
+    let mut flat = String::with_capacity(raw.len());
+    for c in raw.nfkd() {
+        if is_combining_mark(c) {
+            continue;
+        }
+        match c {
+            'œ' | 'Œ' => flat.push_str("OE"),
+            'æ' | 'Æ' => flat.push_str("AE"),
+            'ß' => flat.push_str("SS"),
+            c if c.is_alphanumeric() => flat.extend(c.to_uppercase()),
+            _ => flat.push(' '),
+        }
+    }
+    let out = flat
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect();
+    flat.zeroize();
+    out
+}
+
+/// A surname's key: its words without particles, joined. A name made of
+/// particles only (`DE`) keeps them.
+pub fn surname(raw: &str) -> String {
+    let mut ws = words(raw);
+    let kept: Vec<&str> = ws
+        .iter()
+        .map(String::as_str)
+        .filter(|w| !matches!(*w, "DE" | "DU" | "DES" | "D"))
+        .collect();
+    let out = if kept.is_empty() {
+        ws.concat()
+    } else {
+        kept.concat()
+    };
+    ws.zeroize();
+    out
+}
+
+/// First names' key: their words, sorted, joined by one space
+/// (`Jean-Pierre Marie` and `Marie Jean Pierre` are the same).
+pub fn first_names(raw: &str) -> String {
+    let mut ws = words(raw);
+    ws.sort_unstable();
+    let out = ws.join(" ");
+    ws.zeroize();
+    out
+}
+
+/// The Damerau–Levenshtein distance (adjacent transpositions counted once)
+/// between two keys, or `None` when it is above `max`. Keys are short (a
+/// name), so the quadratic table is a few hundred cells; written here
+/// because the tolerance needs the bound, and the early stop that goes
+/// with it, which the string-distance crates do not offer.
+pub fn distance(a: &str, b: &str, max: usize) -> Option<usize> {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len().abs_diff(b.len()) > max {
+        return None;
+    }
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for j in 0..=b.len() {
+        d[j] = j;
+    }
+    for i in 1..=a.len() {
+        d[i * w] = i;
+        let mut row_min = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1)
+                .min(d[(i - 1) * w + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = v;
+            row_min = row_min.min(v);
+        }
+        if row_min > max {
+            return None;
+        }
+    }
+    let v = d[a.len() * w + b.len()];
+    (v <= max).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surnames_lose_case_accents_separators_and_particles() {
+        for (a, b) in [
+            ("de La Fontaine", "LAFONTAINE"),
+            ("La-Fontaine", "lafontaine"),
+            ("N'Diaye", "NDIAYE"),
+            ("Lefèvre", "LEFEVRE"),
+            ("D’Arcy", "d'ARCY"),
+            ("Le Gall", "LEGALL"),
+            ("Martin-Dupont", "martin dupont"),
+            ("Œuvray", "OEUVRAY"),
+            ("Strauß", "STRAUSS"),
+            ("du Bois", "BOIS"),
+            ("des Prés", "PRES"),
+            ("ÉTIENNE", "Etienne"),
+        ] {
+            assert_eq!(surname(a), surname(b), "{a} / {b}");
+        }
+        assert_eq!(surname("de La Fontaine"), "LAFONTAINE");
+        assert_eq!(surname("De"), "DE");
+        assert_eq!(surname("La Salle"), "LASALLE");
+        assert_ne!(surname("du Bois"), surname("Dubois"));
+        assert_ne!(surname("Martin"), surname("Martins"));
+    }
+
+    #[test]
+    fn first_names_are_words_in_any_order() {
+        assert_eq!(first_names("Jean-Pierre Marie"), "JEAN MARIE PIERRE");
+        assert_eq!(
+            first_names("Marie  Jean Pierre"),
+            first_names("jean-pierre marie")
+        );
+        assert_eq!(first_names("Hélène"), "HELENE");
+    }
+
+    #[test]
+    fn distance_counts_edits_and_transpositions_with_a_bound() {
+        assert_eq!(distance("MARTIN", "MARTIN", 2), Some(0));
+        assert_eq!(distance("MARTIN", "MARTEN", 2), Some(1));
+        assert_eq!(distance("MARTIN", "MRATIN", 2), Some(1));
+        assert_eq!(distance("MARTIN", "MARTINE", 2), Some(1));
+        assert_eq!(distance("MARTIN", "DUPONT", 2), None);
+        assert_eq!(distance("A", "ABCD", 2), None);
+        assert_eq!(distance("", "AB", 2), Some(2));
+    }
+}
