@@ -161,6 +161,12 @@ pub struct Config {
     /// (default 90).
     #[serde(default = "default_renewal_warning")]
     pub renewal_warning_days: u32,
+    /// The embedded register (DESIGN §7) that trait batches are looked up
+    /// in: a file made by `cstatns register load`, read whole into memory at
+    /// start. Without one (or when it cannot be read), trait batches get 503
+    /// `register_unavailable`; NIR batches are served all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register: Option<PathBuf>,
     /// SHA-256 of the configuration file as read, for the log.
     #[serde(skip)]
     pub source_sha256: String,
@@ -270,6 +276,7 @@ impl Config {
         ]
         .into_iter()
         .chain(c.tls.crl.as_mut())
+        .chain(c.register.as_mut())
         {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -35,6 +35,10 @@ pub struct Options {
     pub threshold: usize,
     /// Show progress on stderr.
     pub progress: bool,
+    /// Send identity traits (DESIGN §7) instead of NIRs: a synthetic
+    /// register of this many people is made and loaded, and `records` of
+    /// them (at most all) are looked up, respelt and with errors.
+    pub traits: Option<u64>,
 }
 
 /// The last line of the demo.
@@ -52,6 +56,9 @@ pub struct Summary {
     pub seconds: f64,
     /// `records / seconds`.
     pub records_per_second: f64,
+    /// A trait batch: its `ok` lines per quality of the look-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::identity::lines::Qualities>,
 }
 
 /// Writes `n` synthetic lines (`index,nir`): valid NIRs with their key, and
@@ -99,7 +106,28 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         generations: 1,
         import_key: opts.import_key.clone(),
     })?;
-    let config = Config::load(&env.config)?;
+    let mut config = Config::load(&env.config)?;
+    let mut traits_input = None;
+    if let Some(people) = opts.traits {
+        let csv = env.dir.join("register.csv");
+        let batch = env.dir.join("demo-traits.csv");
+        say(&format!(
+            "writing a synthetic register of {people} people, and a trait batch of about {} of them",
+            opts.records.min(people)
+        ));
+        crate::identity::synth::write_files(people, 1, &csv, Some((&batch, opts.records)))
+            .context("writing the synthetic register")?;
+        let db = env.dir.join("register.db");
+        let loaded = crate::identity::store::load(std::fs::File::open(&csv)?, &db, &mut |_| {})?;
+        say(&format!(
+            "{} people loaded into {}",
+            loaded.people,
+            db.display()
+        ));
+        std::fs::remove_file(&csv)?;
+        config.register = Some(db);
+        traits_input = Some(batch);
+    }
     let server = Server::bind(config, Some("127.0.0.1:0")).await?;
     let addr = server.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -135,9 +163,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         ));
     }
 
-    let input = match &opts.input {
-        Some(p) => p.clone(),
-        None => {
+    let input = match (&opts.input, traits_input) {
+        (Some(p), _) => p.clone(),
+        (None, Some(t)) => t,
+        (None, None) => {
             let p = env.dir.join("demo-input.csv");
             say(&format!("writing {} synthetic records", opts.records));
             write_synthetic_csv(&p, opts.records).context("writing the synthetic batch")?;
@@ -181,5 +210,6 @@ pub async fn run(opts: Options) -> anyhow::Result<Summary> {
         generation: receipt.generation,
         seconds,
         records_per_second: receipt.records as f64 / seconds.max(1e-9),
+        quality: receipt.quality,
     })
 }

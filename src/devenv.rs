@@ -241,6 +241,7 @@ pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
         operation_ttl_seconds: 86_400,
         renewal_period_years: crate::renewal::DEFAULT_PERIOD_YEARS,
         renewal_warning_days: crate::renewal::DEFAULT_WARNING_DAYS,
+        register: None,
         source_sha256: String::new(),
         source_path: None,
         tls: TlsFiles {

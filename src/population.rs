@@ -104,7 +104,17 @@ pub struct Population {
     years: WeightedIndex<f64>,
     countries: WeightedIndex<u32>,
     orders: HashMap<[u8; 10], u16>,
-    twin: Option<[u8; BODY_LEN]>,
+    twin: Option<([u8; BODY_LEN], u32)>,
+}
+
+/// One person's birth, as [`Population::next_birth`] draws it.
+pub struct Birth {
+    /// The NIR.
+    pub nir: Nir,
+    /// The year of birth (the NIR has only its last two digits).
+    pub year: u32,
+    /// The twin of the person drawn just before (same place, month and year).
+    pub twin: bool,
 }
 
 impl Population {
@@ -178,8 +188,18 @@ impl Population {
 
     /// The next person's NIR.
     pub fn next_nir(&mut self) -> Nir {
-        if let Some(body) = self.twin.take() {
-            return Nir::parse(&body).expect("a valid body");
+        self.next_birth().nir
+    }
+
+    /// The next person's NIR, birth year, and whether they are the twin of
+    /// the person before.
+    pub fn next_birth(&mut self) -> Birth {
+        if let Some((body, year)) = self.twin.take() {
+            return Birth {
+                nir: Nir::parse(&body).expect("a valid body"),
+                year,
+                twin: true,
+            };
         }
         loop {
             let year = 1925 + self.years.sample(&mut self.rng) as u32;
@@ -224,9 +244,13 @@ impl Population {
                 *count += 1;
                 let mut second = body;
                 write(&mut second, *count);
-                self.twin = Some(second);
+                self.twin = Some((second, year));
             }
-            return Nir::parse(&body).expect("a valid body");
+            return Birth {
+                nir: Nir::parse(&body).expect("a valid body"),
+                year,
+                twin: false,
+            };
         }
     }
 }

@@ -47,6 +47,10 @@ pub struct Receipt {
     /// `sweep_suspected`): the detector's rule and figures, counts only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepReport>,
+    /// A trait batch (DESIGN §7): its `ok` lines per quality of the
+    /// register look-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::identity::lines::Qualities>,
     /// Sequence number of the log entry recording the end of the batch.
     pub log_seq: u64,
     /// The ceremony whose log key signs the receipt.

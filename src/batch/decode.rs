@@ -10,7 +10,8 @@
 use zeroize::Zeroize;
 
 use super::chunk::{Chunk, Chunker, MAX_LINE};
-use super::{parse_csv_header, Format, HeaderError, Operation, BOM};
+use super::{csv_fields_n, parse_csv_header, Format, HeaderError, Operation, BOM};
+use crate::identity::{Columns, TRAIT_COLUMNS, USUAL_NAME};
 
 /// The framing of one body: see the module documentation.
 pub struct Decoder {
@@ -28,6 +29,8 @@ pub struct Decoder {
     in_blank: bool,
     /// Known once the start is complete.
     format: Option<Format>,
+    /// A trait batch's columns (§7), known with the format.
+    traits: Option<Columns>,
     chunker: Chunker,
     finished: bool,
 }
@@ -50,6 +53,7 @@ impl Decoder {
             bom_checked: false,
             in_blank: false,
             format: None,
+            traits: None,
             chunker: Chunker::new(),
             finished: false,
         }
@@ -64,6 +68,14 @@ impl Decoder {
     /// header) has been read.
     pub fn format(&self) -> Option<Format> {
         self.format
+    }
+
+    /// For a body of [`Operation::Derive`] whose start names identity
+    /// traits (§7: a CSV header of trait columns, or an NDJSON body whose
+    /// first line has trait fields), their columns; known with
+    /// [`Decoder::format`].
+    pub fn traits(&self) -> Option<Columns> {
+        self.traits
     }
 
     /// Whether [`Decoder::finish`] has been called.
@@ -129,6 +141,12 @@ impl Decoder {
                 None => return Ok(()),
             }
         } else {
+            if self.op == Operation::Derive {
+                match self.ndjson_kind(at_end) {
+                    Some(traits) => self.traits = traits,
+                    None => return Ok(()),
+                }
+            }
             self.format = Some(Format::Ndjson);
             0
         };
@@ -136,6 +154,30 @@ impl Decoder {
         self.chunker.push(&head[body_at..], emit);
         head.zeroize();
         Ok(())
+    }
+
+    /// An NDJSON body of [`Operation::Derive`] is a trait batch when its
+    /// first non-blank line names a trait field: `None` until that line is
+    /// whole (a first line longer than [`MAX_LINE`] makes it a NIR batch,
+    /// where that line is `malformed_line`).
+    fn ndjson_kind(&self, at_end: bool) -> Option<Option<Columns>> {
+        let mut rest = &self.head[..];
+        loop {
+            let end = memchr::memchr(b'\n', rest);
+            let line = match end {
+                Some(p) => &rest[..p],
+                None if at_end => rest,
+                None if self.head.len() > MAX_LINE => return Some(None),
+                None => return None,
+            };
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                return Some(names_traits(line).then(|| Columns::standard(false)));
+            }
+            match end {
+                Some(p) => rest = &rest[p + 1..],
+                None => return Some(None),
+            }
+        }
     }
 
     /// Finds the CSV header past the blank lines: sets the format and returns
@@ -190,11 +232,46 @@ impl Decoder {
                     continue;
                 }
             }
-            let delimiter = parse_csv_header(self.op, line)?;
+            let delimiter = match parse_csv_header(self.op, line) {
+                Ok(d) => d,
+                Err(e) if self.op == Operation::Derive => {
+                    let (d, columns) = trait_header(line).ok_or(e)?;
+                    self.traits = Some(columns);
+                    d
+                }
+                Err(e) => return Err(e),
+            };
             self.format = Some(Format::Csv { delimiter });
             return Ok(Some(line_end.map_or(self.head.len(), |p| at + p + 1)));
         }
     }
+}
+
+/// A §7 trait header line: its delimiter and columns.
+fn trait_header(line: &[u8]) -> Option<(u8, Columns)> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    for d in [b',', b';'] {
+        for want in 6..=8 {
+            if let Ok(fields) = csv_fields_n::<8>(line, d, want) {
+                let names: Vec<&[u8]> = fields[..want].iter().map(|f| f.as_ref()).collect();
+                if let Some(c) = Columns::of(&names) {
+                    return Some((d, c));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Whether an NDJSON line names a trait field.
+fn names_traits(line: &[u8]) -> bool {
+    let Ok(keys) = serde_json::from_slice::<
+        std::collections::HashMap<std::borrow::Cow<'_, str>, serde::de::IgnoredAny>,
+    >(line) else {
+        return false;
+    };
+    keys.keys()
+        .any(|k| TRAIT_COLUMNS.contains(&k.as_ref()) || k == USUAL_NAME)
 }
 
 /// Decodes a whole body held in memory (tests, fuzzing, small files): its

@@ -12,7 +12,11 @@ use crate::nir::{parse_into, BODY_LEN};
 
 /// The fields of a line (unused ones empty), or, for a malformed line, its
 /// first field when it could be read.
-type Fields<'a> = Result<[Cow<'a, [u8]>; 3], Option<Cow<'a, [u8]>>>;
+type Fields<'a> = FieldsN<'a, 3>;
+
+/// `N` fields of a line, or for a malformed line its first field when it
+/// could be read.
+pub(crate) type FieldsN<'a, const N: usize> = Result<[Cow<'a, [u8]>; N], Option<Cow<'a, [u8]>>>;
 
 /// One answered line before hashing.
 struct Rec {
@@ -366,18 +370,12 @@ pub(super) fn csv_fields(line: &[u8], d: u8, want: usize) -> Fields<'_> {
 }
 
 /// [`csv_fields`] for lines of up to `N` fields (a trait batch has up to 8).
-pub(crate) fn csv_fields_n<const N: usize>(
-    line: &[u8],
-    d: u8,
-    want: usize,
-) -> Result<[Cow<'_, [u8]>; N], Option<Cow<'_, [u8]>>> {
+pub(crate) fn csv_fields_n<const N: usize>(line: &[u8], d: u8, want: usize) -> FieldsN<'_, N> {
     let mut fields: [&[u8]; N] = [b""; N];
     let mut n = 0usize;
     let mut pos = 0usize;
     let mut first: Option<&[u8]> = None;
-    fn malformed<const N: usize>(
-        first: Option<&[u8]>,
-    ) -> Result<[Cow<'_, [u8]>; N], Option<Cow<'_, [u8]>>> {
+    fn malformed<const N: usize>(first: Option<&[u8]>) -> FieldsN<'_, N> {
         Err(first.map(Cow::Borrowed))
     }
     loop {

@@ -100,9 +100,14 @@ pub struct HeaderError {
 impl HeaderError {
     /// The refusal of a body of `op` whose header is not §4's.
     pub fn of(op: Operation) -> Self {
-        Self {
-            expected: op.request_columns().join(","),
+        let mut expected = op.request_columns().join(",");
+        if op == Operation::Derive {
+            // §7: or the identity traits.
+            expected.push_str(
+                "` or `index,sex,birth_name,first_names,birth_date,birth_place[,usual_name]",
+            );
         }
+        Self { expected }
     }
 }
 

@@ -15,6 +15,8 @@ pub mod lines;
 pub mod normal;
 pub mod register;
 pub mod store;
+#[cfg(feature = "dev-kit")]
+pub mod synth;
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -161,7 +163,7 @@ pub fn parse_date(raw: &[u8]) -> Option<Date> {
     Some(y * 10_000 + m * 100 + d)
 }
 
-fn days_in(y: u32, m: u32) -> u32 {
+pub(crate) fn days_in(y: u32, m: u32) -> u32 {
     match m {
         0 => 0,
         2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,

@@ -21,10 +21,13 @@ use tokio::task::JoinHandle;
 
 use super::{ApiError, AppState};
 use crate::batch::{
-    process_chunk_guarded, project, Chunk, Counts, Decoder, Format, Operation, Scratch, Verdict,
+    process_chunk_guarded, project, Candidates, Chunk, Counts, Decoder, Format, Operation, Scratch,
+    Verdict,
 };
 use crate::config::{ClientEntry, Role};
 use crate::event::{BatchId, ClientName, Event, ProjectName, Purpose, Term};
+use crate::identity::lines::{Qualities, TraitScratch};
+use crate::identity::{Columns, Register};
 use crate::receipt::{now_rfc3339, Receipt};
 use crate::seal::{Keys, ProjectTerms};
 use crate::tls::PeerIdentity;
@@ -70,6 +73,18 @@ impl Drop for Held {
 thread_local! {
     /// One scratch per blocking thread, reused from chunk to chunk.
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    /// The same for trait batches.
+    static TRAIT_SCRATCH: RefCell<TraitScratch> = RefCell::new(TraitScratch::default());
+}
+
+/// What every chunk of a batch is answered with.
+#[derive(Clone)]
+struct Shape {
+    op: Operation,
+    format: Format,
+    is_project: bool,
+    /// A trait batch's columns and the register it is looked up in.
+    traits: Option<(Columns, Arc<Register>)>,
 }
 
 pub(super) async fn derive(
@@ -407,6 +422,17 @@ async fn run_batch(
     let (decoder, ready, format) = read_start(&mut body, op, &admitted)
         .await
         .map_err(|e| refused(&state, &id, op, e))?;
+    let traits = match decoder.traits() {
+        None => None,
+        Some(columns) => match state.register() {
+            Ok(register) => Some((columns, register)),
+            Err(why) => {
+                drop(ready); // wiped by the chunks' Drop
+                drain(&mut body).await;
+                return Err(refused(&state, &id, op, ApiError::RegisterUnavailable(why)));
+            }
+        },
+    };
     let batch = BatchId::random();
     let mut run =
         Run::begin(&state, &id, &admitted, op, &batch).map_err(|e| refused(&state, &id, op, e))?;
@@ -439,7 +465,12 @@ async fn run_batch(
         })?;
         run.result = Some((project.clone(), file));
     }
-    let is_project = admitted.project.is_some();
+    let shape = Shape {
+        op,
+        format,
+        is_project: admitted.project.is_some(),
+        traits,
+    };
     let (tx, rx) = mpsc::channel::<Job>(IN_FLIGHT);
     run.bytes_read.store(decoder.bytes_fed(), Ordering::Relaxed);
     let reader = tokio::spawn(read_body(
@@ -447,18 +478,16 @@ async fn run_batch(
         decoder,
         ready,
         run.bytes_read.clone(),
-        op,
-        format,
+        shape.clone(),
         admitted.keys.clone(),
         admitted.max,
         admitted.idle,
-        is_project,
         guard,
         tx,
     ));
     let mut resp = (
         StatusCode::OK,
-        Body::from_stream(answer(rx, reader, run, format, is_project)),
+        Body::from_stream(answer(rx, reader, run, &shape)),
     )
         .into_response();
     let h = resp.headers_mut();
@@ -488,13 +517,14 @@ fn answer(
     rx: mpsc::Receiver<Job>,
     reader: JoinHandle<Result<(), Abort>>,
     run: Run,
-    format: Format,
-    is_project: bool,
+    shape: &Shape,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
-    let header_line = if is_project {
-        project::response_header(format)
+    let header_line = if shape.traits.is_some() {
+        crate::identity::lines::response_header(shape.format, shape.is_project)
+    } else if shape.is_project {
+        project::response_header(shape.format)
     } else {
-        format.response_header()
+        shape.format.response_header()
     }
     .map(Bytes::from);
     futures_util::stream::unfold(
@@ -507,8 +537,8 @@ fn answer(
             let end = |run, e| Some((Err(e), (rx_none(), None, run, None)));
             match rx.recv().await {
                 Some(handle) => match handle.await {
-                    Ok(Some((out, codes, counts))) => {
-                        run.add(&counts);
+                    Ok(Some((out, codes, counts, qualities))) => {
+                        run.add(&counts, qualities.as_ref());
                         if let Some(mut codes) = codes {
                             let written = run.write_result(&codes);
                             zeroize::Zeroize::zeroize(&mut codes);
@@ -548,7 +578,8 @@ fn rx_none() -> mpsc::Receiver<Job> {
 
 /// A chunk's answer to the client, for a project batch the matching body's
 /// lines, and the counts; `None` when the keys were retired first.
-type Job = JoinHandle<Option<(Vec<u8>, Option<Vec<u8>>, Counts)>>;
+/// And for a trait batch, the counts per quality.
+type Job = JoinHandle<Option<(Vec<u8>, Option<Vec<u8>>, Counts, Option<Qualities>)>>;
 
 /// Reads the body, cuts it into chunks and queues one blocking job per chunk.
 /// Counts the body bytes read in `bytes_read` (for the receipt, even of an
@@ -559,18 +590,16 @@ async fn read_body(
     mut decoder: Decoder,
     mut ready: Vec<Chunk>,
     bytes_read: Arc<AtomicU64>,
-    op: Operation,
-    format: Format,
+    shape: Shape,
     keys: Keys,
     max: u64,
     idle: std::time::Duration,
-    is_project: bool,
     guard: Option<Arc<super::guard::GuardRun>>,
     tx: mpsc::Sender<Job>,
 ) -> Result<(), Abort> {
     let guard = guard.as_ref();
     while !decoder.is_finished() {
-        queue(&mut ready, op, format, &keys, is_project, guard, &tx).await?;
+        queue(&mut ready, &shape, &keys, guard, &tx).await?;
         // A seal or a stop must not wait for a slow client's next bytes.
         let next = tokio::select! {
             next = tokio::time::timeout(idle, futures_util::StreamExt::next(&mut body)) => {
@@ -590,7 +619,7 @@ async fn read_body(
             return Err(Abort::TooLarge);
         }
     }
-    queue(&mut ready, op, format, &keys, is_project, guard, &tx).await?;
+    queue(&mut ready, &shape, &keys, guard, &tx).await?;
     Ok(())
 }
 
@@ -666,10 +695,8 @@ async fn drain(body: &mut axum::body::BodyDataStream) {
 /// [`IN_FLIGHT`] jobs are already queued.
 async fn queue(
     ready: &mut Vec<Chunk>,
-    op: Operation,
-    format: Format,
+    shape: &Shape,
     keys: &Keys,
-    is_project: bool,
     guard: Option<&Arc<super::guard::GuardRun>>,
     tx: &mpsc::Sender<Job>,
 ) -> Result<(), Abort> {
@@ -681,7 +708,14 @@ async fn queue(
         let held = keys.clone();
         // Taken here, in the batch's order: the quota is cut in that order.
         let mut ticket = guard.map(super::guard::GuardRun::ticket);
+        let shape = shape.clone();
         let job = tokio::task::spawn_blocking(move || {
+            let Shape {
+                op,
+                format,
+                is_project,
+                traits,
+            } = shape;
             // Sealed or stopping since this chunk was queued: no more codes.
             if !held.is_live() {
                 return None;
@@ -692,6 +726,34 @@ async fn queue(
                 Chunk::OversizedLine(_) => 128,
             });
             let mut counts = Counts::default();
+            let mut verdict = |c: Candidates<'_>| match ticket.as_mut() {
+                Some(t) => t.verdict(c.bodies, c.count),
+                None => Verdict::all(),
+            };
+            if let Some((columns, register)) = &traits {
+                let mut qualities = Qualities::default();
+                let mut codes = is_project.then(|| Vec::with_capacity(out.capacity()));
+                TRAIT_SCRATCH.with_borrow_mut(|s| {
+                    crate::identity::lines::process_chunk(
+                        format,
+                        columns,
+                        register,
+                        chain,
+                        &chunk,
+                        s,
+                        crate::identity::lines::Answer {
+                            client: &mut out,
+                            matcher: codes.as_mut(),
+                            counts: &mut counts,
+                            qualities: &mut qualities,
+                        },
+                        &mut verdict,
+                    )
+                });
+                drop(ticket);
+                crate::code::scrub_stack();
+                return Some((out, codes, counts, Some(qualities)));
+            }
             SCRATCH.with_borrow_mut(|s| {
                 process_chunk_guarded(
                     op,
@@ -701,24 +763,21 @@ async fn queue(
                     s,
                     &mut out,
                     &mut counts,
-                    &mut |c| match ticket.as_mut() {
-                        Some(t) => t.verdict(c.bodies, c.count),
-                        None => Verdict::all(),
-                    },
+                    &mut verdict,
                 )
             });
             drop(ticket);
             // What the kernel's frames left on this thread's stack goes now.
             crate::code::scrub_stack();
             if !is_project {
-                return Some((out, None, counts));
+                return Some((out, None, counts, None));
             }
             // No code reaches the submitter of a project batch.
             let mut client = Vec::with_capacity(out.len() / 2);
             let mut codes = Vec::with_capacity(out.len());
             project::split_answer(format, &out, &mut client, &mut codes);
             zeroize::Zeroize::zeroize(&mut out);
-            Some((client, Some(codes), counts))
+            Some((client, Some(codes), counts, None))
         });
         // A client that stops reading fills the channel: a seal must not
         // wait on it (the job, dropped, finds the keys retired and wipes
@@ -909,6 +968,7 @@ impl Run {
                 seconds: 0.0,
                 guard: None,
                 sweep: None,
+                quality: None,
                 log_seq: 0,
                 ceremony_id: String::new(),
                 signature: String::new(),
@@ -922,9 +982,12 @@ impl Run {
         })
     }
 
-    fn add(&mut self, c: &Counts) {
+    fn add(&mut self, c: &Counts, q: Option<&Qualities>) {
         if let Some(r) = &mut self.receipt {
             r.counts.merge(c);
+            if let Some(q) = q {
+                r.quality.get_or_insert_with(Qualities::default).merge(q);
+            }
         }
     }
 

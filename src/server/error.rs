@@ -59,6 +59,10 @@ pub enum ApiError {
     /// The traceability log cannot be written: the service fails closed.
     #[error("the traceability log cannot be written; the service refuses work until it can")]
     AuditUnavailable,
+    /// A trait batch came and the service has no register to look people
+    /// up in (none configured, or it could not be read).
+    #[error("{0}")]
+    RegisterUnavailable(&'static str),
     /// A quorum operation's proposal, approval or cancellation was refused.
     #[error("{0}")]
     Quorum(crate::seal::QuorumRefusal),
@@ -80,7 +84,9 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Forbidden(_) | ApiError::WrongHolderCertificate(_) => StatusCode::FORBIDDEN,
-            ApiError::Sealed | ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Sealed | ApiError::AuditUnavailable | ApiError::RegisterUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -119,6 +125,7 @@ impl ApiError {
             ApiError::WrongHolderCertificate(_) => "wrong_holder_certificate",
             ApiError::Conflict(_) => "conflict",
             ApiError::AuditUnavailable => "audit_unavailable",
+            ApiError::RegisterUnavailable(_) => "register_unavailable",
             ApiError::Internal => "internal",
             ApiError::Quorum(QuorumRefusal::WrongCertificate { .. }) => "wrong_holder_certificate",
             ApiError::Quorum(QuorumRefusal::Verification { .. }) => "share_refused",
@@ -162,6 +169,7 @@ impl IntoResponse for ApiError {
             self,
             ApiError::Sealed
                 | ApiError::AuditUnavailable
+                | ApiError::RegisterUnavailable(_)
                 | ApiError::Quorum(QuorumRefusal::LogUnavailable | QuorumRefusal::Sealing)
         ) {
             r.headers_mut()

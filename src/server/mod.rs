@@ -86,6 +86,8 @@ pub struct AppState {
     guard: guard::Guard,
     /// Connections open per certificate fingerprint.
     per_client: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    /// The register trait batches are looked up in, or why there is none.
+    register: Result<Arc<crate::identity::Register>, &'static str>,
 }
 
 /// One of a certificate's [`MAX_CONNECTIONS_PER_CLIENT`] slots, given back
@@ -284,6 +286,19 @@ impl AppState {
                 tracing::warn!(client = %c.name, "a submitter without a quota: nothing limits the codes it may get");
             }
         }
+        let register = match &config.register {
+            None => Err("this service has no register configured (`register` in server.toml): it takes NIR batches only"),
+            Some(path) => match crate::identity::store::open(path) {
+                Ok(r) => {
+                    tracing::info!(people = r.len(), "register read");
+                    Ok(Arc::new(r))
+                }
+                Err(e) => {
+                    tracing::error!(error = %crate::describe(&e), "the register cannot be read: trait batches are refused");
+                    Err("the register cannot be read; the service's log says why")
+                }
+            },
+        };
         let vault = Vault::new(record, keyring)
             .with_keyring_file(config.keyring.clone())
             .with_renewal_period(config.renewal_period_years);
@@ -302,7 +317,13 @@ impl AppState {
             refusals: RefusalLog::default(),
             guard,
             per_client: Arc::default(),
+            register,
         })
+    }
+
+    /// The register, or why there is none.
+    fn register(&self) -> Result<Arc<crate::identity::Register>, &'static str> {
+        self.register.clone()
     }
 
     /// The keys for a batch, or 503 while sealed.

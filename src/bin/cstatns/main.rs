@@ -121,6 +121,9 @@ enum Command {
     /// Operator: the guard against NIR dictionaries (docs/guard.md).
     #[command(subcommand)]
     Guard(GuardCommand),
+    /// The register that trait batches are looked up in (DESIGN §7, docs/identity.md).
+    #[command(subcommand)]
+    Register(RegisterCommand),
     /// Write a throw-away local deployment (INSECURE: for tests and demos only).
     #[cfg(feature = "dev-kit")]
     DevEnv(DevEnvArgs),
@@ -148,6 +151,53 @@ enum Command {
         /// Shares needed to unseal.
         #[arg(long, default_value_t = 3)]
         threshold: usize,
+        /// Send identity traits instead of NIRs (DESIGN §7): a synthetic register is made and
+        /// loaded, and `--records` of its people (respelt, with errors, and strangers) are
+        /// looked up.
+        #[arg(long, conflicts_with = "input")]
+        traits: bool,
+        /// With `--traits`: people in the synthetic register.
+        #[arg(long, default_value_t = 1_000_000, requires = "traits")]
+        register_people: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegisterCommand {
+    /// Load a register CSV (`nir,sex,birth_name,usual_name,first_names,birth_date,birth_place`)
+    /// into the embedded register named in server.toml, replacing it whole.
+    #[command(
+        after_help = "Every row is checked (NIR by DESIGN §2, sex, date, place, names) before the \
+                      register is replaced: a bad row stops the load, naming its row and column, \
+                      never its content, and the previous register stays. The service reads the \
+                      register when it starts."
+    )]
+    Load {
+        /// The service's configuration (its `register` names the file).
+        #[arg(long)]
+        config: PathBuf,
+        /// The register CSV.
+        file: PathBuf,
+    },
+    /// Write a synthetic register CSV (and a trait batch of its people) for tests and demos.
+    #[cfg(feature = "dev-kit")]
+    Generate {
+        /// People in the register.
+        #[arg(long, default_value_t = 100_000)]
+        people: u64,
+        /// The same seed gives the same people.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The register CSV to write (created, never overwritten; mode 0600).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also write a trait batch of about `--query-count` of its people, respelt, with
+        /// errors of each kind, and one stranger in twenty.
+        #[arg(long)]
+        queries: Option<PathBuf>,
+        /// Lines of the trait batch.
+        #[arg(long, default_value_t = 10_000)]
+        query_count: u64,
     },
 }
 
@@ -381,6 +431,48 @@ async fn run(cmd: Command, prepared: Option<Prepared>) -> anyhow::Result<ExitCod
             eprintln!("{client} is not suspended: its batches are answered again");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Register(RegisterCommand::Load { config, file }) => {
+            let config = cstatns::config::Config::load(&config)?;
+            let Some(db) = &config.register else {
+                anyhow::bail!("the configuration names no register (`register = \"FILE\"`)");
+            };
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{spinner} {pos} rows loaded")
+            {
+                bar.set_style(style);
+            }
+            let loaded = cstatns::identity::store::load(input, db, &mut |n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            eprintln!(
+                "{} people loaded into {}; restart the service to use them",
+                loaded.people,
+                db.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "dev-kit")]
+        Command::Register(RegisterCommand::Generate {
+            people,
+            seed,
+            output,
+            queries,
+            query_count,
+        }) => {
+            let truths = cstatns::identity::synth::write_files(
+                people,
+                seed,
+                &output,
+                queries.as_deref().map(|q| (q, query_count)),
+            )?;
+            eprintln!("{people} synthetic people written to {}", output.display());
+            if let Some(q) = queries {
+                eprintln!("{} trait lines written to {}", truths.len(), q.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Seal { endpoint } => {
             let status = Endpoint::from(endpoint).connect().await?.seal().await?;
             eprintln!(
@@ -420,6 +512,8 @@ async fn run(cmd: Command, prepared: Option<Prepared>) -> anyhow::Result<ExitCod
             import_key,
             holders,
             threshold,
+            traits,
+            register_people,
         } => {
             let summary = cstatns::demo::run(cstatns::demo::Options {
                 dir,
@@ -430,6 +524,7 @@ async fn run(cmd: Command, prepared: Option<Prepared>) -> anyhow::Result<ExitCod
                 holders,
                 threshold,
                 progress: std::io::stderr().is_terminal(),
+                traits: traits.then_some(register_people),
             })
             .await?;
             println!("{}", serde_json::to_string(&summary)?);
