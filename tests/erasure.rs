@@ -744,3 +744,92 @@ async fn no_master_secret_share_or_destroyed_project_key_stays_in_memory() {
     assert!(own.len() >= 2, "the scan misses what is there: {own:?}");
     drop(master);
 }
+
+/// `name` with its letters in alternate case (`lEfÈvRe`): a spelling the
+/// register's normal form never holds, so that finding it means the batch
+/// left it.
+fn alternate_case(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            if i % 2 == 0 {
+                c.to_lowercase().collect::<Vec<_>>()
+            } else {
+                c.to_uppercase().collect()
+            }
+        })
+        .collect()
+}
+
+/// A trait batch (DESIGN §7): the traits as sent, the indexes and the codes
+/// are gone from the service's memory once it is answered. (The register
+/// itself holds its people's NIRs and normalised names for the service's
+/// life: that is what it is for.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_trait_index_or_code_of_a_trait_batch_stays_in_memory() {
+    let env = TestEnv::new();
+    common::configure_register(&env, "register.db");
+    let csv = env.dir().join("register.csv");
+    let mut register =
+        String::from("nir,sex,birth_name,usual_name,first_names,birth_date,birth_place\n");
+    let mut batch = String::from("index,sex,birth_name,first_names,birth_date,birth_place\n");
+    let mut sent = Vec::new();
+    for (i, p) in cstatns::identity::synth::Synth::new(41)
+        .take(3000)
+        .enumerate()
+    {
+        register.push_str(&p.csv_row());
+        register.push('\n');
+        let traits = format!(
+            "\"{}\",\"{}\"",
+            alternate_case(&p.birth_name),
+            alternate_case(&p.first_names.join(" "))
+        );
+        batch.push_str(&format!(
+            "TR-51d0-{i:05},{},{traits},{},{}\n",
+            p.sex, p.birth_date, p.birth_place
+        ));
+        sent.push(traits.into_bytes());
+    }
+    std::fs::write(&csv, register).unwrap();
+    let (status, out) = common::register_load(&env, &csv);
+    assert_eq!(status, Some(0), "{out}");
+    let server = env.serve();
+    env.unseal(&server).await;
+    let reply = env.derive_csv(&server, batch).await;
+    assert_eq!(reply.status, 200);
+    let answer = reply.text();
+    let codes: Vec<&str> = answer
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(1))
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert!(codes.len() > 2500, "most people are found: {}", codes.len());
+    env.wait_for_audit("batch_end", |r| r["event"] == "batch_end");
+
+    let scan = |memory: &[u8]| {
+        let mut left = Vec::new();
+        if contains(memory, b"TR-51d0-") {
+            left.push("an index".to_owned());
+        }
+        let ac = aho_corasick::AhoCorasick::new(&sent).unwrap();
+        if let Some(m) = ac.find_iter(memory).next() {
+            left.push(format!("traits as sent, at offset {}", m.start()));
+        }
+        for code in codes.iter().step_by(50) {
+            if contains(memory, code.as_bytes()) || contains(memory, &hex::decode(code).unwrap()) {
+                left.push("a code".to_owned());
+                break;
+            }
+        }
+        left
+    };
+    let memory = memory_of(server.pid());
+    assert!(contains(&memory, b"cstatns"), "the scan sees the process");
+    let left = scan(&memory);
+    assert!(left.is_empty(), "left in the service's memory: {left:?}");
+    let own = scan(&memory_of(std::process::id()));
+    assert!(own.len() >= 3, "the scan misses what is there: {own:?}");
+    drop(answer);
+}

@@ -9,11 +9,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::{expected_c1, nir_body, test_k1, EnvOptions, TestEnv};
+use common::{
+    configure_register, expected_c1, nir_body, register_load, test_k1, EnvOptions, TestEnv,
+};
 use cstatns::pki::SUBMITTER;
+use std::path::Path;
 
 /// Hand-made people: (NIR seed, sex, birth name, usual name, first names,
 /// date, place).
@@ -52,30 +52,6 @@ fn write_register(path: &Path, people: &[(u64, &str, &str, &str, &str, &str, &st
         ));
     }
     std::fs::write(path, s).expect("write the register CSV");
-}
-
-/// Names the embedded register in `server.toml` (a top-level key, so first).
-fn configure_register(env: &TestEnv, file: &str) {
-    let text = std::fs::read_to_string(&env.env.config).expect("read server.toml");
-    std::fs::write(&env.env.config, format!("register = \"{file}\"\n{text}"))
-        .expect("write server.toml");
-}
-
-fn register_load(env: &TestEnv, csv: &Path) -> (Option<i32>, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_cstatns"))
-        .args(["register", "load", "--config"])
-        .arg(&env.env.config)
-        .arg(csv)
-        .output()
-        .expect("run cstatns register load");
-    (
-        o.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
 }
 
 fn code(seed: u64) -> String {

@@ -241,6 +241,31 @@ impl TestEnv {
     }
 }
 
+/// Names the embedded register (DESIGN §7) in `server.toml` (a top-level key, so first).
+pub fn configure_register(env: &TestEnv, file: &str) {
+    let text = std::fs::read_to_string(&env.env.config).expect("read server.toml");
+    std::fs::write(&env.env.config, format!("register = \"{file}\"\n{text}"))
+        .expect("write server.toml");
+}
+
+/// `cstatns register load --config server.toml CSV`: exit status and output.
+pub fn register_load(env: &TestEnv, csv: &Path) -> (Option<i32>, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_cstatns"))
+        .args(["register", "load", "--config"])
+        .arg(&env.env.config)
+        .arg(csv)
+        .output()
+        .expect("run cstatns register load");
+    (
+        o.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
 /// Rewrites `max_request_bytes` in a dev-env `server.toml` (before serving).
 pub fn set_max_request_bytes(config: &Path, max: u64) {
     set_number(config, "max_request_bytes", max);
