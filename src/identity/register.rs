@@ -1,10 +1,12 @@
 //! The register in memory, and the matching rules (`docs/identity.md`).
 //!
 //! People are held sorted by (sex, birth date), so that everyone born on a
-//! day is one slice; a second index finds them by (sex, surname, birth
-//! year), for the birth and the usual name alike. A look-up first asks for
-//! an exact match in the day's slice; only when there is none does it score
-//! the candidates of the tolerant rules.
+//! day is one slice, found with one look-up in a table of days; their names
+//! are in one buffer in the same order, so that a day's people and their
+//! names are two runs of memory. A second index finds people by (sex,
+//! surname, birth year), for the birth and the usual name alike. A look-up
+//! first asks for an exact match in the day's slice; only when there is
+//! none does it score the candidates of the tolerant rules.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -46,7 +48,7 @@ impl Drop for Person {
 pub enum Found {
     /// One person, every trait equal: the index of that person.
     Exact(u32),
-    /// One person within tolerance, with the score (0.7 to 1).
+    /// One person within tolerance, with the score ([`THRESHOLD`] to 1).
     Approximate(u32, f32),
     /// Several people.
     Ambiguous,
@@ -55,73 +57,188 @@ pub enum Found {
 }
 
 /// The lowest score of a tolerant match.
-pub const THRESHOLD: f32 = 0.7;
+pub const THRESHOLD: f32 = 0.75;
 
 /// Two tolerant candidates closer than this are ambiguous.
 pub const MARGIN: f32 = 0.1;
 
-/// The register, in memory.
-pub struct Register {
-    people: Vec<Person>,
-    /// (key of sex, surname and birth year; person), sorted.
-    by_name: Vec<(u64, u32)>,
+/// A name key is kept to this many bytes (longer ones are cut, in the
+/// register and in queries alike).
+const KEY_MAX: usize = 255;
+
+fn cap(key: &str) -> &[u8] {
+    let b = key.as_bytes();
+    &b[..b.len().min(KEY_MAX)]
 }
 
-fn name_key(sex: u8, surname: &str, year: u32) -> u64 {
+/// One person as held: 36 bytes, names in [`Register::names`].
+struct Entry {
+    nir: [u8; BODY_LEN],
+    sex: u8,
+    place: [u8; 5],
+    /// Lengths of the birth, usual and first names keys.
+    lens: [u8; 3],
+    date: Date,
+    /// Where the three keys start in the names buffer, one after the other.
+    names: u32,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.nir.zeroize();
+    }
+}
+
+/// Years a day table covers, from [`super::FIRST_YEAR`].
+const YEARS: u32 = 200;
+const DAYS_A_YEAR: u32 = 13 * 32;
+
+/// A (sex, date)'s slot in the day table.
+fn day_slot(sex: u8, date: Date) -> Option<usize> {
+    let (y, m, d) = ymd(date);
+    let year = y.checked_sub(super::FIRST_YEAR).filter(|&y| y < YEARS)?;
+    let sex = u32::from(sex.checked_sub(b'1').filter(|&s| s < 2)?);
+    Some(((sex * YEARS + year) * DAYS_A_YEAR + m * 32 + d) as usize)
+}
+
+/// The register, in memory.
+pub struct Register {
+    entries: Vec<Entry>,
+    /// Every entry's name keys, in the entries' order.
+    names: Vec<u8>,
+    /// For each day slot, where its people start in `entries` (one more
+    /// slot at the end).
+    days: Vec<u32>,
+    /// (key of sex, surname and birth year; entry), sorted by key.
+    by_name: Vec<(u64, u32)>,
+    /// For each value of a key's top 16 bits, where it starts in `by_name`.
+    name_buckets: Vec<u32>,
+}
+
+impl Drop for Register {
+    fn drop(&mut self) {
+        self.names.zeroize();
+    }
+}
+
+fn name_key(sex: u8, surname: &[u8], year: u32) -> u64 {
     let mut h = DefaultHasher::new();
     (sex, surname, year).hash(&mut h);
     h.finish()
 }
 
 impl Register {
-    /// The register of `people`.
+    /// The register of `people` (dates outside the years the day table
+    /// covers are kept out; the loader accepts none).
     pub fn new(mut people: Vec<Person>) -> Register {
+        people.retain(|p| day_slot(p.sex, p.date).is_some());
         people.sort_unstable_by_key(|p| (p.sex, p.date));
-        let mut by_name = Vec::with_capacity(people.len() * 5 / 4);
-        for (i, p) in people.iter().enumerate() {
-            let year = p.date / 10_000;
-            by_name.push((name_key(p.sex, &p.birth, year), i as u32));
-            if !p.usual.is_empty() && p.usual != p.birth {
-                by_name.push((name_key(p.sex, &p.usual, year), i as u32));
+        let mut names = Vec::new();
+        let mut entries = Vec::with_capacity(people.len());
+        let slots = 2 * (YEARS * DAYS_A_YEAR) as usize;
+        let mut days = vec![0u32; slots + 1];
+        for p in &people {
+            let keys = [cap(&p.birth), cap(&p.usual), cap(&p.first)];
+            let at = names.len() as u32;
+            for k in keys {
+                names.extend_from_slice(k);
+            }
+            entries.push(Entry {
+                nir: p.nir,
+                sex: p.sex,
+                place: p.place,
+                lens: keys.map(|k| k.len() as u8),
+                date: p.date,
+                names: at,
+            });
+            if let Some(slot) = day_slot(p.sex, p.date) {
+                days[slot + 1] += 1;
+            }
+        }
+        drop(people); // wiped by Person's Drop
+        for i in 1..days.len() {
+            days[i] += days[i - 1];
+        }
+        let mut register = Register {
+            entries,
+            names,
+            days,
+            by_name: Vec::new(),
+            name_buckets: Vec::new(),
+        };
+        let mut by_name = Vec::with_capacity(register.entries.len() * 5 / 4);
+        for (i, e) in register.entries.iter().enumerate() {
+            let year = e.date / 10_000;
+            let (birth, usual) = (register.birth(e), register.usual(e));
+            by_name.push((name_key(e.sex, birth, year), i as u32));
+            if !usual.is_empty() && usual != birth {
+                by_name.push((name_key(e.sex, usual, year), i as u32));
             }
         }
         by_name.sort_unstable();
-        Register { people, by_name }
+        let mut buckets = vec![0u32; (1 << 16) + 1];
+        for &(k, _) in &by_name {
+            buckets[(k >> 48) as usize + 1] += 1;
+        }
+        for i in 1..buckets.len() {
+            buckets[i] += buckets[i - 1];
+        }
+        register.by_name = by_name;
+        register.name_buckets = buckets;
+        register
     }
 
     /// How many people it holds.
     pub fn len(&self) -> usize {
-        self.people.len()
+        self.entries.len()
     }
 
     /// Whether it is empty.
     pub fn is_empty(&self) -> bool {
-        self.people.is_empty()
+        self.entries.is_empty()
     }
 
     /// Person `i`'s NIR body.
     pub fn nir(&self, i: u32) -> &[u8; BODY_LEN] {
-        &self.people[i as usize].nir
+        &self.entries[i as usize].nir
     }
 
-    /// Person `i`.
-    pub fn person(&self, i: u32) -> &Person {
-        &self.people[i as usize]
+    fn key(&self, e: &Entry, which: usize) -> &[u8] {
+        let skip: usize = e.lens[..which].iter().map(|&l| usize::from(l)).sum();
+        let at = e.names as usize + skip;
+        &self.names[at..at + usize::from(e.lens[which])]
+    }
+
+    fn birth(&self, e: &Entry) -> &[u8] {
+        self.key(e, 0)
+    }
+
+    fn usual(&self, e: &Entry) -> &[u8] {
+        self.key(e, 1)
+    }
+
+    fn first(&self, e: &Entry) -> &[u8] {
+        self.key(e, 2)
     }
 
     /// Everyone of `sex` born on `date` (as recorded).
     fn born(&self, sex: u8, date: Date) -> std::ops::Range<usize> {
-        let lo = self
-            .people
-            .partition_point(|p| (p.sex, p.date) < (sex, date));
-        let hi = lo + self.people[lo..].partition_point(|p| (p.sex, p.date) <= (sex, date));
-        lo..hi
+        match day_slot(sex, date) {
+            Some(s) => self.days[s] as usize..self.days[s + 1] as usize,
+            None => 0..0,
+        }
     }
 
-    fn named(&self, sex: u8, surname: &str, year: u32) -> impl Iterator<Item = u32> + '_ {
+    fn named(&self, sex: u8, surname: &[u8], year: u32) -> impl Iterator<Item = u32> + '_ {
         let k = name_key(sex, surname, year);
-        let lo = self.by_name.partition_point(|e| e.0 < k);
-        self.by_name[lo..]
+        let b = (k >> 48) as usize;
+        let (lo, hi) = (
+            self.name_buckets[b] as usize,
+            self.name_buckets[b + 1] as usize,
+        );
+        let run = &self.by_name[lo..hi];
+        let from = run.partition_point(|e| e.0 < k);
+        run[from..]
             .iter()
             .take_while(move |e| e.0 == k)
             .map(|e| e.1)
@@ -129,10 +246,15 @@ impl Register {
 
     /// Looks `q` up: exact first, then the tolerant rules.
     pub fn lookup(&self, q: &Query) -> Found {
+        let (birth, usual, first) = (cap(&q.birth), cap(&q.usual), cap(&q.first));
         let mut exact = None;
         for i in self.born(q.sex, q.date) {
-            let p = &self.people[i];
-            if p.birth == q.birth && p.first == q.first && p.place == q.place && usual_equal(q, p) {
+            let e = &self.entries[i];
+            if e.place == q.place
+                && self.birth(e) == birth
+                && self.first(e) == first
+                && (usual.is_empty() || self.usual(e) == usual)
+            {
                 if exact.is_some() {
                     return Found::Ambiguous;
                 }
@@ -148,26 +270,28 @@ impl Register {
     fn tolerant(&self, q: &Query) -> Found {
         let mut candidates: Vec<u32> = Vec::new();
         let (y, m, d) = ymd(q.date);
+        let mut day = |date: Date| candidates.extend(self.born(q.sex, date).map(|i| i as u32));
         if d != 0 {
-            candidates.extend(self.born(q.sex, q.date).map(|i| i as u32));
-            // Recorded with an unknown day, or day and month.
-            candidates.extend(self.born(q.sex, y * 10_000 + m * 100).map(|i| i as u32));
+            day(q.date);
+            // Recorded with an unknown day.
+            day(y * 10_000 + m * 100);
             if d <= 12 && d != m {
-                candidates.extend(self.born(q.sex, y * 10_000 + d * 100 + m).map(|i| i as u32));
+                day(y * 10_000 + d * 100 + m);
             }
         }
         if m != 0 {
-            candidates.extend(self.born(q.sex, y * 10_000).map(|i| i as u32));
+            // Recorded with an unknown day and month.
+            day(y * 10_000);
         }
-        candidates.extend(self.named(q.sex, &q.birth, y));
+        candidates.extend(self.named(q.sex, cap(&q.birth), y));
         if !q.usual.is_empty() && q.usual != q.birth {
-            candidates.extend(self.named(q.sex, &q.usual, y));
+            candidates.extend(self.named(q.sex, cap(&q.usual), y));
         }
         candidates.sort_unstable();
         candidates.dedup();
         let (mut best, mut second) = ((0.0f32, u32::MAX), 0.0f32);
         for &i in &candidates {
-            let s = score(q, &self.people[i as usize]);
+            let s = self.score(q, i);
             if s > best.0 {
                 second = best.0;
                 best = (s, i);
@@ -183,35 +307,33 @@ impl Register {
             Found::Approximate(best.1, best.0)
         }
     }
-}
 
-fn usual_equal(q: &Query, p: &Person) -> bool {
-    q.usual.is_empty() || q.usual == p.usual
-}
-
-/// The tolerant score of `p` for `q`: the product of each trait's factor,
-/// 0 when a trait is too far (`docs/identity.md` lists the factors).
-pub fn score(q: &Query, p: &Person) -> f32 {
-    let date = date_factor(q.date, p.date);
-    if date == 0.0 {
-        return 0.0;
+    /// The tolerant score of person `i` for `q`: the product of each
+    /// trait's factor, 0 when a trait is too far (`docs/identity.md` lists
+    /// the factors).
+    pub fn score(&self, q: &Query, i: u32) -> f32 {
+        let e = &self.entries[i as usize];
+        let date = date_factor(q.date, e.date);
+        if date == 0.0 {
+            return 0.0;
+        }
+        let (qb, qu) = (cap(&q.birth), cap(&q.usual));
+        let (pb, pu) = (self.birth(e), self.usual(e));
+        let birth = if pb == qb {
+            1.0
+        } else if (!pu.is_empty() && pu == qb) || (!qu.is_empty() && qu == pb) {
+            0.9 // the usual (married) name given as the birth name, or the other way
+        } else {
+            typo_factor(qb, pb)
+        };
+        if birth == 0.0 {
+            return 0.0;
+        }
+        let first = first_factor(cap(&q.first), self.first(e));
+        let place = if q.place == e.place { 1.0 } else { 0.8 };
+        let usual = if qu.is_empty() || qu == pu { 1.0 } else { 0.95 };
+        date * birth * first * place * usual
     }
-    let birth = if p.birth == q.birth {
-        1.0
-    } else if (!p.usual.is_empty() && p.usual == q.birth)
-        || (!q.usual.is_empty() && q.usual == p.birth)
-    {
-        0.9 // the usual (married) name given as the birth name, or the other way
-    } else {
-        typo_factor(&q.birth, &p.birth)
-    };
-    if birth == 0.0 {
-        return 0.0;
-    }
-    let first = first_factor(&q.first, &p.first);
-    let place = if q.place == p.place { 1.0 } else { 0.8 };
-    let usual = if usual_equal(q, p) { 1.0 } else { 0.95 };
-    date * birth * first * place * usual
 }
 
 /// Equal dates 1; one recorded with an unknown day or month 0.9; day and
@@ -236,7 +358,7 @@ fn date_factor(q: Date, p: Date) -> f32 {
 
 /// One edit in a key of 4 letters or more 0.85, two in one of 8 or more
 /// 0.75; otherwise 0.
-fn typo_factor(a: &str, b: &str) -> f32 {
+fn typo_factor(a: &[u8], b: &[u8]) -> f32 {
     let len = a.len().min(b.len());
     match distance(a, b, 2) {
         Some(1) if len >= 4 => 0.85,
@@ -245,15 +367,22 @@ fn typo_factor(a: &str, b: &str) -> f32 {
     }
 }
 
-/// Equal 1; one list the start of the other, or its words a subset (a
-/// missing second first name) 0.9; a typo as for names; otherwise 0.
-fn first_factor(q: &str, p: &str) -> f32 {
+fn words(s: &[u8]) -> impl Iterator<Item = &[u8]> {
+    s.split(|&b| b == b' ').filter(|w| !w.is_empty())
+}
+
+/// Whether every word of `a` is a word of `b`.
+fn subset(a: &[u8], b: &[u8]) -> bool {
+    words(a).all(|w| words(b).any(|v| v == w))
+}
+
+/// Equal 1; the words of one a subset of the other's (a missing second
+/// first name) 0.9; a typo as for names; otherwise 0.
+fn first_factor(q: &[u8], p: &[u8]) -> f32 {
     if q == p {
         return 1.0;
     }
-    let (qs, ps): (Vec<&str>, Vec<&str>) = (q.split(' ').collect(), p.split(' ').collect());
-    let subset = |a: &[&str], b: &[&str]| a.iter().all(|w| b.contains(w));
-    if subset(&qs, &ps) || subset(&ps, &qs) {
+    if subset(q, p) || subset(p, q) {
         return 0.9;
     }
     typo_factor(q, p)
