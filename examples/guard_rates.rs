@@ -55,9 +55,9 @@ impl Client {
                     return (line, most, Some(Trip { line, swept, rule }));
                 }
             }
-            let (l, k) = w.outcome();
-            self.prior.lines += l;
-            self.prior.implausible += k;
+            let o = w.outcome();
+            self.prior.lines += o.lines;
+            self.prior.implausible += o.implausible;
         }
         (line, most, None)
     }

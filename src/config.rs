@@ -167,6 +167,12 @@ pub struct Config {
     /// `register_unavailable`; NIR batches are served all the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub register: Option<PathBuf>,
+    /// Or the register in PostgreSQL (`docs/identity.md`): its URL (no
+    /// password in it), the CA of its server's certificate, the file of the
+    /// service's role's password. Reached when a batch of traits comes;
+    /// while it cannot be, trait batches get 503 `register_unavailable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_database: Option<crate::identity::postgres::Settings>,
     /// SHA-256 of the configuration file as read, for the log.
     #[serde(skip)]
     pub source_sha256: String,
@@ -277,7 +283,11 @@ impl Config {
         .into_iter()
         .chain(c.tls.crl.as_mut())
         .chain(c.register.as_mut())
-        {
+        .chain(
+            c.register_database
+                .iter_mut()
+                .flat_map(|d| [&mut d.ca, &mut d.password_file]),
+        ) {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -299,6 +309,12 @@ impl Config {
                 message: "insecure_dev_env = true: this is a throw-away development deployment, \
                           which a production build refuses to serve"
                     .to_owned(),
+            });
+        }
+        if c.register.is_some() && c.register_database.is_some() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: "both `register` and `[register_database]`: name one register".to_owned(),
             });
         }
         // DESIGN §3 (the CNIL's demand): renewed at least every five years.

@@ -242,6 +242,7 @@ pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
         renewal_period_years: crate::renewal::DEFAULT_PERIOD_YEARS,
         renewal_warning_days: crate::renewal::DEFAULT_WARNING_DAYS,
         register: None,
+        register_database: None,
         source_sha256: String::new(),
         source_path: None,
         tls: TlsFiles {

@@ -30,6 +30,15 @@
 //! - more than [`HIGH_ORDERS_MAX`] distinct order numbers above
 //!   [`ORDERS_HIGH`] come under the (sex, year, month, place) of one
 //!   bucket, counted across the client's batches ([`Prefixes`]).
+//!
+//! A batch of identity traits (DESIGN §7) shows the NIRs found to the same
+//! rules, and its look-ups to two more: a register finds most of a real
+//! population, while a batch that sweeps names or dates (to learn whose
+//! traits these are) finds hardly anyone. So it is a sweep as soon as
+//! - a block of [`BLOCK`] consecutive look-ups finds no one (or several
+//!   people) [`BLOCK_MISSES`] times or more, or
+//! - the client's look-ups that found no one reach [`MISS_SHARE_MIN`] and
+//!   half of its look-ups over the last [`WINDOW_DAYS`] days.
 
 use std::sync::LazyLock;
 
@@ -50,6 +59,11 @@ pub const ORDERS_HIGH: u32 = 500;
 /// Most distinct order numbers above [`ORDERS_HIGH`] in one bucket of
 /// prefixes: a prefix enumerated from 001 trips at 801.
 pub const HIGH_ORDERS_MAX: u16 = 300;
+/// Look-ups finding no one that make a block of look-ups a sweep (half).
+pub const BLOCK_MISSES: u32 = BLOCK / 2;
+/// Look-ups finding no one a client may have in all before their share
+/// counts.
+pub const MISS_SHARE_MIN: u64 = 2000;
 /// Days a client's counts are kept for the share.
 pub const WINDOW_DAYS: usize = 30;
 
@@ -200,6 +214,11 @@ pub enum Rule {
     /// Another batch of the same client was judged a sweep while this one
     /// ran: its client is suspended.
     ClientSuspended,
+    /// A block of [`BLOCK`] look-ups with [`BLOCK_MISSES`] finding no one.
+    NotFoundBlock,
+    /// The client's look-ups finding no one past [`MISS_SHARE_MIN`] and
+    /// half of its look-ups.
+    NotFoundShare,
 }
 
 impl Rule {
@@ -210,6 +229,8 @@ impl Rule {
             Rule::ImplausibleShare => "implausible_share",
             Rule::PrefixOrders => "prefix_orders",
             Rule::ClientSuspended => "client_suspended",
+            Rule::NotFoundBlock => "not_found_block",
+            Rule::NotFoundShare => "not_found_share",
         }
     }
 }
@@ -221,6 +242,10 @@ pub struct Prior {
     pub lines: u64,
     /// Implausible ones.
     pub implausible: u64,
+    /// Look-ups of identity traits.
+    pub lookups: u64,
+    /// Look-ups that found no one (or several people).
+    pub misses: u64,
 }
 
 /// Slots of a client's [`Prefixes`].
@@ -292,6 +317,10 @@ pub struct Watch {
     block_lines: u32,
     block_implausible: u32,
     most_orders: u16,
+    lookups: u64,
+    misses: u64,
+    block_lookups: u32,
+    block_misses: u32,
     tripped: Option<Rule>,
 }
 
@@ -324,7 +353,49 @@ impl Watch {
             block_lines: 0,
             block_implausible: 0,
             most_orders: 0,
+            lookups: 0,
+            misses: 0,
+            block_lookups: 0,
+            block_misses: 0,
             tripped: None,
+        }
+    }
+
+    /// Reads the next look-up of a batch of traits, in order: `found` the
+    /// person's NIR (which the NIR rules then read as [`Watch::observe`]
+    /// does), or `None` when it found no one or several people; returns
+    /// whether the batch is now judged a sweep (and stays so).
+    pub fn observe_lookup(
+        &mut self,
+        prefixes: &mut Prefixes,
+        found: Option<&[u8; BODY_LEN]>,
+    ) -> bool {
+        if self.tripped.is_some() {
+            return true;
+        }
+        self.lookups += 1;
+        self.block_lookups += 1;
+        if found.is_none() {
+            self.misses += 1;
+            self.block_misses += 1;
+        }
+        let misses = self.prior.misses + self.misses;
+        let lookups = self.prior.lookups + self.lookups;
+        self.tripped = if self.block_misses >= BLOCK_MISSES {
+            Some(Rule::NotFoundBlock)
+        } else if misses >= MISS_SHARE_MIN && misses * 2 >= lookups {
+            Some(Rule::NotFoundShare)
+        } else {
+            None
+        };
+        if self.tripped.is_none() && self.block_lookups == BLOCK {
+            self.block_lookups = 0;
+            self.block_misses = 0;
+        }
+        match (self.tripped, found) {
+            (Some(_), _) => true,
+            (None, Some(body)) => self.observe(prefixes, body),
+            (None, None) => false,
         }
     }
 
@@ -382,9 +453,14 @@ impl Watch {
         }
     }
 
-    /// What this batch adds to its client's counts: lines, implausible.
-    pub fn outcome(&self) -> (u64, u64) {
-        (self.lines, self.implausible)
+    /// What this batch adds to its client's counts.
+    pub fn outcome(&self) -> Prior {
+        Prior {
+            lines: self.lines,
+            implausible: self.implausible,
+            lookups: self.lookups,
+            misses: self.misses,
+        }
     }
 }
 
@@ -531,10 +607,11 @@ mod tests {
             if tripped.is_some() {
                 break;
             }
-            let (l, k) = w.outcome();
+            let o = w.outcome();
             prior = Prior {
-                lines: prior.lines + l,
-                implausible: prior.implausible + k,
+                lines: prior.lines + o.lines,
+                implausible: prior.implausible + o.implausible,
+                ..Prior::default()
             };
         }
         let (batch, rule) = tripped.expect("tripped");

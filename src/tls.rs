@@ -532,6 +532,18 @@ pub fn client_config_with_crl(
     Ok(Arc::new(config))
 }
 
+/// A client of another server than ours (the register's PostgreSQL): TLS
+/// 1.3 and the same AES-GCM suites, trusting only the CA(s) in `ca_pem`,
+/// without a client certificate (the role's password authenticates it).
+pub fn server_only_client_config(ca_pem: &Path) -> Result<ClientConfig, TlsError> {
+    let roots = Arc::new(root_store(ca_pem)?);
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::Protocol)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// The identity of the client on a server connection, from its end-entity
 /// certificate. `None` before the handshake has completed, or if the
 /// certificate (already verified by rustls) cannot be parsed by

@@ -124,6 +124,21 @@ pub struct Candidates<'a> {
     pub bodies: &'a [[u8; BODY_LEN]],
     /// How many lines passed their own checks.
     pub count: usize,
+    /// For a batch of identity traits: its lines that passed their own
+    /// checks, in order, each with the NIR it gave or found (its slot in
+    /// `bodies`) or none; the verdict's `swept` then counts these.
+    pub seen: Option<&'a [Seen]>,
+}
+
+/// A line of a batch of identity traits, as the guard sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// A NIR given on the line (a batch that takes either), at this slot.
+    Given(u32),
+    /// A look-up that found one person, whose NIR is at this slot.
+    Found(u32),
+    /// A look-up that found no one, or several people.
+    Miss,
 }
 
 /// [`process_chunk`] with a guard between parsing and hashing: `guard` sees
@@ -147,6 +162,7 @@ pub fn process_chunk_guarded(
             let _ = guard(Candidates {
                 bodies: &[],
                 count: 0,
+                seen: None,
             });
             counts.add(Status::MalformedLine);
             let index = oversized_index(format, head).unwrap_or_default();
@@ -165,6 +181,7 @@ pub fn process_chunk_guarded(
             Operation::Renew => &[],
         },
         count,
+        seen: None,
     });
     if verdict.swept < count {
         scratch.hold_back(op, verdict.swept, Status::SweepSuspected);

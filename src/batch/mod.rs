@@ -25,7 +25,9 @@ mod validate;
 pub use chunk::{Chunk, Chunker, CHUNK_SIZE, MAX_LINE, OVERSIZED_HEAD};
 pub use decode::{decode_all, Decoder};
 pub(crate) use line::{bytes, csv_fields_n, oversized_index};
-pub use line::{check_chunk, process_chunk, process_chunk_guarded, Candidates, Scratch, Verdict};
+pub use line::{
+    check_chunk, process_chunk, process_chunk_guarded, Candidates, Scratch, Seen, Verdict,
+};
 pub use status::{Counts, Status};
 pub use validate::{validate, ValidateError, Validation};
 

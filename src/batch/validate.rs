@@ -69,6 +69,7 @@ pub fn validate(
     let mut decoder = Decoder::new(op, csv);
     let mut ready: Vec<Chunk> = Vec::new();
     let mut scratch = Scratch::default();
+    let mut traits = crate::identity::lines::TraitScratch::default();
     let mut buf = vec![0u8; super::CHUNK_SIZE];
     loop {
         let n = match input.read(&mut buf) {
@@ -80,13 +81,21 @@ pub fn validate(
         decoder.push(&buf[..n], &mut |c| ready.push(c))?;
         if let Some(format) = decoder.format() {
             for c in ready.drain(..) {
-                check_chunk(op, format, &c, &mut scratch, &mut visit);
+                match decoder.traits() {
+                    Some(t) => {
+                        crate::identity::lines::check_chunk(format, &t, &c, &mut traits, &mut visit)
+                    }
+                    None => check_chunk(op, format, &c, &mut scratch, &mut visit),
+                }
             }
         }
     }
     let format = decoder.finish(&mut |c| ready.push(c))?;
     for c in ready.drain(..) {
-        check_chunk(op, format, &c, &mut scratch, &mut visit);
+        match decoder.traits() {
+            Some(t) => crate::identity::lines::check_chunk(format, &t, &c, &mut traits, &mut visit),
+            None => check_chunk(op, format, &c, &mut scratch, &mut visit),
+        }
     }
     Ok(found)
 }
@@ -107,5 +116,21 @@ mod tests {
             validate(Operation::Derive, true, &b"nir,index\n"[..]),
             Err(ValidateError::Header(_))
         ));
+    }
+
+    #[test]
+    fn a_trait_batch_is_checked_line_by_line_without_a_register() {
+        let body = "index;sex;birth_name;first_names;birth_date;birth_place\n\
+                    T1;1;Dupont;Paul;1970-01-03;69123\nT2;3;Dupont;Paul;1970-01-03;69123\n\
+                    T1;2;Durand;Anne;1970-02-30;69123\nT4;1;Dupont;Paul\n";
+        let v = validate(Operation::Derive, true, body.as_bytes()).unwrap();
+        assert_eq!(v.counts.get(Status::Ok), 1);
+        assert_eq!(v.counts.get(Status::InvalidSex), 1);
+        assert_eq!(
+            v.counts.get(Status::InvalidDate),
+            1,
+            "its own error before the duplicate"
+        );
+        assert_eq!(v.counts.get(Status::MalformedLine), 1);
     }
 }

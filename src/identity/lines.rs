@@ -9,10 +9,11 @@ use std::borrow::Cow;
 
 use zeroize::Zeroize;
 
-use super::{Columns, Found, Quality, RawTraits, Register};
+use super::postgres::DbError;
+use super::{Backend, Columns, Quality, Query, RawTraits, Resolved};
 use crate::batch::{
-    bytes, csv_fields_n, index_status, oversized_index, Candidates, Chunk, Counts, Format, Status,
-    Verdict, MAX_LINE, OVERSIZED_HEAD,
+    bytes, csv_fields_n, index_status, oversized_index, Candidates, Chunk, Counts, Format, Seen,
+    Status, Verdict, MAX_LINE, OVERSIZED_HEAD,
 };
 use crate::code::{write_hex, Code, KeyChain, CODE_HEX_LEN};
 use crate::nir::{parse_into, BODY_LEN};
@@ -25,6 +26,16 @@ struct Rec {
     quality: Option<Quality>,
     index: (u32, u8),
     slot: u32,
+    /// Before the look-ups: the line's NIR (in `given`) or question (in
+    /// `queries`), whose body takes a slot in the line's order after them.
+    wait: Wait,
+}
+
+#[derive(Clone, Copy)]
+enum Wait {
+    Nothing,
+    Given(u32),
+    Query(u32),
 }
 
 /// Buffers reused from chunk to chunk by one worker; wiped after every chunk.
@@ -32,6 +43,10 @@ struct Rec {
 pub struct TraitScratch {
     recs: Vec<Rec>,
     indexes: Vec<u8>,
+    given: Vec<[u8; BODY_LEN]>,
+    queries: Vec<Query>,
+    resolved: Vec<Resolved>,
+    seen: Vec<Seen>,
     bodies: Vec<[u8; BODY_LEN]>,
     codes: Vec<Code>,
 }
@@ -40,8 +55,64 @@ impl TraitScratch {
     fn wipe(&mut self) {
         self.recs.clear();
         self.indexes.zeroize();
+        self.given.zeroize();
+        self.queries.clear(); // each wiped on drop
+        self.resolved.clear(); // each wiped on drop
+        self.seen.clear();
         self.bodies.zeroize();
         self.codes.zeroize();
+    }
+
+    /// After the look-ups: each line's body (given or found) takes the
+    /// next slot, in the lines' order, and each looked-up line its quality;
+    /// the guard's view of the lines ([`Seen`]) is made.
+    fn place(&mut self) {
+        self.seen.clear();
+        for rec in &mut self.recs {
+            match rec.wait {
+                Wait::Nothing => {}
+                Wait::Given(g) => {
+                    rec.slot = self.bodies.len() as u32;
+                    self.bodies.push(self.given[g as usize]);
+                    self.seen.push(Seen::Given(rec.slot));
+                }
+                Wait::Query(q) => {
+                    let r = &self.resolved[q as usize];
+                    rec.quality = Some(r.quality);
+                    if r.is_found() {
+                        rec.slot = self.bodies.len() as u32;
+                        self.bodies.push(r.nir);
+                        self.seen.push(Seen::Found(rec.slot));
+                    } else {
+                        self.seen.push(Seen::Miss);
+                    }
+                }
+            }
+        }
+    }
+
+    /// From the `k`-th line the guard saw on, every line gets `rest` and no
+    /// code; the bodies from the first such line's are wiped.
+    fn cut_seen(&mut self, k: usize, rest: Status) {
+        let mut n = 0usize;
+        let mut first = None;
+        for rec in &mut self.recs {
+            if rec.status != Status::Ok || matches!(rec.wait, Wait::Nothing) {
+                continue;
+            }
+            if n >= k {
+                if rec.slot != NO_SLOT && first.is_none() {
+                    first = Some(rec.slot as usize);
+                }
+                rec.status = rest;
+                rec.quality = None;
+            }
+            n += 1;
+        }
+        if let Some(from) = first {
+            self.bodies[from..].iter_mut().for_each(Zeroize::zeroize);
+            self.bodies.truncate(from);
+        }
     }
 
     /// From the line of slot `from` on (from the first line when `from`
@@ -119,24 +190,26 @@ pub struct Answer<'a> {
 
 /// Answers every line of a trait batch's chunk. `guard` sees the NIRs of
 /// the lines that passed their own checks and were found (or given) and
-/// says how many get a code, as for a NIR batch.
+/// says how many get a code, as for a NIR batch. Fails, answering nothing,
+/// when the register cannot be reached (the batch is then given up).
 #[allow(clippy::too_many_arguments)] // the batch's parts, the guard and the answer
 pub fn process_chunk(
     format: Format,
     columns: &Columns,
-    register: &Register,
+    register: &Backend,
     chain: &KeyChain,
     chunk: &Chunk,
     scratch: &mut TraitScratch,
     answer: Answer<'_>,
     guard: &mut dyn FnMut(Candidates<'_>) -> Verdict,
-) {
+) -> Result<(), DbError> {
     let lines = match chunk {
         Chunk::Lines(lines) => lines,
         Chunk::OversizedLine(head) => {
             let _ = guard(Candidates {
                 bodies: &[],
                 count: 0,
+                seen: None,
             });
             answer.counts.add(Status::MalformedLine);
             let index = oversized_index(format, head).unwrap_or_default();
@@ -150,7 +223,7 @@ pub fn process_chunk(
                 Status::MalformedLine,
                 answer.client,
             );
-            return;
+            return Ok(());
         }
     };
     for line in lines.split(|&b| b == b'\n') {
@@ -158,19 +231,32 @@ pub fn process_chunk(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let rec = parse_line(format, columns, register, line, scratch);
+        let rec = parse_line(format, columns, line, scratch);
         scratch.recs.push(rec);
     }
+    if let Err(e) = register.resolve(&scratch.queries, &mut scratch.resolved) {
+        scratch.wipe();
+        return Err(e);
+    }
+    scratch.place();
     let count = scratch.bodies.len();
+    let seen = std::mem::take(&mut scratch.seen);
     let verdict = guard(Candidates {
         bodies: &scratch.bodies,
         count,
+        seen: Some(&seen),
     });
     // A halted batch (swept at 0) answers no look-up either.
-    if verdict.swept < count || verdict.swept == 0 {
-        scratch.hold_back(verdict.swept.min(count), Status::SweepSuspected);
+    let swept = verdict.swept.min(seen.len());
+    if swept < seen.len() || verdict.swept == 0 {
+        scratch.cut_seen(swept, Status::SweepSuspected);
     }
-    if verdict.allowed < count.min(verdict.swept) {
+    let wanted = seen[..swept]
+        .iter()
+        .filter(|s| !matches!(s, Seen::Miss))
+        .count();
+    scratch.seen = seen;
+    if verdict.allowed < wanted {
         scratch.hold_back(verdict.allowed, verdict.rest);
     }
     scratch.codes.resize(scratch.bodies.len(), Code::default());
@@ -215,22 +301,56 @@ pub fn process_chunk(
     }
     hex.zeroize();
     scratch.wipe();
+    Ok(())
 }
 
 type TraitFields<'a> = Result<[Cow<'a, [u8]>; 8], Option<Cow<'a, [u8]>>>;
 
-fn parse_line(
+/// Checks every line of a trait batch's chunk without a register or a key
+/// (`cstatns validate`): calls `visit(status, index)` for each non-blank
+/// line in order, `ok` for a line that passes its own checks (the look-up
+/// is the service's).
+pub fn check_chunk(
     format: Format,
     columns: &Columns,
-    register: &Register,
-    line: &[u8],
-    s: &mut TraitScratch,
-) -> Rec {
+    chunk: &Chunk,
+    scratch: &mut TraitScratch,
+    mut visit: impl FnMut(Status, &[u8]),
+) {
+    let lines = match chunk {
+        Chunk::Lines(lines) => lines,
+        Chunk::OversizedLine(head) => {
+            visit(
+                Status::MalformedLine,
+                oversized_index(format, head).unwrap_or_default(),
+            );
+            return;
+        }
+    };
+    for line in lines.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let rec = parse_line(format, columns, line, scratch);
+        scratch.recs.push(rec);
+    }
+    for rec in &scratch.recs {
+        let (start, len) = (rec.index.0 as usize, rec.index.1 as usize);
+        visit(rec.status, &scratch.indexes[start..start + len]);
+    }
+    scratch.wipe();
+}
+
+/// Parses and checks one line; a line with a NIR keeps it in `given`, one
+/// with traits its question in `queries` (looked up with the chunk's).
+fn parse_line(format: Format, columns: &Columns, line: &[u8], s: &mut TraitScratch) -> Rec {
     let mut rec = Rec {
         status: Status::MalformedLine,
         quality: None,
         index: (s.indexes.len() as u32, 0),
         slot: NO_SLOT,
+        wait: Wait::Nothing,
     };
     if line.len() > MAX_LINE {
         if let Some(index) = oversized_index(format, &line[..OVERSIZED_HEAD]) {
@@ -286,8 +406,8 @@ fn parse_line(
                 Err(st) => st,
             },
             Ok(()) => {
-                rec.slot = s.bodies.len() as u32;
-                s.bodies.push(body);
+                rec.wait = Wait::Given(s.given.len() as u32);
+                s.given.push(body);
                 Status::Ok
             }
         };
@@ -299,17 +419,8 @@ fn parse_line(
         match raw.query() {
             Err(st) => st,
             Ok(q) => {
-                let (slot, quality) = match register.lookup(&q) {
-                    Found::Exact(i) => (Some(i), Quality::Exact),
-                    Found::Approximate(i, _) => (Some(i), Quality::Approximate),
-                    Found::Ambiguous => (None, Quality::Ambiguous),
-                    Found::NotFound => (None, Quality::NotFound),
-                };
-                if let Some(i) = slot {
-                    rec.slot = s.bodies.len() as u32;
-                    s.bodies.push(*register.nir(i));
-                }
-                rec.quality = Some(quality);
+                rec.wait = Wait::Query(s.queries.len() as u32);
+                s.queries.push(q);
                 Status::Ok
             }
         }
@@ -452,7 +563,7 @@ mod tests {
     use super::*;
     use crate::code::GenerationKey;
 
-    fn register() -> Register {
+    fn register() -> Backend {
         let p = |nir: &str, sex, birth: &str, first: &str, date, place: &str| Person {
             nir: nir.as_bytes().try_into().unwrap(),
             sex,
@@ -462,7 +573,7 @@ mod tests {
             usual: String::new(),
             first: first_names(first),
         };
-        Register::new(vec![
+        Backend::Embedded(super::super::Register::new(vec![
             p(
                 "2610575115001",
                 b'2',
@@ -480,7 +591,7 @@ mod tests {
                 "75115",
             ),
             p("1700169123005", b'1', "Dupont", "Paul", 19700103, "69123"),
-        ])
+        ]))
     }
 
     fn run(format: Format, columns: Columns, input: &str) -> (String, Qualities) {
@@ -500,7 +611,8 @@ mod tests {
                 qualities: &mut q,
             },
             &mut |_| Verdict::all(),
-        );
+        )
+        .unwrap();
         (String::from_utf8(out).unwrap(), q)
     }
 
@@ -613,7 +725,8 @@ mod tests {
                 rest: Status::QuotaExceeded,
                 swept: usize::MAX,
             },
-        );
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "A4,,,quota_exceeded\nA1,,,quota_exceeded\n"

@@ -7,12 +7,16 @@
 //! - [`normal`]: what makes two spellings of a name the same name;
 //! - [`register`]: the register in memory and the matching rules;
 //! - [`store`]: the register file (SQLite) and its loader;
+//! - [`postgres`]: the register in PostgreSQL, its loader and look-ups;
 //! - [`lines`]: a batch of traits, line by line.
 //!
 //! The rules are in `docs/identity.md`.
 
 pub mod lines;
 pub mod normal;
+#[cfg(feature = "dev-kit")]
+pub mod pgdev;
+pub mod postgres;
 pub mod register;
 pub mod store;
 #[cfg(feature = "dev-kit")]
@@ -21,6 +25,7 @@ pub mod synth;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::batch::Status;
+use crate::nir::BODY_LEN;
 
 pub use register::{Found, Register};
 
@@ -53,6 +58,91 @@ impl Quality {
             Quality::Approximate => "approximate",
             Quality::Ambiguous => "ambiguous",
             Quality::NotFound => "not_found",
+        }
+    }
+}
+
+/// A query's answer: its quality and, for `exact` and `approximate`, the
+/// NIR found. Wiped on drop.
+pub struct Resolved {
+    /// The look-up's quality.
+    pub quality: Quality,
+    /// The NIR's body (zeros when none was found).
+    pub nir: [u8; BODY_LEN],
+}
+
+impl Resolved {
+    /// A person found.
+    pub fn found(quality: Quality, nir: &[u8; BODY_LEN]) -> Self {
+        Self { quality, nir: *nir }
+    }
+
+    /// No one (or several).
+    pub fn none(quality: Quality) -> Self {
+        Self {
+            quality,
+            nir: [0; BODY_LEN],
+        }
+    }
+
+    /// Whether a person was found.
+    pub fn is_found(&self) -> bool {
+        matches!(self.quality, Quality::Exact | Quality::Approximate)
+    }
+}
+
+impl Drop for Resolved {
+    fn drop(&mut self) {
+        self.nir.zeroize();
+    }
+}
+
+/// Where trait batches look people up: the embedded register (a SQLite
+/// file read into memory) or a PostgreSQL server.
+pub enum Backend {
+    /// In memory.
+    Embedded(Register),
+    /// In PostgreSQL.
+    Postgres(postgres::PgRegister),
+}
+
+impl Backend {
+    /// The back-end's name, for the log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded(_) => "embedded",
+            Backend::Postgres(_) => "postgresql",
+        }
+    }
+
+    /// Whether look-ups can be made now: a batch of traits is refused
+    /// before it starts when they cannot.
+    pub async fn ready(&self) -> Result<(), postgres::DbError> {
+        match self {
+            Backend::Embedded(_) => Ok(()),
+            Backend::Postgres(pg) => pg.ready().await,
+        }
+    }
+
+    /// Looks up a chunk's queries; `out` gets one answer per query, in
+    /// order. Blocks (call it from a blocking worker).
+    pub fn resolve(
+        &self,
+        queries: &[Query],
+        out: &mut Vec<Resolved>,
+    ) -> Result<(), postgres::DbError> {
+        match self {
+            Backend::Embedded(r) => {
+                out.clear();
+                out.extend(queries.iter().map(|q| match r.lookup(q) {
+                    Found::Exact(i) => Resolved::found(Quality::Exact, r.nir(i)),
+                    Found::Approximate(i, _) => Resolved::found(Quality::Approximate, r.nir(i)),
+                    Found::Ambiguous => Resolved::none(Quality::Ambiguous),
+                    Found::NotFound => Resolved::none(Quality::NotFound),
+                }));
+                Ok(())
+            }
+            Backend::Postgres(pg) => pg.resolve(queries, out),
         }
     }
 }

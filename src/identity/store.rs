@@ -60,6 +60,13 @@ pub enum StoreError {
         /// The row's number.
         row: u64,
     },
+    /// Two rows carry the same NIR (found by the database's key, which does
+    /// not say which rows).
+    #[error("two rows carry the same NIR: the register was left as it was")]
+    DuplicateNir,
+    /// The PostgreSQL register (its code and message, never its detail).
+    #[error("the register database: {0}")]
+    Database(String),
     /// The CSV could not be read.
     #[error("cannot read the register CSV (row {row}): {source}")]
     Csv {
@@ -94,7 +101,7 @@ pub struct Loaded {
 }
 
 /// Checks one register row; returns it in canonical form.
-fn check_row(row: u64, rec: &csv::ByteRecord) -> Result<[String; 7], StoreError> {
+pub(crate) fn check_row(row: u64, rec: &csv::ByteRecord) -> Result<[String; 7], StoreError> {
     let bad = |column| StoreError::Row { row, column };
     if rec.len() != HEADER.len() {
         return Err(bad("the row's field count"));

@@ -27,7 +27,7 @@ use crate::batch::{
 use crate::config::{ClientEntry, Role};
 use crate::event::{BatchId, ClientName, Event, ProjectName, Purpose, Term};
 use crate::identity::lines::{Qualities, TraitScratch};
-use crate::identity::{Columns, Register};
+use crate::identity::{Backend, Columns};
 use crate::receipt::{now_rfc3339, Receipt};
 use crate::seal::{Keys, ProjectTerms};
 use crate::tls::PeerIdentity;
@@ -84,7 +84,7 @@ struct Shape {
     format: Format,
     is_project: bool,
     /// A trait batch's columns and the register it is looked up in.
-    traits: Option<(Columns, Arc<Register>)>,
+    traits: Option<(Columns, Arc<Backend>)>,
 }
 
 pub(super) async fn derive(
@@ -425,7 +425,22 @@ async fn run_batch(
     let traits = match decoder.traits() {
         None => None,
         Some(columns) => match state.register() {
-            Ok(register) => Some((columns, register)),
+            Ok(register) => match register.ready().await {
+                Ok(()) => Some((columns, register)),
+                Err(e) => {
+                    tracing::error!(error = %crate::describe(&e), "the register cannot be reached: a batch of traits is refused");
+                    drop(ready); // wiped by the chunks' Drop
+                    drain(&mut body).await;
+                    return Err(refused(
+                        &state,
+                        &id,
+                        op,
+                        ApiError::RegisterUnavailable(
+                            "the register database cannot be reached; the service's log says why",
+                        ),
+                    ));
+                }
+            },
             Err(why) => {
                 drop(ready); // wiped by the chunks' Drop
                 drain(&mut body).await;
@@ -537,7 +552,7 @@ fn answer(
             let end = |run, e| Some((Err(e), (rx_none(), None, run, None)));
             match rx.recv().await {
                 Some(handle) => match handle.await {
-                    Ok(Some((out, codes, counts, qualities))) => {
+                    Ok(Ok((out, codes, counts, qualities))) => {
                         run.add(&counts, qualities.as_ref());
                         if let Some(mut codes) = codes {
                             let written = run.write_result(&codes);
@@ -549,9 +564,9 @@ fn answer(
                         }
                         Some((Ok(Bytes::from(out)), (rx, Some(reader), run, None)))
                     }
-                    Ok(None) => {
-                        run.reason = Some(Abort::Sealed);
-                        end(run, Abort::Sealed.into_io())
+                    Ok(Err(abort)) => {
+                        run.reason = Some(abort);
+                        end(run, abort.into_io())
                     }
                     Err(_) => end(run, std::io::Error::other("a worker failed")),
                 },
@@ -577,9 +592,10 @@ fn rx_none() -> mpsc::Receiver<Job> {
 }
 
 /// A chunk's answer to the client, for a project batch the matching body's
-/// lines, and the counts; `None` when the keys were retired first.
-/// And for a trait batch, the counts per quality.
-type Job = JoinHandle<Option<(Vec<u8>, Option<Vec<u8>>, Counts, Option<Qualities>)>>;
+/// lines, and the counts; and for a trait batch, the counts per quality.
+/// An error when the keys were retired first, or the register could not be
+/// reached.
+type Job = JoinHandle<Result<(Vec<u8>, Option<Vec<u8>>, Counts, Option<Qualities>), Abort>>;
 
 /// Reads the body, cuts it into chunks and queues one blocking job per chunk.
 /// Counts the body bytes read in `bytes_read` (for the receipt, even of an
@@ -718,7 +734,7 @@ async fn queue(
             } = shape;
             // Sealed or stopping since this chunk was queued: no more codes.
             if !held.is_live() {
-                return None;
+                return Err(Abort::Sealed);
             }
             let chain = held.chain();
             let mut out = Vec::with_capacity(match &chunk {
@@ -727,13 +743,13 @@ async fn queue(
             });
             let mut counts = Counts::default();
             let mut verdict = |c: Candidates<'_>| match ticket.as_mut() {
-                Some(t) => t.verdict(c.bodies, c.count),
+                Some(t) => t.verdict(c.bodies, c.count, c.seen),
                 None => Verdict::all(),
             };
             if let Some((columns, register)) = &traits {
                 let mut qualities = Qualities::default();
                 let mut codes = is_project.then(|| Vec::with_capacity(out.capacity()));
-                TRAIT_SCRATCH.with_borrow_mut(|s| {
+                let done = TRAIT_SCRATCH.with_borrow_mut(|s| {
                     crate::identity::lines::process_chunk(
                         format,
                         columns,
@@ -752,7 +768,15 @@ async fn queue(
                 });
                 drop(ticket);
                 crate::code::scrub_stack();
-                return Some((out, codes, counts, Some(qualities)));
+                if let Err(e) = done {
+                    tracing::error!(error = %crate::describe(&e), "the register could not be reached during a batch of traits: it is given up");
+                    zeroize::Zeroize::zeroize(&mut out);
+                    if let Some(c) = codes.as_mut() {
+                        zeroize::Zeroize::zeroize(c);
+                    }
+                    return Err(Abort::RegisterUnavailable);
+                }
+                return Ok((out, codes, counts, Some(qualities)));
             }
             SCRATCH.with_borrow_mut(|s| {
                 process_chunk_guarded(
@@ -770,14 +794,14 @@ async fn queue(
             // What the kernel's frames left on this thread's stack goes now.
             crate::code::scrub_stack();
             if !is_project {
-                return Some((out, None, counts, None));
+                return Ok((out, None, counts, None));
             }
             // No code reaches the submitter of a project batch.
             let mut client = Vec::with_capacity(out.len() / 2);
             let mut codes = Vec::with_capacity(out.len());
             project::split_answer(format, &out, &mut client, &mut codes);
             zeroize::Zeroize::zeroize(&mut out);
-            Some((client, Some(codes), counts, None))
+            Ok((client, Some(codes), counts, None))
         });
         // A client that stops reading fills the channel: a seal must not
         // wait on it (the job, dropped, finds the keys retired and wipes
@@ -854,6 +878,9 @@ enum Abort {
     BadBody,
     /// No byte of the body came for `body_idle_timeout_seconds`.
     BodyTimeout,
+    /// The register's database could not be reached during a batch of
+    /// traits.
+    RegisterUnavailable,
 }
 
 impl Abort {
@@ -864,6 +891,7 @@ impl Abort {
             Abort::ClientGone => "client_gone",
             Abort::BadBody => "body_unreadable",
             Abort::BodyTimeout => "body_timeout",
+            Abort::RegisterUnavailable => "register_unavailable",
         }
     }
 
@@ -874,6 +902,7 @@ impl Abort {
             Abort::ClientGone => "the client went away",
             Abort::BadBody => "the request body could not be read",
             Abort::BodyTimeout => "no byte of the request body came for too long",
+            Abort::RegisterUnavailable => "the register could not be reached during the batch",
         })
     }
 }

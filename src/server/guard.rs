@@ -27,6 +27,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use time::OffsetDateTime;
 
+use crate::batch::Seen;
 use crate::batch::{Status, Verdict};
 use crate::config::{ClientEntry, Quota};
 use crate::sweep::{Prefixes, Prior, Rule, Watch, WINDOW_DAYS};
@@ -76,7 +77,7 @@ pub struct Refusal {
 /// ([`Prefixes`]), and its suspension. Never a body, never a prefix.
 #[derive(Default)]
 struct Evidence {
-    days: VecDeque<(time::Date, u64, u64)>,
+    days: VecDeque<(time::Date, Prior)>,
     prefixes: Option<Arc<Mutex<Prefixes>>>,
     suspended: Option<Suspension>,
 }
@@ -87,19 +88,25 @@ impl Evidence {
         while self.days.front().is_some_and(|d| d.0 < oldest) {
             self.days.pop_front();
         }
-        Prior {
-            lines: self.days.iter().map(|d| d.1).sum(),
-            implausible: self.days.iter().map(|d| d.2).sum(),
+        let mut sum = Prior::default();
+        for (_, d) in &self.days {
+            sum.lines += d.lines;
+            sum.implausible += d.implausible;
+            sum.lookups += d.lookups;
+            sum.misses += d.misses;
         }
+        sum
     }
 
-    fn add(&mut self, today: time::Date, lines: u64, implausible: u64) {
+    fn add(&mut self, today: time::Date, batch: Prior) {
         match self.days.back_mut() {
-            Some(d) if d.0 == today => {
-                d.1 += lines;
-                d.2 += implausible;
+            Some((day, d)) if *day == today => {
+                d.lines += batch.lines;
+                d.implausible += batch.implausible;
+                d.lookups += batch.lookups;
+                d.misses += batch.misses;
             }
-            _ => self.days.push_back((today, lines, implausible)),
+            _ => self.days.push_back((today, batch)),
         }
     }
 }
@@ -340,10 +347,10 @@ impl Guard {
     /// A batch is over: what its detector saw joins its client's figures.
     fn settle(&self, batch: &BatchQuota) {
         let now = OffsetDateTime::now_utc();
-        let (lines, implausible) = batch.watch.outcome();
+        let outcome = batch.watch.outcome();
         let mut evidence = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
         let e = evidence.entry(batch.key.0.clone()).or_default();
-        e.add(now.date(), lines, implausible);
+        e.add(now.date(), outcome);
     }
 
     /// A batch of `client` was judged a sweep by `rule`: the client is
@@ -450,6 +457,7 @@ impl BatchQuota {
         guard: &Guard,
         bodies: &[[u8; crate::nir::BODY_LEN]],
         count: usize,
+        seen: Option<&[Seen]>,
     ) -> Verdict {
         // Suspended by another of its batches since this one started: no
         // more codes here either.
@@ -460,16 +468,28 @@ impl BatchQuota {
             None
         } else {
             let mut prefixes = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
-            bodies
-                .iter()
-                .position(|b| self.watch.observe(&mut prefixes, b))
+            let w = &mut self.watch;
+            match seen {
+                None => bodies.iter().position(|b| w.observe(&mut prefixes, b)),
+                Some(seen) => seen.iter().position(|s| match *s {
+                    Seen::Given(i) => w.observe(&mut prefixes, &bodies[i as usize]),
+                    Seen::Found(i) => w.observe_lookup(&mut prefixes, Some(&bodies[i as usize])),
+                    Seen::Miss => w.observe_lookup(&mut prefixes, None),
+                }),
+            }
         };
         let swept = found.unwrap_or(if self.swept().is_some() {
             0
         } else {
             usize::MAX
         });
-        let wanted = count.min(swept);
+        let wanted = match seen {
+            None => count.min(swept),
+            Some(seen) => seen[..swept.min(seen.len())]
+                .iter()
+                .filter(|s| !matches!(s, Seen::Miss))
+                .count(),
+        };
         let allowed = guard.take(self, wanted);
         Verdict {
             allowed,
@@ -569,12 +589,13 @@ impl Ticket {
         &mut self,
         bodies: &[[u8; crate::nir::BODY_LEN]],
         count: usize,
+        seen: Option<&[Seen]>,
     ) -> Verdict {
         self.run.turns.wait(self.k);
         let (verdict, tripped_now, swept_now) = {
             let mut q = self.run.quota.lock().unwrap_or_else(|p| p.into_inner());
             let (before, swept_before) = (q.tripped(), q.swept());
-            let v = q.verdict(&self.run.state.guard, bodies, count);
+            let v = q.verdict(&self.run.state.guard, bodies, count, seen);
             let swept_now = q
                 .swept()
                 .filter(|_| swept_before.is_none())
@@ -689,11 +710,11 @@ mod tests {
     fn a_batch_takes_what_is_left_and_then_nothing() {
         let g = Guard::default();
         let mut b = g.admit("c", "p", quota(Some(150), None, None)).unwrap();
-        assert_eq!(b.verdict(&g, &[], 100).allowed, 100);
-        let v = b.verdict(&g, &[], 100);
+        assert_eq!(b.verdict(&g, &[], 100, None).allowed, 100);
+        let v = b.verdict(&g, &[], 100, None);
         assert_eq!((v.allowed, v.rest), (50, Status::QuotaExceeded));
         assert_eq!(b.tripped(), Some("records_per_batch"));
-        assert_eq!(b.verdict(&g, &[], 1).allowed, 0);
+        assert_eq!(b.verdict(&g, &[], 1, None).allowed, 0);
     }
 
     #[test]
@@ -701,9 +722,9 @@ mod tests {
         let g = Guard::default();
         let q = quota(None, Some(120), None);
         let mut a = g.admit("c", "p", q).unwrap();
-        assert_eq!(a.verdict(&g, &[], 100).allowed, 100);
+        assert_eq!(a.verdict(&g, &[], 100, None).allowed, 100);
         let mut b = g.admit("c", "p", q).unwrap();
-        assert_eq!(b.verdict(&g, &[], 100).allowed, 20);
+        assert_eq!(b.verdict(&g, &[], 100, None).allowed, 20);
         assert_eq!(b.tripped(), Some("records_per_day"));
         let refused = g.admit("c", "p", q).unwrap_err();
         assert_eq!(refused.limit, "records_per_day");
@@ -718,9 +739,9 @@ mod tests {
         let g = Guard::default();
         let mut running = g.admit("c", "p", Quota::default()).unwrap();
         let body = *crate::nir::synthetic(1).body();
-        assert_eq!(running.verdict(&g, &[body; 3], 3).swept, usize::MAX);
+        assert_eq!(running.verdict(&g, &[body; 3], 3, None).swept, usize::MAX);
         g.suspend("c", Rule::PrefixOrders, "another-batch");
-        let v = running.verdict(&g, &[body; 3], 3);
+        let v = running.verdict(&g, &[body; 3], 3, None);
         assert_eq!((v.swept, v.allowed), (0, 0));
         assert_eq!(running.swept(), Some(Rule::ClientSuspended));
         assert_eq!(

@@ -87,7 +87,38 @@ pub struct AppState {
     /// Connections open per certificate fingerprint.
     per_client: Arc<Mutex<std::collections::HashMap<String, usize>>>,
     /// The register trait batches are looked up in, or why there is none.
-    register: Result<Arc<crate::identity::Register>, &'static str>,
+    register: Result<Arc<crate::identity::Backend>, &'static str>,
+}
+
+/// The register that trait batches are looked up in: the embedded one,
+/// read whole now, or PostgreSQL, reached when a batch needs it (the service
+/// starts whether or not the database answers); or why there is none.
+fn open_register(config: &Config) -> Result<Arc<crate::identity::Backend>, &'static str> {
+    use crate::identity::Backend;
+    match (&config.register, &config.register_database) {
+        (None, None) => Err("this service has no register configured (`register` or `[register_database]` in server.toml): it takes NIR batches only"),
+        (Some(path), _) => match crate::identity::store::open(path) {
+            Ok(r) => {
+                tracing::info!(people = r.len(), "register read");
+                Ok(Arc::new(Backend::Embedded(r)))
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::describe(&e), "the register cannot be read: trait batches are refused");
+                Err("the register cannot be read; the service's log says why")
+            }
+        },
+        (None, Some(settings)) => match crate::identity::postgres::Database::new(settings) {
+            Ok(db) if tokio::runtime::Handle::try_current().is_ok() => {
+                tracing::info!("register in PostgreSQL: reached when a batch of traits comes");
+                Ok(Arc::new(Backend::Postgres(crate::identity::postgres::PgRegister::new(db))))
+            }
+            Ok(_) => Err("the register database needs the service's runtime"),
+            Err(e) => {
+                tracing::error!(error = %crate::describe(&e), "the register database's settings are not usable: trait batches are refused");
+                Err("the register database's settings are not usable; the service's log says why")
+            }
+        },
+    }
 }
 
 /// One of a certificate's [`MAX_CONNECTIONS_PER_CLIENT`] slots, given back
@@ -286,19 +317,7 @@ impl AppState {
                 tracing::warn!(client = %c.name, "a submitter without a quota: nothing limits the codes it may get");
             }
         }
-        let register = match &config.register {
-            None => Err("this service has no register configured (`register` in server.toml): it takes NIR batches only"),
-            Some(path) => match crate::identity::store::open(path) {
-                Ok(r) => {
-                    tracing::info!(people = r.len(), "register read");
-                    Ok(Arc::new(r))
-                }
-                Err(e) => {
-                    tracing::error!(error = %crate::describe(&e), "the register cannot be read: trait batches are refused");
-                    Err("the register cannot be read; the service's log says why")
-                }
-            },
-        };
+        let register = open_register(&config);
         let vault = Vault::new(record, keyring)
             .with_keyring_file(config.keyring.clone())
             .with_renewal_period(config.renewal_period_years);
@@ -322,7 +341,7 @@ impl AppState {
     }
 
     /// The register, or why there is none.
-    fn register(&self) -> Result<Arc<crate::identity::Register>, &'static str> {
+    fn register(&self) -> Result<Arc<crate::identity::Backend>, &'static str> {
         self.register.clone()
     }
 

@@ -165,17 +165,32 @@ enum Command {
 #[derive(Subcommand)]
 enum RegisterCommand {
     /// Load a register CSV (`nir,sex,birth_name,usual_name,first_names,birth_date,birth_place`)
-    /// into the embedded register named in server.toml, replacing it whole.
+    /// into the embedded register named in server.toml, or into PostgreSQL, replacing it whole.
     #[command(
         after_help = "Every row is checked (NIR by DESIGN §2, sex, date, place, names) before the \
                       register is replaced: a bad row stops the load, naming its row and column, \
-                      never its content, and the previous register stays. The service reads the \
-                      register when it starts."
+                      never its content, and the previous register stays. The service reads an \
+                      embedded register when it starts; a PostgreSQL register is used at once."
     )]
     Load {
-        /// The service's configuration (its `register` names the file).
-        #[arg(long)]
-        config: PathBuf,
+        /// The service's configuration: its `register` names the file (or its
+        /// `[register_database]` the database).
+        #[arg(
+            long,
+            required_unless_present = "database",
+            conflicts_with = "database"
+        )]
+        config: Option<PathBuf>,
+        /// Load into PostgreSQL instead: a connection string for the loader's role, without
+        /// a password (`host=db.example port=5432 dbname=rnipp user=cstatns_loader`).
+        #[arg(long, requires = "ca")]
+        database: Option<String>,
+        /// With --database: the CA of the database server's certificate.
+        #[arg(long, requires = "database")]
+        ca: Option<PathBuf>,
+        /// With --database: a file holding the role's password (else it is asked for).
+        #[arg(long, requires = "database")]
+        password_file: Option<PathBuf>,
         /// The register CSV.
         file: PathBuf,
     },
@@ -431,10 +446,41 @@ async fn run(cmd: Command, prepared: Option<Prepared>) -> anyhow::Result<ExitCod
             eprintln!("{client} is not suspended: its batches are answered again");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Register(RegisterCommand::Load { config, file }) => {
-            let config = cstatns::config::Config::load(&config)?;
-            let Some(db) = &config.register else {
-                anyhow::bail!("the configuration names no register (`register = \"FILE\"`)");
+        Command::Register(RegisterCommand::Load {
+            config,
+            database,
+            ca,
+            password_file,
+            file,
+        }) => {
+            use cstatns::identity::postgres::{self, Database};
+            enum Target {
+                File(PathBuf),
+                Postgres(Database),
+            }
+            let target = match (config, database, ca) {
+                (_, Some(url), Some(ca)) => {
+                    let password = match password_file {
+                        Some(f) => postgres::read_password(&f)?,
+                        None => zeroize::Zeroizing::new(
+                            rpassword::prompt_password("the database role's password: ")
+                                .context("cannot read the password")?
+                                .into_bytes(),
+                        ),
+                    };
+                    Target::Postgres(Database::with_password(&url, &ca, &password)?)
+                }
+                (Some(config), _, _) => {
+                    let config = cstatns::config::Config::load(&config)?;
+                    match (&config.register, &config.register_database) {
+                        (Some(db), _) => Target::File(db.clone()),
+                        (None, Some(settings)) => Target::Postgres(Database::new(settings)?),
+                        (None, None) => anyhow::bail!(
+                            "the configuration names no register (`register = \"FILE\"` or `[register_database]`)"
+                        ),
+                    }
+                }
+                _ => anyhow::bail!("give --config, or --database with --ca"),
             };
             let input = std::fs::File::open(&file)
                 .with_context(|| format!("cannot open {}", file.display()))?;
@@ -444,13 +490,31 @@ async fn run(cmd: Command, prepared: Option<Prepared>) -> anyhow::Result<ExitCod
             {
                 bar.set_style(style);
             }
-            let loaded = cstatns::identity::store::load(input, db, &mut |n| bar.set_position(n))?;
-            bar.finish_and_clear();
-            eprintln!(
-                "{} people loaded into {}; restart the service to use them",
-                loaded.people,
-                db.display()
-            );
+            match target {
+                Target::File(db) => {
+                    let loaded =
+                        cstatns::identity::store::load(input, &db, &mut |n| bar.set_position(n))?;
+                    bar.finish_and_clear();
+                    eprintln!(
+                        "{} people loaded into {}; restart the service to use them",
+                        loaded.people,
+                        db.display()
+                    );
+                }
+                Target::Postgres(db) => {
+                    let mut client = db.connect().await?;
+                    let loaded =
+                        postgres::load(&mut client, std::io::BufReader::new(input), &mut |n| {
+                            bar.set_position(n)
+                        })
+                        .await?;
+                    bar.finish_and_clear();
+                    eprintln!(
+                        "{} people loaded into the PostgreSQL register; the service uses them at once",
+                        loaded.people
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "dev-kit")]
@@ -573,6 +637,13 @@ fn prepare_serve(path: &Path) -> anyhow::Result<Prepared> {
     ]
     .into_iter()
     .chain(config.tls.crl.as_deref())
+    .chain(config.register.as_deref())
+    .chain(
+        config
+            .register_database
+            .iter()
+            .flat_map(|d| [d.ca.as_path(), d.password_file.as_path()]),
+    )
     .collect();
     let write = vec![config.audit_dir.clone(), results, parent(&config.keyring)];
     // What lies in a writable directory can be rewritten by the service
