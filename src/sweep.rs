@@ -620,6 +620,42 @@ mod tests {
     }
 
     #[test]
+    fn look_ups_that_find_no_one_trip_by_block_and_by_share() {
+        let found = body("1850175115001");
+        let mut t = Prefixes::new(5);
+        // A population: nine found in ten, never a sweep.
+        let mut w = Watch::new(Prior::default());
+        for i in 0..100_000 {
+            let hit = (i % 10 != 0).then_some(&found);
+            assert!(!w.observe_lookup(&mut t, hit), "line {i}");
+        }
+        // A block half of whose look-ups find no one.
+        let mut w = Watch::new(Prior::default());
+        let at = (0..BLOCK)
+            .position(|i| w.observe_lookup(&mut t, (i % 2 == 0).then_some(&found)))
+            .expect("tripped");
+        assert_eq!(w.tripped(), Some(Rule::NotFoundBlock));
+        assert_eq!(at, BLOCK as usize - 1);
+        // Spread over small batches: the client's share.
+        let mut prior = Prior::default();
+        let mut batches = 0;
+        'out: loop {
+            let mut w = Watch::new(prior);
+            for i in 0..100 {
+                if w.observe_lookup(&mut t, (i % 3 == 0).then_some(&found)) {
+                    assert_eq!(w.tripped(), Some(Rule::NotFoundShare));
+                    break 'out;
+                }
+            }
+            let o = w.outcome();
+            prior.lookups += o.lookups;
+            prior.misses += o.misses;
+            batches += 1;
+        }
+        assert!(prior.misses < MISS_SHARE_MIN && batches >= 29, "{batches}");
+    }
+
+    #[test]
     fn synthetic_numbers_read_as_a_population() {
         let p = Places::get();
         let mut t = Prefixes::new(3);

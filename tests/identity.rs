@@ -287,3 +287,53 @@ fn a_register_with_a_bad_row_is_refused_whole_and_the_previous_one_stays() {
     assert!(out.contains("row 2: birth_date is not valid"), "{out}");
     assert!(!out.contains("LEF"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trait_batch_that_sweeps_dates_is_cut_and_its_client_refused() {
+    let env = TestEnv::with(EnvOptions {
+        import_test_key: true,
+        ..EnvOptions::default()
+    });
+    let csv = env.dir().join("register.csv");
+    write_register(&csv, PEOPLE);
+    configure_register(&env, "register.db");
+    assert_eq!(register_load(&env, &csv).0, Some(0));
+    let server = env.serve();
+    env.unseal(&server).await;
+
+    // Dupont Paul Henri, born in Lyon on every day of 1960-1969: one
+    // line in about 3,650 finds someone.
+    let mut body = String::from("index,sex,birth_name,first_names,birth_date,birth_place\n");
+    let mut n = 0;
+    for y in 1960..1970 {
+        for m in 1..=12 {
+            for d in 1..=28 {
+                body.push_str(&format!(
+                    "D{n},1,Dupont,Paul Henri,{y}-{m:02}-{d:02},69123\n"
+                ));
+                n += 1;
+            }
+        }
+    }
+    let r = env.derive_csv(&server, body).await;
+    assert_eq!(r.status, 200);
+    let got = rows(&r.text());
+    assert_eq!(got.len(), n);
+    let cut = got
+        .iter()
+        .position(|r| r[3] == "sweep_suspected")
+        .expect("the sweep is cut");
+    assert_eq!(cut, 1023, "at the 1,024th look-up that found no one");
+    assert!(got[cut..]
+        .iter()
+        .all(|r| r[3] == "sweep_suspected" && r[1].is_empty()));
+    let sweep = env.wait_for_audit("the sweep", |e| e["event"] == "sweep_suspected");
+    assert_eq!(sweep["details"]["rule"], "not_found_block");
+    // Its client is refused from now on, NIR batches included.
+    let r = env
+        .derive_csv(&server, format!("index,nir\nA1,{}\n", nir_body(2)))
+        .await;
+    assert_eq!(r.refusal().0, 429);
+    // A population's look-ups (every person found) are no sweep: the
+    // unit tests of sweep.rs hold the rule's edges.
+}
