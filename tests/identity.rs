@@ -301,8 +301,8 @@ async fn a_trait_batch_that_sweeps_dates_is_cut_and_its_client_refused() {
     let server = env.serve();
     env.unseal(&server).await;
 
-    // Dupont Paul Henri, born in Lyon on every day of 1960-1969: one
-    // line in about 3,650 finds someone.
+    // Dupont Paul Henri, born in Lyon on every day of 1960-1969: the
+    // register's Dupont Paul Henri was born in 1970, so no line finds him.
     let mut body = String::from("index,sex,birth_name,first_names,birth_date,birth_place\n");
     let mut n = 0;
     for y in 1960..1970 {

@@ -103,7 +103,7 @@ pub enum Backend {
     /// In memory.
     Embedded(Register),
     /// In PostgreSQL.
-    Postgres(postgres::PgRegister),
+    Postgres(Box<postgres::PgRegister>),
 }
 
 impl Backend {

@@ -48,13 +48,32 @@ pub fn surname(raw: &str) -> String {
         .map(String::as_str)
         .filter(|w| !matches!(*w, "DE" | "DU" | "DES" | "D"))
         .collect();
-    let out = if kept.is_empty() {
+    let mut out = if kept.is_empty() {
         ws.concat()
     } else {
         kept.concat()
     };
     ws.zeroize();
+    cut(&mut out);
     out
+}
+
+/// Keys are kept to [`KEY_MAX`] bytes, cut on a character's boundary, so
+/// that both register back-ends store and compare the same keys.
+pub const KEY_MAX: usize = 255;
+
+fn cut(key: &mut String) {
+    if key.len() <= KEY_MAX {
+        return;
+    }
+    let mut end = KEY_MAX;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    // Blank the tail in place first: truncating keeps its bytes in the buffer.
+    let blank = " ".repeat(key.len() - end);
+    key.replace_range(end.., &blank);
+    key.truncate(end);
 }
 
 /// First names' key: their words, sorted, joined by one space
@@ -62,8 +81,9 @@ pub fn surname(raw: &str) -> String {
 pub fn first_names(raw: &str) -> String {
     let mut ws = words(raw);
     ws.sort_unstable();
-    let out = ws.join(" ");
+    let mut out = ws.join(" ");
     ws.zeroize();
+    cut(&mut out);
     out
 }
 
@@ -115,6 +135,17 @@ pub fn distance(a: &[u8], b: &[u8], max: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_cut_to_255_bytes_on_a_character_boundary() {
+        // Two-byte letters no decomposition turns into ASCII.
+        let long = "Ж".repeat(200);
+        let key = surname(&long);
+        assert!(key.len() <= KEY_MAX && key.len() > KEY_MAX - 2);
+        assert!(key.chars().all(|c| c == 'Ж'));
+        assert_eq!(first_names(&"Z".repeat(300)).len(), KEY_MAX);
+        assert_eq!(surname("Dupont"), "DUPONT");
+    }
 
     #[test]
     fn surnames_lose_case_accents_separators_and_particles() {

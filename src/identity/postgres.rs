@@ -105,6 +105,35 @@ pub struct Settings {
     pub ca: std::path::PathBuf,
     /// A file holding the role's password (one line; mode 0600).
     pub password_file: std::path::PathBuf,
+    /// The addresses of the URL's host names, looked up at start (before
+    /// the service confines itself away from the resolver's files).
+    #[serde(skip)]
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
+impl Settings {
+    /// Looks the URL's host names up now, for [`Database::new`] (which
+    /// then connects to these addresses, and still checks the server's
+    /// certificate against the name).
+    pub fn pin_addresses(&mut self) -> Result<(), DbError> {
+        use std::net::ToSocketAddrs;
+        let config: tokio_postgres::Config = self.url.parse().map_err(|_| {
+            DbError::Settings("the URL is not a PostgreSQL connection string".into())
+        })?;
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        self.addresses.clear();
+        for host in config.get_hosts() {
+            if let tokio_postgres::config::Host::Tcp(name) = host {
+                let addr = (name.as_str(), port)
+                    .to_socket_addrs()
+                    .map_err(|e| DbError::Settings(format!("cannot resolve {name}: {e}")))?
+                    .next()
+                    .ok_or_else(|| DbError::Settings(format!("{name} has no address")))?;
+                self.addresses.push(addr.ip());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why the database could not be used.
@@ -158,7 +187,13 @@ impl Database {
     /// shell's history).
     pub fn new(s: &Settings) -> Result<Self, DbError> {
         let password = read_password(&s.password_file)?;
-        Self::with_password(&s.url, &s.ca, &password)
+        let mut db = Self::with_password(&s.url, &s.ca, &password)?;
+        if !s.addresses.is_empty() && s.addresses.len() == db.config.get_hosts().len() {
+            for a in &s.addresses {
+                db.config.hostaddr(*a);
+            }
+        }
+        Ok(db)
     }
 
     /// As [`Database::new`], with the password given (the loader's prompt).
@@ -178,6 +213,8 @@ impl Database {
         config.ssl_mode(tokio_postgres::config::SslMode::Require);
         config.application_name("cstatns");
         config.connect_timeout(std::time::Duration::from_secs(10));
+        config.keepalives(true);
+        config.keepalives_idle(std::time::Duration::from_secs(30));
         let tls = tls_config(ca)?;
         Ok(Self {
             config,
@@ -282,22 +319,38 @@ impl PgRegister {
                 .map_err(db)?;
             Ok(())
         };
-        match tokio::time::timeout(std::time::Duration::from_secs(10), check).await {
+        let r = match tokio::time::timeout(std::time::Duration::from_secs(10), check).await {
             Ok(r) => r,
             Err(_) => Err(DbError::Database(
                 "the database did not answer within 10 s".into(),
             )),
+        };
+        if r.is_err() {
+            self.forget().await;
         }
+        r
+    }
+
+    /// Drops the connection after a failure: the next batch opens a new
+    /// one (a connection that stalled without closing is not kept).
+    async fn forget(&self) {
+        *self.conn.lock().await = None;
     }
 
     /// Looks up a chunk's queries (see the module's documentation); `out`
     /// gets one answer per query, in order. Called from a blocking worker.
     pub fn resolve(&self, queries: &[Query], out: &mut Vec<Resolved>) -> Result<(), DbError> {
         self.runtime.block_on(async {
-            match tokio::time::timeout(ROUND_TRIP * 2, self.resolve_async(queries, out)).await {
+            let r = match tokio::time::timeout(ROUND_TRIP * 2, self.resolve_async(queries, out))
+                .await
+            {
                 Ok(r) => r,
                 Err(_) => Err(DbError::Database("a look-up took longer than 60 s".into())),
+            };
+            if r.is_err() {
+                self.forget().await;
             }
+            r
         })
     }
 
@@ -364,7 +417,7 @@ impl PgRegister {
         names.zeroize();
         day.extend(people(rows?)?);
         // A person can be both born that day there and named so.
-        day.sort_unstable_by(|a, b| a.nir.cmp(&b.nir));
+        day.sort_unstable_by_key(|p| p.nir);
         day.dedup_by(|a, b| a.nir == b.nir);
         let all = Register::new(day);
         for i in rest {
@@ -414,7 +467,7 @@ fn people(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Person>, DbError> {
     }
     // The rows' own buffers are freed (and wiped by the allocator) here.
     drop(rows);
-    out.sort_unstable_by(|a, b| a.nir.cmp(&b.nir));
+    out.sort_unstable_by_key(|p| p.nir);
     out.dedup_by(|a, b| a.nir == b.nir);
     Ok(out)
 }
@@ -551,13 +604,13 @@ pub async fn load(
         });
     }
     tx.batch_execute(
-        "DROP TABLE IF EXISTS register.person; \
+        "ANALYZE register.person_load; \
+         DROP TABLE IF EXISTS register.person; \
          ALTER TABLE register.person_load RENAME TO person; \
          ALTER INDEX register.person_load_pkey RENAME TO person_pkey; \
          ALTER INDEX register.person_load_day RENAME TO person_day; \
          ALTER INDEX register.person_load_birth_key RENAME TO person_birth_key; \
-         ALTER INDEX register.person_load_usual_key RENAME TO person_usual_key; \
-         ANALYZE register.person;",
+         ALTER INDEX register.person_load_usual_key RENAME TO person_usual_key;",
     )
     .await
     .map_err(sql)?;

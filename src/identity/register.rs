@@ -62,9 +62,9 @@ pub const THRESHOLD: f32 = 0.75;
 /// Two tolerant candidates closer than this are ambiguous.
 pub const MARGIN: f32 = 0.1;
 
-/// A name key is kept to this many bytes (longer ones are cut, in the
-/// register and in queries alike).
-const KEY_MAX: usize = 255;
+/// A name key is kept to this many bytes (the normalisation cuts longer
+/// ones on a character's boundary; this keeps the lengths in a byte).
+const KEY_MAX: usize = super::normal::KEY_MAX;
 
 fn cap(key: &str) -> &[u8] {
     let b = key.as_bytes();

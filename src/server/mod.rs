@@ -110,7 +110,7 @@ fn open_register(config: &Config) -> Result<Arc<crate::identity::Backend>, &'sta
         (None, Some(settings)) => match crate::identity::postgres::Database::new(settings) {
             Ok(db) if tokio::runtime::Handle::try_current().is_ok() => {
                 tracing::info!("register in PostgreSQL: reached when a batch of traits comes");
-                Ok(Arc::new(Backend::Postgres(crate::identity::postgres::PgRegister::new(db))))
+                Ok(Arc::new(Backend::Postgres(Box::new(crate::identity::postgres::PgRegister::new(db)))))
             }
             Ok(_) => Err("the register database needs the service's runtime"),
             Err(e) => {

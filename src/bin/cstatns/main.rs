@@ -456,7 +456,7 @@ async fn run(cmd: Command, prepared: Option<Prepared>) -> anyhow::Result<ExitCod
             use cstatns::identity::postgres::{self, Database};
             enum Target {
                 File(PathBuf),
-                Postgres(Database),
+                Postgres(Box<Database>),
             }
             let target = match (config, database, ca) {
                 (_, Some(url), Some(ca)) => {
@@ -468,13 +468,16 @@ async fn run(cmd: Command, prepared: Option<Prepared>) -> anyhow::Result<ExitCod
                                 .into_bytes(),
                         ),
                     };
-                    Target::Postgres(Database::with_password(&url, &ca, &password)?)
+                    Target::Postgres(Box::new(Database::with_password(&url, &ca, &password)?))
                 }
                 (Some(config), _, _) => {
                     let config = cstatns::config::Config::load(&config)?;
                     match (&config.register, &config.register_database) {
                         (Some(db), _) => Target::File(db.clone()),
-                        (None, Some(settings)) => Target::Postgres(Database::new(settings)?),
+                        (None, Some(_)) => anyhow::bail!(
+                            "the configuration's register is in PostgreSQL, which the service's \
+                             role may only read: load it with --database and the loader's role"
+                        ),
                         (None, None) => anyhow::bail!(
                             "the configuration names no register (`register = \"FILE\"` or `[register_database]`)"
                         ),
@@ -609,7 +612,15 @@ struct Prepared {
 /// (`harden`), while it has one thread.
 fn prepare_serve(path: &Path) -> anyhow::Result<Prepared> {
     let mut hardening = cstatns::harden::harden();
-    let config = cstatns::config::Config::load(path)?;
+    let mut config = cstatns::config::Config::load(path)?;
+    // The register database's host names, looked up before the service
+    // confines itself away from the resolver's files.
+    // Unresolvable now, it is left to the connection (and to 503s).
+    if let Some(d) = config.register_database.as_mut() {
+        if let Err(e) = d.pin_addresses() {
+            tracing::warn!(error = %e, "the register database's host could not be looked up at start");
+        }
+    }
     // Read before confinement (it may look at cgroup files).
     let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let results = config.results_dir();
