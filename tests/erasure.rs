@@ -110,11 +110,23 @@ async fn a_batch_the_client_abandons_mid_stream_is_aborted_and_leaves_nothing() 
     drop(tls); // breaks off: half the declared body was sent
     let end = env.wait_for_audit("batch_end", |r| r["event"] == "batch_end");
     assert_eq!(end["details"]["outcome"], "aborted", "{end}");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let memory = memory_of(server.pid());
-    assert!(contains(&memory, b"cstatns"), "the scan sees the process");
-    let left = leftovers(&memory, seed, N, &[]);
-    assert!(left.is_empty(), "left in the service's memory: {left:?}");
+    // The chunks already handed to workers are wiped when their jobs end,
+    // which on a loaded machine can come after the batch's end is logged:
+    // wiped within a few seconds is what must hold.
+    let mut left = Vec::new();
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let memory = memory_of(server.pid());
+        assert!(contains(&memory, b"cstatns"), "the scan sees the process");
+        left = leftovers(&memory, seed, N, &[]);
+        if left.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        left.is_empty(),
+        "left in the service's memory after 6 s: {left:?}"
+    );
     let own = leftovers(&memory_of(std::process::id()), seed, N, &[]);
     assert!(!own.is_empty(), "the scan misses what is there");
     drop(body);
