@@ -71,8 +71,9 @@ fn rows(text: &str) -> Vec<[String; 4]> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trait_batches_are_looked_up_in_the_register_and_answered_with_a_quality() {
+/// A deployment whose embedded register holds [`PEOPLE`], loaded by the
+/// real CLI, served and unsealed.
+async fn served_with_people() -> (TestEnv, common::ServerProcess) {
     let env = TestEnv::with(EnvOptions {
         import_test_key: true,
         ..EnvOptions::default()
@@ -83,8 +84,14 @@ async fn trait_batches_are_looked_up_in_the_register_and_answered_with_a_quality
     let (code_, out) = register_load(&env, &csv);
     assert_eq!(code_, Some(0), "{out}");
     assert!(out.contains("7 people loaded"), "{out}");
-    let mut server = env.serve();
+    let server = env.serve();
     env.unseal(&server).await;
+    (env, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trait_batches_are_looked_up_in_the_register_and_answered_with_a_quality() {
+    let (env, mut server) = served_with_people().await;
 
     let body = "index,sex,birth_name,first_names,birth_date,birth_place\n\
         T1,2,lefevre,Anne Marie Claire,1961-05-12,75115\n\
@@ -290,16 +297,7 @@ fn a_register_with_a_bad_row_is_refused_whole_and_the_previous_one_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trait_batch_that_sweeps_dates_is_cut_and_its_client_refused() {
-    let env = TestEnv::with(EnvOptions {
-        import_test_key: true,
-        ..EnvOptions::default()
-    });
-    let csv = env.dir().join("register.csv");
-    write_register(&csv, PEOPLE);
-    configure_register(&env, "register.db");
-    assert_eq!(register_load(&env, &csv).0, Some(0));
-    let server = env.serve();
-    env.unseal(&server).await;
+    let (env, server) = served_with_people().await;
 
     // Dupont Paul Henri, born in Lyon on every day of 1960-1969: the
     // register's Dupont Paul Henri was born in 1970, so no line finds him.

@@ -12,10 +12,10 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{configure_register, nir_body, register_load, EnvOptions, TestEnv};
+use common::{cli, configure_register, nir_body, register_load, EnvOptions, TestEnv};
 use cstatns::identity::pgdev::{ThrowAwayPostgres, LOADER, SERVICE};
 
 fn pg_load(
@@ -28,22 +28,17 @@ fn pg_load(
 ) -> (Option<i32>, String) {
     let pass = env.dir().join(format!("{role}.pass"));
     std::fs::write(&pass, format!("{password}\n")).expect("write the password file");
-    let o = Command::new(env!("CARGO_BIN_EXE_cstatns"))
-        .args(["register", "load", "--database", &pg.url(role), "--ca"])
-        .arg(ca)
-        .arg("--password-file")
-        .arg(&pass)
-        .arg(csv)
-        .output()
-        .expect("run cstatns register load --database");
-    (
-        o.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    cli([
+        OsStr::new("register"),
+        "load".as_ref(),
+        "--database".as_ref(),
+        pg.url(role).as_ref(),
+        "--ca".as_ref(),
+        ca.as_os_str(),
+        "--password-file".as_ref(),
+        pass.as_os_str(),
+        csv.as_os_str(),
+    ])
 }
 
 /// Points `server.toml` at the PostgreSQL register instead of a file.
@@ -198,22 +193,19 @@ fn the_loader_refuses_a_duplicate_without_naming_it_and_the_roles_are_kept_apart
     assert_ne!(st, Some(0), "{out}");
     assert!(out.to_lowercase().contains("certificate"), "{out}");
     // A password in the URL.
-    let o = Command::new(env!("CARGO_BIN_EXE_cstatns"))
-        .args([
-            "register",
-            "load",
-            "--database",
-            &format!("{} password=secret", pg.url(LOADER)),
-            "--ca",
-        ])
-        .arg(&ca)
-        .arg("--password-file")
-        .arg(env.dir().join(format!("{LOADER}.pass")))
-        .arg(&csv)
-        .output()
-        .expect("run");
-    let out = String::from_utf8_lossy(&o.stderr);
-    assert_ne!(o.status.code(), Some(0));
+    let pass = env.dir().join(format!("{LOADER}.pass"));
+    let (st, out) = cli([
+        OsStr::new("register"),
+        "load".as_ref(),
+        "--database".as_ref(),
+        format!("{} password=secret", pg.url(LOADER)).as_ref(),
+        "--ca".as_ref(),
+        ca.as_os_str(),
+        "--password-file".as_ref(),
+        pass.as_os_str(),
+        csv.as_os_str(),
+    ]);
+    assert_ne!(st, Some(0));
     assert!(out.contains("carries a password"), "{out}");
     assert_eq!(people_in(&pg), 500);
 }

@@ -70,6 +70,11 @@ pub fn validate(
     let mut ready: Vec<Chunk> = Vec::new();
     let mut scratch = Scratch::default();
     let mut traits = crate::identity::lines::TraitScratch::default();
+    // A chunk of a NIR or renewal batch, or of a trait batch.
+    let mut check = |format, columns: Option<crate::identity::Columns>, c: &Chunk| match columns {
+        Some(t) => crate::identity::lines::check_chunk(format, &t, c, &mut traits, &mut visit),
+        None => check_chunk(op, format, c, &mut scratch, &mut visit),
+    };
     let mut buf = vec![0u8; super::CHUNK_SIZE];
     loop {
         let n = match input.read(&mut buf) {
@@ -81,21 +86,13 @@ pub fn validate(
         decoder.push(&buf[..n], &mut |c| ready.push(c))?;
         if let Some(format) = decoder.format() {
             for c in ready.drain(..) {
-                match decoder.traits() {
-                    Some(t) => {
-                        crate::identity::lines::check_chunk(format, &t, &c, &mut traits, &mut visit)
-                    }
-                    None => check_chunk(op, format, &c, &mut scratch, &mut visit),
-                }
+                check(format, decoder.traits(), &c);
             }
         }
     }
     let format = decoder.finish(&mut |c| ready.push(c))?;
     for c in ready.drain(..) {
-        match decoder.traits() {
-            Some(t) => crate::identity::lines::check_chunk(format, &t, &c, &mut traits, &mut visit),
-            None => check_chunk(op, format, &c, &mut scratch, &mut visit),
-        }
+        check(format, decoder.traits(), &c);
     }
     Ok(found)
 }

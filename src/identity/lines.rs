@@ -226,14 +226,7 @@ pub fn process_chunk(
             return Ok(());
         }
     };
-    for line in lines.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let rec = parse_line(format, columns, line, scratch);
-        scratch.recs.push(rec);
-    }
+    parse_lines(format, columns, lines, scratch);
     if let Err(e) = register.resolve(&scratch.queries, &mut scratch.resolved) {
         scratch.wipe();
         return Err(e);
@@ -327,6 +320,16 @@ pub fn check_chunk(
             return;
         }
     };
+    parse_lines(format, columns, lines, scratch);
+    for rec in &scratch.recs {
+        let (start, len) = (rec.index.0 as usize, rec.index.1 as usize);
+        visit(rec.status, &scratch.indexes[start..start + len]);
+    }
+    scratch.wipe();
+}
+
+/// Parses and checks every non-blank line of a chunk, in order.
+fn parse_lines(format: Format, columns: &Columns, lines: &[u8], scratch: &mut TraitScratch) {
     for line in lines.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -335,11 +338,6 @@ pub fn check_chunk(
         let rec = parse_line(format, columns, line, scratch);
         scratch.recs.push(rec);
     }
-    for rec in &scratch.recs {
-        let (start, len) = (rec.index.0 as usize, rec.index.1 as usize);
-        visit(rec.status, &scratch.indexes[start..start + len]);
-    }
-    scratch.wipe();
 }
 
 /// Parses and checks one line; a line with a NIR keeps it in `given`, one

@@ -77,6 +77,16 @@ impl Resolved {
         Self { quality, nir: *nir }
     }
 
+    /// What `found` says, with the NIR of the person it found in `register`.
+    pub fn of(found: Found, register: &Register) -> Self {
+        match found {
+            Found::Exact(i) => Self::found(Quality::Exact, register.nir(i)),
+            Found::Approximate(i, _) => Self::found(Quality::Approximate, register.nir(i)),
+            Found::Ambiguous => Self::none(Quality::Ambiguous),
+            Found::NotFound => Self::none(Quality::NotFound),
+        }
+    }
+
     /// No one (or several).
     pub fn none(quality: Quality) -> Self {
         Self {
@@ -134,12 +144,7 @@ impl Backend {
         match self {
             Backend::Embedded(r) => {
                 out.clear();
-                out.extend(queries.iter().map(|q| match r.lookup(q) {
-                    Found::Exact(i) => Resolved::found(Quality::Exact, r.nir(i)),
-                    Found::Approximate(i, _) => Resolved::found(Quality::Approximate, r.nir(i)),
-                    Found::Ambiguous => Resolved::none(Quality::Ambiguous),
-                    Found::NotFound => Resolved::none(Quality::NotFound),
-                }));
+                out.extend(queries.iter().map(|q| Resolved::of(r.lookup(q), r)));
                 Ok(())
             }
             Backend::Postgres(pg) => pg.resolve(queries, out),

@@ -108,26 +108,7 @@ impl ThrowAwayPostgres {
                  hostssl {DATABASE} {LOADER},{SERVICE} 127.0.0.1/32 scram-sha-256\n"
             ),
         )?;
-        let log = pg.dir.path().join("server.log");
-        pg.run(
-            "pg_ctl",
-            &[
-                "-D",
-                &pg.data().to_string_lossy(),
-                "-l",
-                &log.to_string_lossy(),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        )
-        .with_context(|| {
-            format!(
-                "the server did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        })?;
+        pg.restart()?;
         pg.admin_sql("postgres", SETUP)?;
         pg.admin_sql(
             "postgres",
@@ -220,7 +201,8 @@ impl ThrowAwayPostgres {
         )
     }
 
-    /// Starts it again after [`ThrowAwayPostgres::kill`].
+    /// Starts the server (again, after [`ThrowAwayPostgres::kill`]); its
+    /// log says why when it does not.
     pub fn restart(&self) -> anyhow::Result<()> {
         let log = self.dir.path().join("server.log");
         self.run(
@@ -236,6 +218,12 @@ impl ThrowAwayPostgres {
                 "start",
             ],
         )
+        .with_context(|| {
+            format!(
+                "the server did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
     }
 
     fn tool(&self, name: &str) -> PathBuf {

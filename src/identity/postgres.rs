@@ -29,8 +29,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::register::{Found, Person, Register};
-use super::store::{check_row, StoreError, HEADER};
+use super::register::{Person, Register};
+use super::store::{Rows, StoreError};
 use super::{normal, parse_date, Query, Resolved};
 use crate::nir::BODY_LEN;
 
@@ -215,7 +215,11 @@ impl Database {
         config.connect_timeout(std::time::Duration::from_secs(10));
         config.keepalives(true);
         config.keepalives_idle(std::time::Duration::from_secs(30));
-        let tls = tls_config(ca)?;
+        // TLS 1.3, AES-GCM only, as the service's own listener; the
+        // server's certificate checked against `ca`, its name against the
+        // URL's host.
+        let tls = crate::tls::server_only_client_config(ca)
+            .map_err(|e| DbError::Settings(crate::describe(&e)))?;
         Ok(Self {
             config,
             tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls),
@@ -253,12 +257,6 @@ pub fn read_password(path: &Path) -> Result<Zeroizing<Vec<u8>>, DbError> {
         )));
     }
     Ok(text)
-}
-
-/// TLS 1.3 with AES-GCM only (as the service's own listener), the server's
-/// certificate checked against `ca`, its name against the URL's host.
-fn tls_config(ca: &Path) -> Result<rustls::ClientConfig, DbError> {
-    crate::tls::server_only_client_config(ca).map_err(|e| DbError::Settings(crate::describe(&e)))
 }
 
 /// A connection and its prepared look-ups.
@@ -377,17 +375,17 @@ impl PgRegister {
             .map_err(db);
         places.zeroize();
         let mut day = people(rows?)?;
-        let first = Register::new(clone_people(&day));
+        distinct(&mut day);
+        let first = Register::new(day.clone());
         let mut rest = Vec::new();
         for (i, q) in queries.iter().enumerate() {
-            out.push(match first.exact(q) {
-                Some(Found::Exact(p)) => Resolved::found(super::Quality::Exact, first.nir(p)),
-                Some(_) => Resolved::none(super::Quality::Ambiguous),
+            match first.exact(q) {
+                Some(found) => out.push(Resolved::of(found, &first)),
                 None => {
                     rest.push(i);
-                    Resolved::none(super::Quality::NotFound)
+                    out.push(Resolved::none(super::Quality::NotFound));
                 }
-            });
+            }
         }
         drop(first);
         if rest.is_empty() {
@@ -400,13 +398,11 @@ impl PgRegister {
             let (qy, qm, qd) = super::ymd(q.date);
             let usual = (!q.usual.is_empty() && q.usual != q.birth).then_some(&q.usual);
             for name in std::iter::once(&q.birth).chain(usual) {
-                {
-                    s.push(i16::from(q.sex - b'0'));
-                    y.push(qy as i16);
-                    m.push(qm as i16);
-                    d.push(qd as i16);
-                    names.push(name.clone());
-                }
+                s.push(i16::from(q.sex - b'0'));
+                y.push(qy as i16);
+                m.push(qm as i16);
+                d.push(qd as i16);
+                names.push(name.clone());
             }
         }
         let rows = c
@@ -417,25 +413,16 @@ impl PgRegister {
         names.zeroize();
         day.extend(people(rows?)?);
         // A person can be both born that day there and named so.
-        day.sort_unstable_by_key(|p| p.nir);
-        day.dedup_by(|a, b| a.nir == b.nir);
+        distinct(&mut day);
         let all = Register::new(day);
         for i in rest {
-            out[i] = match all.lookup(&queries[i]) {
-                Found::Exact(p) => Resolved::found(super::Quality::Exact, all.nir(p)),
-                Found::Approximate(p, _) => {
-                    Resolved::found(super::Quality::Approximate, all.nir(p))
-                }
-                Found::Ambiguous => Resolved::none(super::Quality::Ambiguous),
-                Found::NotFound => Resolved::none(super::Quality::NotFound),
-            };
+            out[i] = Resolved::of(all.lookup(&queries[i]), &all);
         }
         Ok(())
     }
 }
 
-/// The people of some rows, each once (a person fetched for two queries
-/// comes twice, and twice would make an exact match ambiguous).
+/// The people of some rows.
 fn people(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Person>, DbError> {
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -467,24 +454,14 @@ fn people(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Person>, DbError> {
     }
     // The rows' own buffers are freed (and wiped by the allocator) here.
     drop(rows);
-    out.sort_unstable_by_key(|p| p.nir);
-    out.dedup_by(|a, b| a.nir == b.nir);
     Ok(out)
 }
 
-fn clone_people(people: &[Person]) -> Vec<Person> {
-    people
-        .iter()
-        .map(|p| Person {
-            nir: p.nir,
-            sex: p.sex,
-            date: p.date,
-            place: p.place,
-            birth: p.birth.clone(),
-            usual: p.usual.clone(),
-            first: p.first.clone(),
-        })
-        .collect()
+/// Each person once: a person fetched for two queries comes twice, and
+/// twice would make an exact match ambiguous.
+fn distinct(people: &mut Vec<Person>) {
+    people.sort_unstable_by_key(|p| p.nir);
+    people.dedup_by(|a, b| a.nir == b.nir);
 }
 
 /// Loads §7's register CSV from `input` into `register.person`, replacing
@@ -528,33 +505,9 @@ pub async fn load(
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     futures_util::pin_mut!(writer);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(input);
-    let mut rec = csv::ByteRecord::new();
-    let mut row = 1u64;
-    let csv_err = |row, source| StoreError::Csv { row, source };
-    if !reader
-        .read_byte_record(&mut rec)
-        .map_err(|e| csv_err(row, e))?
-        || rec
-            .iter()
-            .map(|f| f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f))
-            .ne(HEADER.iter().map(|h| h.as_bytes()))
-    {
-        return Err(StoreError::Header);
-    }
+    let mut rows = Rows::new(input)?;
     let mut people = 0u64;
-    while reader
-        .read_byte_record(&mut rec)
-        .map_err(|e| csv_err(row + 1, e))?
-    {
-        row += 1;
-        if rec.len() == 1 && rec[0].is_empty() {
-            continue; // a blank line
-        }
-        let mut f = check_row(row, &rec)?;
+    while let Some((_, mut f)) = rows.next_row()? {
         let date = parse_date(f[5].as_bytes()).unwrap_or_default();
         let sex: i16 = if f[1] == "1" { 1 } else { 2 };
         let mut keys = [
@@ -586,7 +539,7 @@ pub async fn load(
             progress(people);
         }
     }
-    rec.clear();
+    drop(rows);
     writer.finish().await.map_err(sql)?;
     if let Err(e) = tx
         .batch_execute(

@@ -17,6 +17,7 @@ use super::{ymd, Date, Query};
 use crate::nir::BODY_LEN;
 
 /// One person of the register, normalised.
+#[derive(Clone)]
 pub struct Person {
     /// The NIR's canonical body.
     pub nir: [u8; BODY_LEN],

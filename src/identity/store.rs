@@ -101,7 +101,7 @@ pub struct Loaded {
 }
 
 /// Checks one register row; returns it in canonical form.
-pub(crate) fn check_row(row: u64, rec: &csv::ByteRecord) -> Result<[String; 7], StoreError> {
+fn check_row(row: u64, rec: &csv::ByteRecord) -> Result<[String; 7], StoreError> {
     let bad = |column| StoreError::Row { row, column };
     if rec.len() != HEADER.len() {
         return Err(bad("the row's field count"));
@@ -135,6 +135,71 @@ pub(crate) fn check_row(row: u64, rec: &csv::ByteRecord) -> Result<[String; 7], 
     Ok([body, sex, birth, usual, first, date, place])
 }
 
+/// The rows of §7's register CSV, checked, for both loaders: the header
+/// first (a UTF-8 byte-order mark allowed), blank lines skipped, each row
+/// by [`check_row`].
+pub(crate) struct Rows<R: Read> {
+    reader: csv::Reader<R>,
+    rec: csv::ByteRecord,
+    row: u64,
+}
+
+impl<R: Read> Rows<R> {
+    /// Reads and checks the header.
+    pub(crate) fn new(input: R) -> Result<Self, StoreError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(input);
+        let mut rec = csv::ByteRecord::new();
+        let read = reader
+            .read_byte_record(&mut rec)
+            .map_err(|source| StoreError::Csv { row: 1, source })?;
+        if !read
+            || rec
+                .iter()
+                .map(|f| f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f))
+                .ne(HEADER.iter().map(|h| h.as_bytes()))
+        {
+            return Err(StoreError::Header);
+        }
+        Ok(Self {
+            reader,
+            rec,
+            row: 1,
+        })
+    }
+
+    /// The next row's number and canonical fields (wipe them once used),
+    /// or `None` at the end.
+    pub(crate) fn next_row(&mut self) -> Result<Option<(u64, [String; 7])>, StoreError> {
+        loop {
+            let more = self
+                .reader
+                .read_byte_record(&mut self.rec)
+                .map_err(|source| StoreError::Csv {
+                    row: self.row + 1,
+                    source,
+                })?;
+            if !more {
+                return Ok(None);
+            }
+            self.row += 1;
+            if self.rec.len() == 1 && self.rec[0].is_empty() {
+                continue; // a blank line
+            }
+            return check_row(self.row, &self.rec).map(|f| Some((self.row, f)));
+        }
+    }
+}
+
+impl<R: Read> Drop for Rows<R> {
+    fn drop(&mut self) {
+        // The record's buffer held the last row read; clear() keeps it.
+        self.rec.clear();
+    }
+}
+
 /// Loads §7's register CSV from `input` into the SQLite file `db`, which
 /// it replaces whole once every row is in; `progress` is called with the
 /// rows done, every 100,000 rows.
@@ -164,38 +229,14 @@ pub fn load(
     conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
         .map_err(sql)?;
     conn.execute_batch(SCHEMA).map_err(sql)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(input);
-    let mut rec = csv::ByteRecord::new();
-    let mut row = 1u64;
-    let csv_err = |row, source| StoreError::Csv { row, source };
-    if !reader
-        .read_byte_record(&mut rec)
-        .map_err(|e| csv_err(row, e))?
-        || rec
-            .iter()
-            .map(|f| f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f))
-            .ne(HEADER.iter().map(|h| h.as_bytes()))
-    {
-        return Err(StoreError::Header);
-    }
+    let mut rows = Rows::new(input)?;
     let tx = conn.transaction().map_err(sql)?;
     let mut people = 0u64;
     {
         let mut insert = tx
             .prepare("INSERT INTO person VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
             .map_err(sql)?;
-        while reader
-            .read_byte_record(&mut rec)
-            .map_err(|e| csv_err(row + 1, e))?
-        {
-            row += 1;
-            if rec.len() == 1 && rec[0].is_empty() {
-                continue; // a blank line
-            }
-            let mut fields = check_row(row, &rec)?;
+        while let Some((row, mut fields)) = rows.next_row()? {
             let sex: i64 = if fields[1] == "1" { 1 } else { 2 };
             let done = insert.execute(params![
                 fields[0], sex, fields[2], fields[3], fields[4], fields[5], fields[6]
@@ -216,7 +257,7 @@ pub fn load(
             }
         }
     }
-    rec.clear();
+    drop(rows);
     tx.commit().map_err(sql)?;
     conn.close().map_err(|(_, e)| sql(e))?;
     // tempfile creates it with mode 0600.

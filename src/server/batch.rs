@@ -424,23 +424,8 @@ async fn run_batch(
         .map_err(|e| refused(&state, &id, op, e))?;
     let traits = match decoder.traits() {
         None => None,
-        Some(columns) => match state.register() {
-            Ok(register) => match register.ready().await {
-                Ok(()) => Some((columns, register)),
-                Err(e) => {
-                    tracing::error!(error = %crate::describe(&e), "the register cannot be reached: a batch of traits is refused");
-                    drop(ready); // wiped by the chunks' Drop
-                    drain(&mut body).await;
-                    return Err(refused(
-                        &state,
-                        &id,
-                        op,
-                        ApiError::RegisterUnavailable(
-                            "the register database cannot be reached; the service's log says why",
-                        ),
-                    ));
-                }
-            },
+        Some(columns) => match state.register().await {
+            Ok(register) => Some((columns, register)),
             Err(why) => {
                 drop(ready); // wiped by the chunks' Drop
                 drain(&mut body).await;

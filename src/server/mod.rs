@@ -340,9 +340,15 @@ impl AppState {
         })
     }
 
-    /// The register, or why there is none.
-    fn register(&self) -> Result<Arc<crate::identity::Backend>, &'static str> {
-        self.register.clone()
+    /// The register, answering now (a round trip for PostgreSQL), or why
+    /// there is none.
+    async fn register(&self) -> Result<Arc<crate::identity::Backend>, &'static str> {
+        let register = self.register.clone()?;
+        if let Err(e) = register.ready().await {
+            tracing::error!(error = %crate::describe(&e), "the register cannot be reached: a batch of traits is refused");
+            return Err("the register database cannot be reached; the service's log says why");
+        }
+        Ok(register)
     }
 
     /// The keys for a batch, or 503 while sealed.

@@ -248,14 +248,12 @@ pub fn configure_register(env: &TestEnv, file: &str) {
         .expect("write server.toml");
 }
 
-/// `cstatns register load --config server.toml CSV`: exit status and output.
-pub fn register_load(env: &TestEnv, csv: &Path) -> (Option<i32>, String) {
+/// `cstatns ARGS…`: exit status, and stdout and stderr together.
+pub fn cli<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> (Option<i32>, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_cstatns"))
-        .args(["register", "load", "--config"])
-        .arg(&env.env.config)
-        .arg(csv)
+        .args(args)
         .output()
-        .expect("run cstatns register load");
+        .expect("run cstatns");
     (
         o.status.code(),
         format!(
@@ -264,6 +262,17 @@ pub fn register_load(env: &TestEnv, csv: &Path) -> (Option<i32>, String) {
             String::from_utf8_lossy(&o.stderr)
         ),
     )
+}
+
+/// `cstatns register load --config server.toml CSV`: exit status and output.
+pub fn register_load(env: &TestEnv, csv: &Path) -> (Option<i32>, String) {
+    cli([
+        std::ffi::OsStr::new("register"),
+        "load".as_ref(),
+        "--config".as_ref(),
+        env.env.config.as_os_str(),
+        csv.as_os_str(),
+    ])
 }
 
 /// Rewrites `max_request_bytes` in a dev-env `server.toml` (before serving).

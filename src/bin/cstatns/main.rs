@@ -614,8 +614,8 @@ fn prepare_serve(path: &Path) -> anyhow::Result<Prepared> {
     let mut hardening = cstatns::harden::harden();
     let mut config = cstatns::config::Config::load(path)?;
     // The register database's host names, looked up before the service
-    // confines itself away from the resolver's files.
-    // Unresolvable now, it is left to the connection (and to 503s).
+    // confines itself away from the resolver's files; unresolvable now,
+    // they are left to the connection (and trait batches to 503s).
     if let Some(d) = config.register_database.as_mut() {
         if let Err(e) = d.pin_addresses() {
             tracing::warn!(error = %e, "the register database's host could not be looked up at start");
