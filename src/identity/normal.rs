@@ -15,9 +15,31 @@
 use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
 use zeroize::Zeroize;
 
-/// The words of `raw`, normalised, in order.
-fn words(raw: &str) -> Vec<String> {
-    let mut flat = String::with_capacity(raw.len());
+/// `raw` decomposed without its marks, ligatures spelt out, upper-cased,
+/// anything not a letter or a digit turned into a space.
+fn flatten(raw: &str) -> String {
+    if raw.is_ascii() {
+        // NFKD leaves ASCII as it is and ASCII has no mark: the same result
+        // as below, byte for byte, without the decomposition's per-character
+        // work (most names of the register are ASCII).
+        return raw
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    char::from(b.to_ascii_uppercase())
+                } else {
+                    ' '
+                }
+            })
+            .collect();
+    }
+    flatten_unicode(raw)
+}
+
+fn flatten_unicode(raw: &str) -> String {
+    // Room enough that the string rarely grows: a growth leaves a copy
+    // behind that no one wipes.
+    let mut flat = String::with_capacity(4 * raw.len());
     for c in raw.nfkd() {
         if is_combining_mark(c) {
             continue;
@@ -30,30 +52,24 @@ fn words(raw: &str) -> Vec<String> {
             _ => flat.push(' '),
         }
     }
-    let out = flat
-        .split(' ')
-        .filter(|w| !w.is_empty())
-        .map(str::to_owned)
-        .collect();
-    flat.zeroize();
-    out
+    flat
+}
+
+fn words(flat: &str) -> impl Iterator<Item = &str> + Clone {
+    flat.split(' ').filter(|w| !w.is_empty())
 }
 
 /// A surname's key: its words without particles, joined. A name made of
 /// particles only (`DE`) keeps them.
 pub fn surname(raw: &str) -> String {
-    let mut ws = words(raw);
-    let kept: Vec<&str> = ws
-        .iter()
-        .map(String::as_str)
-        .filter(|w| !matches!(*w, "DE" | "DU" | "DES" | "D"))
-        .collect();
-    let mut out = if kept.is_empty() {
-        ws.concat()
-    } else {
-        kept.concat()
-    };
-    ws.zeroize();
+    let mut flat = flatten(raw);
+    let particle = |w: &&str| matches!(*w, "DE" | "DU" | "DES" | "D");
+    let only_particles = words(&flat).all(|w| particle(&w));
+    let mut out = String::with_capacity(flat.len());
+    for w in words(&flat).filter(|w| only_particles || !particle(w)) {
+        out.push_str(w);
+    }
+    flat.zeroize();
     cut(&mut out);
     out
 }
@@ -79,10 +95,18 @@ fn cut(key: &mut String) {
 /// First names' key: their words, sorted, joined by one space
 /// (`Jean-Pierre Marie` and `Marie Jean Pierre` are the same).
 pub fn first_names(raw: &str) -> String {
-    let mut ws = words(raw);
+    let mut flat = flatten(raw);
+    let mut ws: Vec<&str> = words(&flat).collect();
     ws.sort_unstable();
-    let mut out = ws.join(" ");
-    ws.zeroize();
+    let mut out = String::with_capacity(flat.len());
+    for (i, w) in ws.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    drop(ws);
+    flat.zeroize();
     cut(&mut out);
     out
 }
@@ -170,6 +194,15 @@ mod tests {
         assert_eq!(surname("La Salle"), "LASALLE");
         assert_ne!(surname("du Bois"), surname("Dubois"));
         assert_ne!(surname("Martin"), surname("Martins"));
+    }
+
+    #[test]
+    fn ascii_is_flattened_as_unicode_is() {
+        let every: String = (0u8..128).map(char::from).collect();
+        assert_eq!(flatten(&every), flatten_unicode(&every));
+        for raw in ["d'Artagnan", "Le-Gall", "o'BRIEN jr.", "x\ty", "", "  "] {
+            assert_eq!(flatten(raw), flatten_unicode(raw), "{raw}");
+        }
     }
 
     #[test]

@@ -110,10 +110,21 @@ pub struct Register {
     /// For each day slot, where its people start in `entries` (one more
     /// slot at the end).
     days: Vec<u32>,
-    /// (key of sex, surname and birth year; entry), sorted by key.
-    by_name: Vec<(u64, u32)>,
+    /// Everyone by (sex, surname, birth year), sorted by key.
+    by_name: Vec<Named>,
     /// For each value of a key's top 16 bits, where it starts in `by_name`.
     name_buckets: Vec<u32>,
+}
+
+/// One person in the name index: the key of (sex, surname, birth year),
+/// and the birth date beside it so that the candidates of a tolerant
+/// look-up are sifted by date without a read of their entries (a common
+/// name's year holds hundreds of people, scattered over the register).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Named {
+    key: u64,
+    date: Date,
+    entry: u32,
 }
 
 impl Drop for Register {
@@ -171,15 +182,24 @@ impl Register {
         for (i, e) in register.entries.iter().enumerate() {
             let year = e.date / 10_000;
             let (birth, usual) = (register.birth(e), register.usual(e));
-            by_name.push((name_key(e.sex, birth, year), i as u32));
+            let (date, entry) = (e.date, i as u32);
+            by_name.push(Named {
+                key: name_key(e.sex, birth, year),
+                date,
+                entry,
+            });
             if !usual.is_empty() && usual != birth {
-                by_name.push((name_key(e.sex, usual, year), i as u32));
+                by_name.push(Named {
+                    key: name_key(e.sex, usual, year),
+                    date,
+                    entry,
+                });
             }
         }
         by_name.sort_unstable();
         let mut buckets = vec![0u32; (1 << 16) + 1];
-        for &(k, _) in &by_name {
-            buckets[(k >> 48) as usize + 1] += 1;
+        for n in &by_name {
+            buckets[(n.key >> 48) as usize + 1] += 1;
         }
         for i in 1..buckets.len() {
             buckets[i] += buckets[i - 1];
@@ -230,19 +250,22 @@ impl Register {
         }
     }
 
-    fn named(&self, sex: u8, surname: &[u8], year: u32) -> impl Iterator<Item = u32> + '_ {
-        let k = name_key(sex, surname, year);
+    /// The people of `sex` with `surname` (birth or usual) born in `date`'s
+    /// year on a date that can be `date` ([`date_factor`] above 0).
+    fn named(&self, sex: u8, surname: &[u8], date: Date) -> impl Iterator<Item = u32> + '_ {
+        let k = name_key(sex, surname, date / 10_000);
         let b = (k >> 48) as usize;
         let (lo, hi) = (
             self.name_buckets[b] as usize,
             self.name_buckets[b + 1] as usize,
         );
         let run = &self.by_name[lo..hi];
-        let from = run.partition_point(|e| e.0 < k);
+        let from = run.partition_point(|n| n.key < k);
         run[from..]
             .iter()
-            .take_while(move |e| e.0 == k)
-            .map(|e| e.1)
+            .take_while(move |n| n.key == k)
+            .filter(move |n| date_factor(date, n.date) > 0.0)
+            .map(|n| n.entry)
     }
 
     /// Looks `q` up: exact first, then the tolerant rules.
@@ -272,21 +295,37 @@ impl Register {
     }
 
     fn tolerant(&self, q: &Query) -> Found {
-        // The people of the same sex and year with the name given (as their
-        // birth or usual name): every rule but a typo in the name; and for a
-        // typo, the people born on the day given (a typo with another error
-        // of the date scores below the threshold, but for a day recorded as
-        // unknown, which this leaves out).
-        let y = q.date / 10_000;
-        let mut candidates: Vec<u32> = self.born(q.sex, q.date).map(|i| i as u32).collect();
-        candidates.extend(self.named(q.sex, cap(&q.birth), y));
-        if !q.usual.is_empty() && q.usual != q.birth {
-            candidates.extend(self.named(q.sex, cap(&q.usual), y));
+        // The people of the same sex with the name given (as their birth or
+        // usual name) and a date that can be the one given: every rule but a
+        // typo in the name. For a typo, the people born on the day given, in
+        // the place given, with a name of a length a typo can reach: the
+        // only ones [`Register::score`] lets a typo score (a typo with
+        // another error of the date scores below the threshold, but for a
+        // day recorded as unknown, which this leaves out). Anyone else
+        // born that day scores above 0 only through the name, as the name
+        // index finds them.
+        let (qb, qu) = (cap(&q.birth), cap(&q.usual));
+        let mut candidates: Vec<u32> = self
+            .born(q.sex, q.date)
+            .filter(|&i| {
+                let e = &self.entries[i];
+                e.place == q.place && qb.len().abs_diff(usize::from(e.lens[0])) <= 2
+            })
+            .map(|i| i as u32)
+            .collect();
+        candidates.extend(self.named(q.sex, qb, q.date));
+        if !qu.is_empty() && qu != qb {
+            candidates.extend(self.named(q.sex, qu, q.date));
         }
         candidates.sort_unstable();
         candidates.dedup();
+        self.pick(q, candidates.iter().copied())
+    }
+
+    /// The tolerant answer among `candidates` (each once).
+    fn pick(&self, q: &Query, candidates: impl Iterator<Item = u32>) -> Found {
         let (mut best, mut second) = ((0.0f32, u32::MAX), 0.0f32);
-        for &i in &candidates {
+        for i in candidates {
             let s = self.score(q, i);
             if s > best.0 {
                 second = best.0;
@@ -569,6 +608,61 @@ mod tests {
             r.lookup(&query(b'2', "Dupont", "", "Paul", 19700103, "69123")),
             Found::NotFound
         );
+    }
+
+    #[test]
+    fn the_candidates_are_everyone_the_score_lets_through() {
+        // The look-up sifts its candidates (the name index by date, the
+        // day's people by place and length); scoring everyone instead must
+        // give the same answers, on a register with errors of every kind.
+        use crate::identity::synth::{Error, Synth};
+        use crate::identity::{parse_date, RawTraits};
+        use rand::SeedableRng;
+        let people: Vec<_> = Synth::new(5).take(6_000).collect();
+        let r = Register::new(
+            people
+                .iter()
+                .map(|p| Person {
+                    nir: p.nir.as_bytes().try_into().unwrap(),
+                    sex: b'0' + p.sex,
+                    date: parse_date(p.birth_date.as_bytes()).unwrap(),
+                    place: p.birth_place.as_bytes().try_into().unwrap(),
+                    birth: surname(&p.birth_name),
+                    usual: surname(&p.usual_name),
+                    first: first_names(&p.first_names.join(" ")),
+                })
+                .collect(),
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let (mut asked, mut approximate) = (0, 0);
+        for (n, p) in people.iter().step_by(3).enumerate() {
+            let error = Error::ALL[n % Error::ALL.len()];
+            if !p.allows(error) {
+                continue;
+            }
+            let row = p.query(error, &mut rng);
+            let q = RawTraits {
+                traits: [
+                    &row.sex,
+                    &row.birth_name,
+                    &row.first_names,
+                    &row.birth_date,
+                    &row.birth_place,
+                ]
+                .map(|f| f.as_bytes()),
+                usual_name: p.usual_name.as_bytes(),
+            }
+            .query()
+            .unwrap();
+            let everyone = r
+                .exact(&q)
+                .unwrap_or_else(|| r.pick(&q, 0..r.len() as u32));
+            let found = r.lookup(&q);
+            assert_eq!(found, everyone, "query {n}");
+            asked += 1;
+            approximate += usize::from(matches!(found, Found::Approximate(..)));
+        }
+        assert!(asked > 1_200 && approximate > 500, "{asked} {approximate}");
     }
 
     #[test]
