@@ -604,3 +604,81 @@ fn submit_sends_nothing_of_the_batch_before_the_go_ahead() {
     );
     let _ = out.join();
 }
+
+/// Every file under `dir`, with its length and modification time.
+fn listing(dir: &Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let m = e.metadata().expect("metadata");
+            out.push((e.path(), m.len(), m.modified().expect("mtime")));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn serve_check_config_checks_every_file_and_writes_nothing() {
+    let env = TestEnv::new();
+    let config = env.env.config.clone();
+    let audit_dir = cstatns::config::Config::load(&config)
+        .expect("config")
+        .audit_dir;
+    let check = || {
+        cstatns()
+            .args(["serve", "--check-config", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run")
+    };
+    // A fresh deployment: usable, and no log started by the check.
+    let fresh = listing(&audit_dir);
+    let out = check();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("signature valid"), "{said}");
+    assert!(said.contains("traceability log: none yet"), "{said}");
+    assert_eq!(listing(&audit_dir), fresh, "the check started a log");
+
+    // After a start and a stop: the log is verified, and left as it was.
+    let mut server = env.serve();
+    server.stop();
+    let before = listing(&audit_dir);
+    let out = check();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("records in 1 files verified"), "{said}");
+    assert_eq!(listing(&audit_dir), before, "the check wrote to the log");
+
+    // A record's hash rewritten: refused, saying why, exit 2.
+    let log = audit_dir.join("log.jsonl");
+    let original = std::fs::read_to_string(&log).expect("log");
+    let at = original.rfind("\"hash\":\"").expect("a hash") + 8;
+    let mut forged = original.clone();
+    let flip = if &forged[at..at + 1] == "0" { "1" } else { "0" };
+    forged.replace_range(at..at + 1, flip);
+    std::fs::write(&log, &forged).expect("tamper");
+    let out = check();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("does not verify"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&log, &original).expect("restore");
+
+    // The server's key swapped for another's: the pair no longer matches.
+    let key = env.key("server");
+    let kept = std::fs::read(&key).expect("key");
+    std::fs::copy(env.key(cstatns::pki::SUBMITTER), &key).expect("swap the key");
+    let out = check();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).starts_with("error: "),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&key, kept).expect("restore the key");
+    assert_eq!(check().status.code(), Some(0));
+}

@@ -654,9 +654,7 @@ mod tests {
             }
             .query()
             .unwrap();
-            let everyone = r
-                .exact(&q)
-                .unwrap_or_else(|| r.pick(&q, 0..r.len() as u32));
+            let everyone = r.exact(&q).unwrap_or_else(|| r.pick(&q, 0..r.len() as u32));
             let found = r.lookup(&q);
             assert_eq!(found, everyone, "query {n}");
             asked += 1;

@@ -275,10 +275,17 @@ fn tls_of(
     Ok((tls, verifier))
 }
 
-impl AppState {
-    /// Loads the ceremony record (checking its signature) and the sealed
-    /// keyring named by the configuration, and opens the log. Starts sealed.
-    pub fn load(config: Config) -> Result<Self, StartError> {
+/// The files a configuration names, read and checked as the service reads
+/// them at start ([`AppState::load`] and [`check_config`]).
+struct Checked {
+    record: CeremonyRecord,
+    keyring: SealedKeyring,
+    tls: Arc<rustls::ServerConfig>,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl Checked {
+    fn of(config: &Config) -> Result<Self, StartError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|source| StartError::Io {
                 what: format!("cannot read {}", p.display()),
@@ -287,12 +294,8 @@ impl AppState {
         };
         let record = CeremonyRecord::from_json(&read(&config.ceremony)?)?;
         record.verify_signature()?;
-        let refuse = |what: String| StartError::Io {
-            what,
-            source: std::io::Error::other("refused"),
-        };
         check_holders(&config.clients, &record).map_err(refuse)?;
-        let (tls, verifier) = tls_of(&config)?;
+        let (tls, verifier) = tls_of(config)?;
         check_private_file(&config.keyring)?;
         // Never back to an older revision of the record: old shares (a
         // revoked holder's among them) would open the keys again.
@@ -308,6 +311,122 @@ impl AppState {
             }
         }
         let keyring = SealedKeyring::from_json(&read(&config.keyring)?)?;
+        Ok(Self {
+            record,
+            keyring,
+            tls,
+            verifier,
+        })
+    }
+}
+
+fn refuse(what: String) -> StartError {
+    StartError::Io {
+        what,
+        source: std::io::Error::other("refused"),
+    }
+}
+
+/// `cstatns serve --check-config`: reads and checks every file `config`
+/// names as the service does at start (the ceremony record and its
+/// signature, the holders, TLS certificate, key, client CA and CRL, the
+/// sealed keyring, the traceability log with the same verifier as `cstatns
+/// audit verify`, the register), without binding the address, writing a
+/// file, or reaching the register database. Returns what it found, one
+/// line each (no secret in them).
+pub fn check_config(config: &Config) -> Result<Vec<String>, StartError> {
+    let Checked { record, .. } = Checked::of(config)?;
+    let mut found = vec![
+        format!("listen: {}", config.listen),
+        format!(
+            "ceremony record: revision {}, {} of {} holders, signature valid",
+            record.revision(),
+            record.threshold(),
+            record.holders().len()
+        ),
+        format!(
+            "TLS: certificate and key read, client CA read, {}",
+            if config.tls.crl.is_some() {
+                "CRL checked"
+            } else {
+                "no CRL"
+            }
+        ),
+        "keyring: read (sealed: its keys open only with the holders' shares)".into(),
+    ];
+    let roles = |r: Role| {
+        config
+            .clients
+            .iter()
+            .filter(|c| c.roles.contains(&r))
+            .count()
+    };
+    found.push(format!(
+        "clients: {} ({} submitters, {} holders, {} auditors, {} operators)",
+        config.clients.len(),
+        roles(Role::Submitter),
+        roles(Role::Holder),
+        roles(Role::Auditor),
+        roles(Role::Operator)
+    ));
+    let files = match crate::audit::log_files(&config.audit_dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => {
+            return Err(StartError::Io {
+                what: format!("cannot read {}", config.audit_dir.display()),
+                source,
+            })
+        }
+    };
+    let files: Vec<_> = files
+        .into_iter()
+        .filter(|f| std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(true))
+        .collect();
+    if files.is_empty() {
+        found.push("traceability log: none yet (started at the first start)".into());
+    } else {
+        let v = crate::audit::verify::verify_files(&files, &record, None).map_err(|e| {
+            crate::audit::AuditError::DoesNotVerify {
+                dir: config.audit_dir.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        found.push(format!(
+            "traceability log: {} records in {} files verified, {} signed checkpoints, {} records after the last",
+            v.records, v.files, v.checkpoints, v.unsigned_records
+        ));
+    }
+    found.push(match (&config.register, &config.register_database) {
+        (None, None) => "register: none (NIR batches only)".into(),
+        (Some(path), _) => {
+            let r = crate::identity::store::open(path).map_err(|e| StartError::Io {
+                what: format!("cannot read the register {}", path.display()),
+                source: std::io::Error::other(crate::describe(&e)),
+            })?;
+            format!("register: embedded, {} people", r.len())
+        }
+        (None, Some(settings)) => {
+            crate::identity::postgres::Database::new(settings).map_err(|e| StartError::Io {
+                what: "the register database's settings are not usable".into(),
+                source: std::io::Error::other(crate::describe(&e)),
+            })?;
+            "register: PostgreSQL, settings usable (the database is not contacted)".into()
+        }
+    });
+    Ok(found)
+}
+
+impl AppState {
+    /// Loads the ceremony record (checking its signature) and the sealed
+    /// keyring named by the configuration, and opens the log. Starts sealed.
+    pub fn load(config: Config) -> Result<Self, StartError> {
+        let Checked {
+            record,
+            keyring,
+            tls,
+            verifier,
+        } = Checked::of(&config)?;
         let audit =
             AuditLog::open_verified(&config.audit_dir, &record, config.audit_max_file_bytes)?;
         // From the log just verified.

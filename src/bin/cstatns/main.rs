@@ -52,6 +52,11 @@ enum Command {
         /// Listen here instead of the configured address (port 0 picks a free one).
         #[arg(long)]
         listen: Option<String>,
+        /// Check the configuration and every file it names (ceremony record, TLS, keyring,
+        /// the log verified, the register) as a start would, then exit: 0 usable, 2 not.
+        /// Binds nothing, writes nothing, contacts no database.
+        #[arg(long)]
+        check_config: bool,
     },
     /// Send a batch file to the service and write the answer to a file.
     Submit {
@@ -298,6 +303,14 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
+    if let Command::Serve {
+        config,
+        check_config: true,
+        ..
+    } = &cli.command
+    {
+        return check_config(config);
+    }
     // The service confines itself before the runtime starts its threads.
     let mut prepared = None;
     if let Command::Serve { config, .. } = &cli.command {
@@ -596,6 +609,26 @@ async fn run(cmd: Command, prepared: Option<Prepared>) -> anyhow::Result<ExitCod
             .await?;
             println!("{}", serde_json::to_string(&summary)?);
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `serve --check-config`.
+fn check_config(path: &Path) -> ExitCode {
+    let checked = cstatns::config::Config::load(path)
+        .map_err(cstatns::server::StartError::from)
+        .and_then(|c| cstatns::server::check_config(&c));
+    match checked {
+        Ok(found) => {
+            println!("{}: usable", path.display());
+            for line in found {
+                println!("  {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", cstatns::describe(&e));
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }
