@@ -1117,6 +1117,45 @@ async fn no_nir_code_or_index_in_server_log_or_traceability_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_diagnostics_are_one_object_a_line_and_hold_nothing_of_a_batch() {
+    let env = TestEnv::new();
+    let mut server =
+        env.serve_with_env(&[("CSTATNS_LOG_FORMAT", "json"), ("CSTATNS_LOG", "debug")]);
+    env.unseal(&server).await;
+    let mut body = String::from("index,nir\n");
+    let mut secrets = Vec::new();
+    for i in 0..20u64 {
+        let index = format!("JSONLOG-{i:04}");
+        body.push_str(&format!("{index},{}\n", nir_full(9_000 + i)));
+        secrets.extend([index, nir_full(9_000 + i), nir_body(9_000 + i)]);
+    }
+    let r = env.derive_csv(&server, body).await;
+    assert_eq!(r.status, 200);
+    secrets.extend(csv_rows(&r.text(), ',').into_iter().map(|r| r[1].clone()));
+    server.stop();
+    let stderr = server.stderr_text();
+    let mut messages = Vec::new();
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+        messages.push(
+            v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert!(messages.iter().any(|m| m.contains("unsealed")), "{stderr}");
+    for s in &secrets {
+        assert!(!stderr.contains(s.as_str()), "the log holds {s:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_disables_core_dumps_and_says_so_in_the_log() {
     let env = TestEnv::new();
     let server = env.serve();

@@ -38,8 +38,25 @@ const EXIT_INTERRUPTED: u8 = 130;
                   `audit`: 0 verified, 1 tampered, 2 unreadable (see `cstatns audit verify --help`)."
 )]
 struct Cli {
+    /// Diagnostics on stderr as text or as one JSON object a line (not the traceability log).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "CSTATNS_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    // `time level target: message key=value…`.
+    Text,
+    // `{"timestamp":…,"level":…,"fields":{"message":…,…},"target":…}`.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -296,13 +313,16 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
+    let diagnostics = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CSTATNS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .init();
+        );
+    match cli.log_format {
+        LogFormat::Text => diagnostics.init(),
+        LogFormat::Json => diagnostics.json().init(),
+    }
     if let Command::Serve {
         config,
         check_config: true,
