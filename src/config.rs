@@ -115,6 +115,10 @@ pub struct Config {
     pub insecure_dev_env: bool,
     /// Address to listen on.
     pub listen: String,
+    /// Where Prometheus scrapes `GET /metrics` (e.g. `127.0.0.1:9443`): the
+    /// same mutual TLS, the operator role only. None: no metrics listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     /// The public ceremony record.
     pub ceremony: PathBuf,
     /// The sealed keyring.

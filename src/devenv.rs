@@ -228,6 +228,7 @@ pub fn create(opts: &Options) -> Result<DevEnv, DevEnvError> {
     let config = Config {
         insecure_dev_env: true,
         listen: DEV_LISTEN.to_owned(),
+        metrics_listen: None,
         ceremony: "ceremony.json".into(),
         keyring: "keyring.json".into(),
         audit_dir: "audit".into(),

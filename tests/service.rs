@@ -1573,3 +1573,88 @@ async fn unknown_routes_and_wrong_methods_are_refused_and_logged() {
         assert_eq!(rec["actor"]["fingerprint"], fp.as_str());
     }
 }
+
+// ---------------------------------------------------------------------------
+// Operations: Prometheus metrics
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_batches_lines_and_refusals_for_the_operator_only() {
+    let env = TestEnv::new();
+    let text = std::fs::read_to_string(&env.env.config).unwrap();
+    std::fs::write(
+        &env.env.config,
+        format!("metrics_listen = \"127.0.0.1:0\"\n{text}"),
+    )
+    .unwrap();
+    let server = env.serve();
+    let port = server.metrics_port.expect("a metrics listener");
+    let scrape = |role: &str| {
+        let id = ClientIdentity::Cert {
+            cert: env.cert(role),
+            key: env.key(role),
+        };
+        let ca = env.ca();
+        async move {
+            common::https_at(port, &ca, &id, "GET", "/metrics")
+                .await
+                .unwrap()
+        }
+    };
+    let m = scrape(OPERATOR).await;
+    assert_eq!(m.status, 200);
+    assert!(
+        m.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{m:?}"
+    );
+    assert!(m.text().contains("\ncstatns_sealed 1\n"), "{}", m.text());
+
+    env.unseal(&server).await;
+    let mut body = String::from("index,nir\n");
+    let mut secrets = Vec::new();
+    for i in 0..3u64 {
+        body.push_str(&format!("METRIC-{i},{}\n", nir_full(700 + i)));
+        secrets.extend([format!("METRIC-{i}"), nir_full(700 + i), nir_body(700 + i)]);
+    }
+    body.push_str("METRIC-9,295109912611194\n");
+    let r = env.derive_csv(&server, body).await;
+    assert_eq!(r.status, 200);
+    let bad = env.derive_csv(&server, "id,nir\n").await;
+    assert_eq!(bad.status, 400);
+    env.wait_for_audit("batch_end", |r| r["event"] == "batch_end");
+
+    let text = scrape(OPERATOR).await.text();
+    for want in [
+        "\ncstatns_sealed 0\n",
+        "\ncstatns_generation 1\n",
+        "cstatns_batches_total{operation=\"cstatns\",outcome=\"completed\"} 1\n",
+        "cstatns_lines_total{status=\"ok\"} 3\n",
+        "cstatns_lines_total{status=\"invalid_key\"} 1\n",
+        "cstatns_refusals_total{reason=\"bad_request\"} 1\n",
+        "cstatns_log_events_total{event=\"batch_end\"} 1\n",
+        "cstatns_batch_duration_seconds_count{operation=\"cstatns\"} 1\n",
+        "\ncstatns_audit_log_writable 1\n",
+        "cstatns_renewal_days_left ",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    for s in &secrets {
+        assert!(!text.contains(s.as_str()), "the metrics hold {s:?}");
+    }
+    // Another role: refused; another path: 404.
+    assert_eq!(scrape(SUBMITTER).await.status, 403);
+    let id = ClientIdentity::Cert {
+        cert: env.cert(OPERATOR),
+        key: env.key(OPERATOR),
+    };
+    let other = common::https_at(port, &env.ca(), &id, "GET", "/v1/status").await;
+    assert_eq!(other.unwrap().status, 404);
+    // No certificate: no handshake.
+    assert!(
+        common::https_at(port, &env.ca(), &ClientIdentity::None, "GET", "/metrics")
+            .await
+            .is_err()
+    );
+}

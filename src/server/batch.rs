@@ -1046,6 +1046,7 @@ impl Run {
             Some(&self.id),
         );
         r.log_seq = seq?;
+        super::metrics::batch_ended(&r);
         r.ceremony_id = self.state.record().ceremony_id().to_string();
         r.signature = String::new();
         let unsigned = serde_json::to_vec(&r).ok()?;

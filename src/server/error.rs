@@ -156,6 +156,7 @@ fn quorum_status(r: &QuorumRefusal) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        super::metrics::refused(self.code());
         let body = crate::wire::ErrorBody {
             error: self.code().to_owned(),
             message: self.to_string(),

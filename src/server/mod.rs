@@ -11,6 +11,7 @@ mod audit;
 mod batch;
 mod error;
 mod guard;
+mod metrics;
 mod operations;
 mod results;
 mod unseal;
@@ -605,7 +606,10 @@ impl AppState {
     /// caller decides whether the operation must be refused.
     fn log(&self, event: Event, actor: Option<&PeerIdentity>) -> Option<u64> {
         match self.audit.append(&event, actor) {
-            Ok(seq) => Some(seq),
+            Ok(seq) => {
+                metrics::logged(event.name());
+                Some(seq)
+            }
             Err(e) => {
                 tracing::error!(error = %e, event = event.name(), "traceability log write failed");
                 None
@@ -986,6 +990,8 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    /// `metrics_listen`'s, when configured.
+    metrics: Option<TcpListener>,
     state: Arc<AppState>,
     /// Installed before the (long) log check, so that a reload asked for
     /// during the start waits for the service rather than ending it
@@ -1001,14 +1007,22 @@ impl Server {
         let hangups = Hangups::new();
         let addr = listen.unwrap_or(&config.listen).to_owned();
         let state = Arc::new(AppState::load(config)?);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|source| StartError::Io {
-                what: format!("cannot listen on {addr}"),
-                source,
-            })?;
+        let bind = |addr: String| async move {
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|source| StartError::Io {
+                    what: format!("cannot listen on {addr}"),
+                    source,
+                })
+        };
+        let listener = bind(addr).await?;
+        let metrics = match state.config.metrics_listen.clone() {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
+            metrics,
             state,
             hangups,
             hardening: None,
@@ -1024,6 +1038,11 @@ impl Server {
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The metrics listener's bound address, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The shared state (for status reporting by the embedding program).
@@ -1092,6 +1111,9 @@ impl Server {
         }
         let router = app(state.clone());
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        let metrics = self
+            .metrics
+            .map(|l| tokio::spawn(metrics::serve(l, state.clone())));
         let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let reserved = Arc::new(tokio::sync::Semaphore::new(RESERVED_CONNECTIONS));
         let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
@@ -1213,6 +1235,9 @@ impl Server {
             });
         }
         housekeeping.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         // Running batches end first (each logs its end), then the stop, then
         // the last checkpoint covers them all.
         let journal = state.journal(None);
@@ -1328,6 +1353,7 @@ impl RefusalLog {
     }
 
     fn record(&self, state: &AppState, kind: &'static str, reason: Term) {
+        metrics::refused(kind);
         let now = std::time::Instant::now();
         let count = {
             let mut kinds = self.kinds.lock().unwrap_or_else(|p| p.into_inner());

@@ -363,6 +363,8 @@ pub fn batch_head(len: usize) -> String {
 pub struct ServerProcess {
     child: Option<Child>,
     pub port: u16,
+    /// The metrics listener's port, when `metrics_listen` is configured.
+    pub metrics_port: Option<u16>,
     pub stderr_path: PathBuf,
 }
 
@@ -388,26 +390,41 @@ impl ServerProcess {
         // Keeps reading to the end so that the server never writes into a
         // closed pipe.
         std::thread::spawn(move || {
-            let mut first = true;
+            // Up to the listening line (the metrics line comes before it).
+            let mut more = true;
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if first {
+                if more {
+                    more = line.starts_with("cstatns: metrics on");
                     let _ = tx.send(line);
-                    first = false;
                 }
             }
         });
         let mut guard = Self {
             child: Some(child),
             port: 0,
+            metrics_port: None,
             stderr_path,
         };
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) => l,
-            Err(_) => panic!(
-                "cstatns serve printed no listening line; stderr:\n{}",
-                guard.stderr_text()
-            ),
+        let port_in = |line: &str, prefix: &str| -> Option<u16> {
+            line.strip_prefix(prefix)?
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        };
+        let line = loop {
+            let line = match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(l) => l,
+                Err(_) => panic!(
+                    "cstatns serve printed no listening line; stderr:\n{}",
+                    guard.stderr_text()
+                ),
+            };
+            match port_in(&line, "cstatns: metrics on https://127.0.0.1:") {
+                Some(p) => guard.metrics_port = Some(p),
+                None => break line,
+            }
         };
         let rest = line
             .strip_prefix("cstatns: listening on https://127.0.0.1:")
@@ -587,6 +604,30 @@ async fn exchange(
     headers: &[(&str, &str)],
     body: RawBody,
 ) -> Result<Reply, String> {
+    exchange_at(server.port, ca, identity, method, path, headers, body).await
+}
+
+/// A request with no body to another listener of the service (metrics).
+pub async fn https_at(
+    port: u16,
+    ca: &Path,
+    identity: &ClientIdentity,
+    method: &str,
+    path: &str,
+) -> Result<Reply, String> {
+    let body = Full::new(Bytes::new()).boxed();
+    exchange_at(port, ca, identity, method, path, &[], body).await
+}
+
+async fn exchange_at(
+    port: u16,
+    ca: &Path,
+    identity: &ClientIdentity,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: RawBody,
+) -> Result<Reply, String> {
     let config = match identity {
         ClientIdentity::Cert { cert, key } => {
             cstatns::tls::client_config(ca, cert, key).map_err(|e| e.to_string())?
@@ -603,7 +644,7 @@ async fn exchange(
         }
     };
     let exchange = async {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let name = ServerName::try_from("localhost").expect("server name");
@@ -619,7 +660,7 @@ async fn exchange(
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", format!("localhost:{}", server.port));
+            .header("host", format!("localhost:{port}"));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -751,6 +751,10 @@ async fn serve(prepared: Prepared, listen: Option<&str>) -> anyhow::Result<ExitC
         .await?
         .with_hardening(hardening);
     let addr = server.local_addr()?;
+    // Before the listening line, which scripts and tests wait for.
+    if let Some(m) = server.metrics_addr() {
+        println!("cstatns: metrics on https://{m}/metrics (operator role)");
+    }
     // Scripts and tests wait for this line.
     println!("cstatns: listening on https://{addr} (sealed: key holders must unseal)");
     use std::io::Write;
