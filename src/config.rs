@@ -31,6 +31,19 @@ pub enum Role {
     Matcher,
 }
 
+impl Role {
+    /// Its name in `server.toml` (`submitter`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Submitter => "submitter",
+            Role::Holder => "holder",
+            Role::Auditor => "auditor",
+            Role::Operator => "operator",
+            Role::Matcher => "matcher",
+        }
+    }
+}
+
 /// One client entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1658,3 +1658,48 @@ async fn metrics_count_batches_lines_and_refusals_for_the_operator_only() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_requests_and_undecodable_paths_are_refused_as_json_and_logged() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    let reads = |env: &TestEnv| {
+        env.audit_records()
+            .iter()
+            .filter(|r| r["event"] == "audit_read")
+            .count()
+    };
+    let before = reads(&env);
+    // HEAD runs no GET handler: no audit read recorded.
+    let r = env
+        .request(&server, AUDITOR, "HEAD", "/v1/audit", &[], "")
+        .await;
+    assert_eq!(r.status, 405);
+    let r = env
+        .request(&server, AUDITOR, "GET", "/v1/audit", &[], "")
+        .await;
+    assert_eq!(r.status, 200);
+    env.wait_for_audit("audit_read", |_| reads(&env) > before);
+    assert_eq!(reads(&env), before + 1, "only the GET reads the log");
+    // A path parameter whose bytes are not UTF-8: a JSON 404, logged.
+    let r = env
+        .request(&server, SUBMITTER, "GET", "/v1/receipts/%FF%FE", &[], "")
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"], "not_found");
+    env.wait_for_audit("request_refused", |r| {
+        r["event"] == "request_refused" && r["details"]["reason"] == "not_found"
+    });
+    // The refusal names the role as server.toml does.
+    let r = env
+        .request(&server, SUBMITTER, "GET", "/v1/audit", &[], "")
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("the auditor role"),
+        "{r:?}"
+    );
+}

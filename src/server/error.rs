@@ -12,7 +12,7 @@ use crate::seal::QuorumRefusal;
 #[non_exhaustive]
 pub enum ApiError {
     /// The certificate lacks the role.
-    #[error("this certificate does not have the {0:?} role")]
+    #[error("this certificate does not have the {} role", .0.name())]
     Forbidden(Role),
     /// The service is sealed.
     #[error("the service is sealed: key holders must submit their shares")]

@@ -958,28 +958,67 @@ async fn guard_release(
     Ok(Json(status_of(&state, &id)))
 }
 
+/// A path whose percent-decoded bytes are not UTF-8 names no route: 404,
+/// logged, as JSON (axum's path extractor would answer a plain-text 400 of
+/// its own, which the log would not know).
+async fn clean_path(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = percent_encoding::percent_decode_str(req.uri().path());
+    if path.decode_utf8().is_err() {
+        let id = req
+            .extensions()
+            .get::<PeerIdentity>()
+            .cloned()
+            .map(Extension);
+        return refuse_route(&state, id, ApiError::NotFound).into_response();
+    }
+    next.run(req).await
+}
+
+/// A GET route that does not take HEAD (axum's `get` would run the handler
+/// for a HEAD too, with its side effects: an `audit_read` record, a result
+/// taken out and put back).
+fn get_only<H, T>(handler: H) -> axum::routing::MethodRouter<Arc<AppState>>
+where
+    H: axum::handler::Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    get(handler).head(wrong_method)
+}
+
 /// The router. Requests must carry a [`PeerIdentity`] extension.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/v1/status", get(status))
+        .route("/v1/status", get_only(status))
         .route("/v1/unseal", post(unseal::unseal))
         .route("/v1/cstatns", post(batch::derive))
         .route("/v1/renewal", post(batch::renew))
-        .route("/v1/receipts/{id}", get(receipt))
+        .route("/v1/receipts/{id}", get_only(receipt))
         .route("/v1/seal", post(unseal::seal))
         .route("/v1/guard/{client}/release", post(guard_release))
-        .route("/v1/audit", get(audit::stream))
+        .route("/v1/audit", get_only(audit::stream))
         .route(
             "/v1/operations",
-            get(operations::list).post(operations::propose),
+            get_only(operations::list).post(operations::propose),
         )
         .route("/v1/operations/{id}/approve", post(operations::approve))
         .route("/v1/operations/{id}/cancel", post(operations::cancel))
         .route("/v1/projects/{id}/cspens", post(batch::cspens))
         .route("/v1/projects/{id}/renewal", post(batch::cspens_renewal))
-        .route("/v1/projects/{id}/results/{batch}", get(results::fetch))
+        .route(
+            "/v1/projects/{id}/results/{batch}",
+            get_only(results::fetch),
+        )
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            clean_path,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             renewal_warning,

@@ -36,7 +36,14 @@ pub(super) async fn propose(
     let entry = holder_or_operator(&state, &id)?;
     let body = read_small_body(&state, &id, "propose", body, MAX_PROPOSAL).await?;
     let operation: Operation = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Quorum(QuorumRefusal::Invalid(format!("not an operation: {e}"))))?;
+        // Where the JSON breaks, not serde's text, which can quote the body.
+        .map_err(|e| {
+            ApiError::Quorum(QuorumRefusal::Invalid(format!(
+                "not an operation: the JSON does not fit (line {}, column {})",
+                e.line(),
+                e.column()
+            )))
+        })?;
     check_against_config(&state, &operation).map_err(|m| {
         state.log(
             crate::event::Event::RequestRefused {

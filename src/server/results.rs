@@ -213,22 +213,35 @@ pub(super) async fn fetch(
         bytes: 0,
         done: false,
     };
+    // One chunk is held back until the next is read: the last one leaves
+    // only once the hand-over is logged. Should the log refuse it, the
+    // transfer breaks off before the file's end (age's last chunk is
+    // authenticated as the last, so what was sent does not decrypt), and
+    // the result is put back: never handed over without its record.
     let chunks = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
     let stream = futures_util::stream::unfold(
-        (chunks, Some(handover)),
-        |(mut chunks, mut handover)| async move {
-            let h = handover.as_mut()?;
-            match futures_util::StreamExt::next(&mut chunks).await {
-                Some(Ok(b)) => {
-                    h.bytes += b.len() as u64;
-                    Some((Ok(b), (chunks, handover)))
-                }
-                Some(Err(e)) => Some((Err(e), (chunks, None))),
-                None => {
-                    if let Some(h) = handover.take() {
-                        h.complete();
+        (chunks, Some(handover), None::<bytes::Bytes>),
+        |(mut chunks, mut handover, mut held)| async move {
+            loop {
+                let h = handover.as_mut()?;
+                match futures_util::StreamExt::next(&mut chunks).await {
+                    Some(Ok(b)) => {
+                        h.bytes += b.len() as u64;
+                        if let Some(previous) = held.replace(b) {
+                            return Some((Ok(previous), (chunks, handover, held)));
+                        }
                     }
-                    None
+                    Some(Err(e)) => return Some((Err(e), (chunks, None, None))),
+                    None => {
+                        let h = handover.take()?;
+                        if !h.complete() {
+                            let e =
+                                std::io::Error::other("the traceability log refused the hand-over");
+                            return Some((Err(e), (chunks, None, None)));
+                        }
+                        let last = held.take()?;
+                        return Some((Ok(last), (chunks, None, None)));
+                    }
                 }
             }
         },
@@ -256,11 +269,10 @@ struct Handover {
 }
 
 impl Handover {
-    fn complete(mut self) {
-        self.done = true;
-        let _ = std::fs::remove_file(&self.taken);
-        let _ = std::fs::remove_file(&self.meta);
-        self.state.log(
+    /// Logs the hand-over, then erases the result; false (and the result
+    /// put back by the drop) when the log refuses the record.
+    fn complete(mut self) -> bool {
+        let logged = self.state.log(
             Event::ProjectResultFetched {
                 project: ProjectName::of_project(&self.project),
                 batch: BatchId::of_drawn(&self.batch),
@@ -268,6 +280,13 @@ impl Handover {
             },
             Some(&self.id),
         );
+        if logged.is_none() {
+            return false;
+        }
+        self.done = true;
+        let _ = std::fs::remove_file(&self.taken);
+        let _ = std::fs::remove_file(&self.meta);
+        true
     }
 }
 
