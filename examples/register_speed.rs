@@ -122,7 +122,7 @@ fn read_queries(path: &std::path::Path) -> anyhow::Result<Vec<Query>> {
         let rec = rec?;
         let raw = RawTraits {
             traits: [&rec[1], &rec[2], &rec[3], &rec[4], &rec[5]],
-            usual_name: b"",
+            usual_name: rec.get(6).unwrap_or_default(),
         };
         if let Ok(q) = raw.query() {
             out.push(q);

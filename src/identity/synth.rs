@@ -479,6 +479,10 @@ pub struct QueryRow {
     pub birth_date: String,
     /// Place code.
     pub birth_place: String,
+    /// The usual (married) name, as the register writes it, for half of the
+    /// people who have one (chosen by their NIR, so that no draw of the
+    /// generator moves); empty otherwise.
+    pub usual_name: String,
 }
 
 impl Person {
@@ -543,20 +547,27 @@ impl Person {
                 .join(" "),
             birth_date: date,
             birth_place: place,
+            usual_name: if self.nir.as_bytes()[12] % 2 == 0 {
+                self.usual_name.clone()
+            } else {
+                String::new()
+            },
         }
     }
 }
 
 impl QueryRow {
-    /// A trait batch's CSV line (`index,sex,birth_name,first_names,birth_date,birth_place`).
+    /// A trait batch's CSV line
+    /// (`index,sex,birth_name,first_names,birth_date,birth_place,usual_name`).
     pub fn csv_line(&self, index: &str) -> String {
         format!(
-            "{index},{},{},{},{},{}",
+            "{index},{},{},{},{},{},{}",
             self.sex,
             quote(&self.birth_name),
             quote(&self.first_names),
             self.birth_date,
-            self.birth_place
+            self.birth_place,
+            quote(&self.usual_name)
         )
     }
 }
@@ -765,7 +776,10 @@ pub fn write_files(
     let mut batch = match queries {
         Some((p, _)) => {
             let mut w = create(p)?;
-            writeln!(w, "index,sex,birth_name,first_names,birth_date,birth_place")?;
+            writeln!(
+                w,
+                "index,sex,birth_name,first_names,birth_date,birth_place,usual_name"
+            )?;
             Some(w)
         }
         None => None,
