@@ -77,6 +77,7 @@ async fn a_postgres_register_answers_as_the_embedded_one_through_the_real_servic
         ..EnvOptions::default()
     });
     let pki = env.dir().join("pki");
+    common::provision("postgres");
     let pg = ThrowAwayPostgres::start(&pki.join("server.pem"), &pki.join("server.key"))
         .expect("a throw-away PostgreSQL server");
     let csv = env.dir().join("register.csv");
@@ -155,6 +156,7 @@ async fn a_postgres_register_answers_as_the_embedded_one_through_the_real_servic
 fn the_loader_refuses_a_duplicate_without_naming_it_and_the_roles_are_kept_apart() {
     let env = TestEnv::new();
     let pki = env.dir().join("pki");
+    common::provision("postgres");
     let pg = ThrowAwayPostgres::start(&pki.join("server.pem"), &pki.join("server.key"))
         .expect("a throw-away PostgreSQL server");
     let ca = env.ca();

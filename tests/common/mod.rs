@@ -748,3 +748,23 @@ pub fn csv_rows(text: &str, delimiter: char) -> Vec<[String; 3]> {
         })
         .collect()
 }
+
+/// Runs `.ci/NAME`, which installs what a test needs when it is missing
+/// (Debian's or PyPI's packages) and does nothing when it is there, so that
+/// `cargo test` on a fresh machine provisions itself as CI does.
+pub fn provision(name: &str) {
+    // One at a time: two package installs would fight for dpkg's lock.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci").join(name);
+    let out = Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
