@@ -291,6 +291,9 @@ async fn the_service_answers_as_its_openapi_document_says_and_nothing_else() {
         "/v2/status",
         "/v1/status/x",
         "/metrics",
+        "/audit",
+        "/audit/index.html",
+        "/audit/../v1/status/x",
     ] {
         for role in [OPERATOR, SUBMITTER] {
             let r = env.request(&server, role, "GET", path, &[], "").await;

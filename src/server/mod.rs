@@ -15,6 +15,7 @@ mod metrics;
 mod operations;
 mod results;
 mod unseal;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -1013,6 +1014,11 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/projects/{id}/results/{batch}",
             get_only(results::fetch),
         )
+        .route("/audit/", get_only(web::page))
+        .route("/audit/audit.js", get_only(web::script))
+        .route("/audit/audit.css", get_only(web::style))
+        .route("/audit/icon.svg", get_only(web::icon))
+        .route("/audit/summary.json", get_only(web::summary))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(
