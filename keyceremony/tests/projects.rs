@@ -23,6 +23,39 @@ use cstatns::seal::{self, CeremonyRecord, SealedKeyring};
 use support::*;
 
 const PROJECT: &str = "cohort-2027";
+
+/// A directory bind-mounted read-only over itself (root only, as CI runs),
+/// unmounted on drop.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &std::path::Path) -> Self {
+        let d = dir.to_str().unwrap();
+        let run = |args: &[&str]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        };
+        assert!(run(&["--bind", d, d]), "bind mount (root only)");
+        let me = Self(dir.to_owned());
+        // "Busy" while a file is open for writing through the new mount.
+        for _ in 0..1000 {
+            if run(&["-o", "remount,bind,ro", d]) {
+                return me;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!("cannot remount {d} read-only");
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
 const PURPOSE: &str = "research-cohort";
 
 fn in_days(days: i64) -> String {
@@ -187,7 +220,40 @@ fn a_research_project_from_its_quorum_to_its_end_date() {
     };
     let refused = fetch(cstatns::pki::AUDITOR).unwrap_err();
     assert!(refused.to_string().contains("403"), "{refused}");
-    let encrypted = fetch(cstatns::pki::MATCHER).unwrap();
+    // Fail closed: while the log cannot record the hand-over, the result
+    // does not leave whole (the transfer breaks before its last chunk), and
+    // it stays for another fetch.
+    let config = Config::load(&env.config).unwrap();
+    {
+        let _read_only = ReadOnly::mount(&config.audit_dir);
+        match fetch(cstatns::pki::MATCHER) {
+            Err(_) => {}
+            Ok(bytes) => panic!("{} bytes handed over unlogged", bytes.len()),
+        }
+    }
+    let kept: Vec<_> = std::fs::read_dir(config.results_dir().join(PROJECT))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        kept.iter().any(|f| f.ends_with(".age")),
+        "put back for another fetch: {kept:?}"
+    );
+    // The log writable again, the service takes it back by itself.
+    let mut encrypted = None;
+    for _ in 0..100 {
+        match fetch(cstatns::pki::MATCHER) {
+            Ok(b) => {
+                encrypted = Some(b);
+                break;
+            }
+            // 503 until the service finds its log writable again (or a
+            // transfer broken if the log is still refusing).
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    let encrypted = encrypted.expect("fetched once the log is back");
     let again = fetch(cstatns::pki::MATCHER).unwrap_err();
     assert!(again.to_string().contains("fetched already"), "{again}");
     let results_dir = Config::load(&env.config).unwrap().results_dir();
