@@ -220,14 +220,13 @@ fn a_research_project_from_its_quorum_to_its_end_date() {
     };
     let refused = fetch(cstatns::pki::AUDITOR).unwrap_err();
     assert!(refused.to_string().contains("403"), "{refused}");
-    // Fail closed: while the log cannot record the hand-over, the result
-    // does not leave whole (the transfer breaks before its last chunk), and
-    // it stays for another fetch.
+    // Fail closed: while the log cannot record the hand-over, no byte of
+    // the result leaves (503), and it stays for another fetch.
     let config = Config::load(&env.config).unwrap();
     {
         let _read_only = ReadOnly::mount(&config.audit_dir);
         match fetch(cstatns::pki::MATCHER) {
-            Err(_) => {}
+            Err(e) => assert!(e.to_string().contains("503"), "{e}"),
             Ok(bytes) => panic!("{} bytes handed over unlogged", bytes.len()),
         }
     }

@@ -202,46 +202,44 @@ pub(super) async fn fetch(
             return Err(ApiError::Internal);
         }
     };
+    // Logged before the first byte leaves (age hands each checked chunk of
+    // a stream to its reader: a transfer cut short still gives most of the
+    // table). A log that cannot take the record: nothing is sent, and the
+    // result is put back. A transfer that breaks off after this record puts
+    // the result back too, and the next fetch is logged again.
+    let bytes = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let logged = state.log(
+        Event::ProjectResultFetched {
+            project: ProjectName::of_project(&project),
+            batch: BatchId::of_drawn(&batch),
+            bytes,
+        },
+        Some(&id),
+    );
+    if logged.is_none() {
+        let _ = std::fs::rename(&taken, &file_path);
+        return Err(ApiError::AuditUnavailable);
+    }
     let handover = Handover {
-        state: state.clone(),
-        id: id.clone(),
-        project,
-        batch,
         taken,
         back: file_path,
         meta: meta_path,
-        bytes: 0,
         done: false,
     };
-    // One chunk is held back until the next is read: the last one leaves
-    // only once the hand-over is logged. Should the log refuse it, the
-    // transfer breaks off before the file's end (age's last chunk is
-    // authenticated as the last, so what was sent does not decrypt), and
-    // the result is put back: never handed over without its record.
+    // Erased once the last chunk is read, just before it leaves.
     let chunks = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
     let stream = futures_util::stream::unfold(
-        (chunks, Some(handover), None::<bytes::Bytes>),
-        |(mut chunks, mut handover, mut held)| async move {
-            loop {
-                let h = handover.as_mut()?;
-                match futures_util::StreamExt::next(&mut chunks).await {
-                    Some(Ok(b)) => {
-                        h.bytes += b.len() as u64;
-                        if let Some(previous) = held.replace(b) {
-                            return Some((Ok(previous), (chunks, handover, held)));
-                        }
+        (chunks, Some(handover)),
+        |(mut chunks, mut handover)| async move {
+            handover.as_ref()?;
+            match futures_util::StreamExt::next(&mut chunks).await {
+                Some(Ok(b)) => Some((Ok(b), (chunks, handover))),
+                Some(Err(e)) => Some((Err(e), (chunks, None))),
+                None => {
+                    if let Some(h) = handover.take() {
+                        h.complete();
                     }
-                    Some(Err(e)) => return Some((Err(e), (chunks, None, None))),
-                    None => {
-                        let h = handover.take()?;
-                        if !h.complete() {
-                            let e =
-                                std::io::Error::other("the traceability log refused the hand-over");
-                            return Some((Err(e), (chunks, None, None)));
-                        }
-                        let last = held.take()?;
-                        return Some((Ok(last), (chunks, None, None)));
-                    }
+                    None
                 }
             }
         },
@@ -254,39 +252,20 @@ pub(super) async fn fetch(
     Ok(resp)
 }
 
-/// A result being handed over: erased and logged once wholly read, put
-/// back (for another try) if the transfer stops before.
+/// A result being handed over (its hand-over logged): erased once wholly
+/// read, put back (for another try) if the transfer stops before.
 struct Handover {
-    state: Arc<AppState>,
-    id: PeerIdentity,
-    project: String,
-    batch: String,
     taken: PathBuf,
     back: PathBuf,
     meta: PathBuf,
-    bytes: u64,
     done: bool,
 }
 
 impl Handover {
-    /// Logs the hand-over, then erases the result; false (and the result
-    /// put back by the drop) when the log refuses the record.
-    fn complete(mut self) -> bool {
-        let logged = self.state.log(
-            Event::ProjectResultFetched {
-                project: ProjectName::of_project(&self.project),
-                batch: BatchId::of_drawn(&self.batch),
-                bytes: self.bytes,
-            },
-            Some(&self.id),
-        );
-        if logged.is_none() {
-            return false;
-        }
+    fn complete(mut self) {
         self.done = true;
         let _ = std::fs::remove_file(&self.taken);
         let _ = std::fs::remove_file(&self.meta);
-        true
     }
 }
 
