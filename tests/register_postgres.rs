@@ -103,7 +103,9 @@ async fn a_postgres_register_answers_as_the_embedded_one_through_the_real_servic
     server.stop();
 
     configure_database(&env, &pg);
-    let mut server = env.serve();
+    // Every diagnostic on: the database client's own (which would print a
+    // statement's parameters, the traits) must stay out all the same.
+    let mut server = env.serve_with_env(&[("CSTATNS_LOG", "trace")]);
     env.unseal(&server).await;
     let r = env.derive_csv(&server, body.clone()).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -150,6 +152,24 @@ async fn a_postgres_register_answers_as_the_embedded_one_through_the_real_servic
         );
     }
     assert!(log.contains("register_unavailable"));
+    assert!(
+        stderr.lines().count() > 100,
+        "trace diagnostics were written"
+    );
+    for row in body.lines().skip(1).take(500) {
+        let name = row
+            .split(',')
+            .nth(2)
+            .expect("a birth name")
+            .trim_matches('"');
+        let key = cstatns::identity::normal::surname(name);
+        if key.len() >= 5 {
+            assert!(
+                !stderr.contains(&key),
+                "a trait ({key}) reached the diagnostics"
+            );
+        }
+    }
 }
 
 #[test]

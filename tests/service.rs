@@ -1643,8 +1643,11 @@ async fn metrics_count_batches_lines_and_refusals_for_the_operator_only() {
     for s in &secrets {
         assert!(!text.contains(s.as_str()), "the metrics hold {s:?}");
     }
-    // Another role: refused; another path: 404.
+    // Another role: refused, and the refusal logged; another path: 404.
     assert_eq!(scrape(SUBMITTER).await.status, 403);
+    env.wait_for_audit("the metrics refusal", |r| {
+        r["event"] == "request_refused" && r["details"]["role"] == "operator"
+    });
     let id = ClientIdentity::Cert {
         cert: env.cert(OPERATOR),
         key: env.key(OPERATOR),

@@ -62,8 +62,8 @@ struct Counters {
 }
 
 fn durations() -> Histogram {
-    // 1 ms to about 4.5 hours.
-    Histogram::new(exponential_buckets(0.001, 4.0, 12))
+    // 1 ms to about 4.7 hours.
+    Histogram::new(exponential_buckets(0.001, 4.0, 13))
 }
 
 static COUNTERS: LazyLock<Counters> = LazyLock::new(|| Counters {
@@ -194,32 +194,55 @@ pub fn render(state: &AppState) -> String {
     out
 }
 
-/// Scrapes served at once; more wait for the next scrape.
+/// Handshakes under way at once on the metrics listener; more are dropped.
+const HANDSHAKES: usize = 64;
+
+/// Operators' scrapes served at once, taken after the handshake.
 const SCRAPERS: usize = 4;
 
+/// A scrape's connection, handshake excluded, whatever the client does:
+/// one request (no keep-alive), its answer, then closed.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `GET /metrics` on `listener` to operators until the task is
-/// aborted.
+/// aborted. Like the main listener, a slot is taken only after a mutual
+/// TLS handshake (unauthenticated sockets share the handshake slots, each
+/// held at most [`super::HANDSHAKE_TIMEOUT`]); a connection carries one
+/// request and lives at most [`SCRAPE_TIMEOUT`]; the role is that of the
+/// configuration in force at the handshake; a refusal is logged.
 pub(super) async fn serve(listener: TcpListener, state: Arc<AppState>) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
     let slots = Arc::new(tokio::sync::Semaphore::new(SCRAPERS));
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            refused("too many scrapes");
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            refused("too many handshakes");
             continue;
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(state.live().tls.clone());
         let state = state.clone();
+        let slots = slots.clone();
         tokio::spawn(async move {
-            let _slot = slot;
             let tls =
                 match tokio::time::timeout(super::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
                     _ => return refused("handshake"),
                 };
-            let operator = crate::tls::peer_identity(tls.get_ref().1)
-                .is_some_and(|id| state.entry_with_role(&id, Role::Operator).is_some());
+            drop(handshake);
+            let Some(id) = crate::tls::peer_identity(tls.get_ref().1) else {
+                return refused("handshake");
+            };
+            let Ok(_slot) = slots.try_acquire_owned() else {
+                return refused("too many scrapes");
+            };
+            // The role is checked, and a refusal logged, as on the service's
+            // own routes.
+            let operator = state.require(&id, Role::Operator).is_ok();
+            if !operator {
+                refused("forbidden");
+            }
             let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(answer(&state, operator, &req)) }
@@ -228,9 +251,14 @@ pub(super) async fn serve(listener: TcpListener, state: Arc<AppState>) {
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
+                .keep_alive(false)
                 .serve_connection(io, svc);
-            if let Err(e) = served.await {
-                tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
+            match tokio::time::timeout(SCRAPE_TIMEOUT, served).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
+                }
+                Err(_) => tracing::debug!(%peer, "metrics connection cut off after 30 s"),
             }
         });
     }
@@ -243,7 +271,6 @@ fn answer<B>(state: &AppState, operator: bool, req: &hyper::Request<B>) -> hyper
         r
     };
     if !operator {
-        refused("forbidden");
         return plain(403, "metrics are for the operator role");
     }
     if req.uri().path() != "/metrics" {

@@ -313,12 +313,16 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("CSTATNS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // The PostgreSQL client prints a statement's parameters (the traits
+    // looked up) at its debug level: never below info, whatever is asked.
+    if let Ok(cap) = "tokio_postgres=info".parse() {
+        filter = filter.add_directive(cap);
+    }
     let diagnostics = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CSTATNS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        );
+        .with_env_filter(filter);
     match cli.log_format {
         LogFormat::Text => diagnostics.init(),
         LogFormat::Json => diagnostics.json().init(),
