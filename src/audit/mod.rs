@@ -283,6 +283,32 @@ fn last_line(path: &Path) -> Result<(Option<String>, u64, Option<String>, u64), 
     Ok((last, complete as u64, first_date, dropped))
 }
 
+/// The files of `dir`'s log that a start verifies before it appends (and
+/// `serve --check-config` with it), in chain order: none for a directory
+/// not made yet; an empty current file (just rotated, or just created)
+/// left out, as is a current file that holds nothing but a half-written
+/// line (a crash during its first write: no forgery, [`AuditLog::open`] cuts
+/// it off and logs it). An unreadable file is kept, for the verifier to
+/// say so.
+pub fn files_to_verify(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let files = match log_files(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut files: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|f| std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(true))
+        .collect();
+    if files
+        .last()
+        .is_some_and(|f| f.ends_with(LOG_FILE) && !holds_a_line_end(f))
+    {
+        files.pop();
+    }
+    Ok(files)
+}
+
 impl AuditLog {
     /// Opens (or starts) the log in `dir` for the given ceremony, resuming
     /// after its last record.
@@ -300,27 +326,7 @@ impl AuditLog {
         record: &crate::seal::CeremonyRecord,
         max_file_bytes: u64,
     ) -> Result<Self, AuditError> {
-        let files = match log_files(dir) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io_err(dir, e)),
-        };
-        // An empty current file (just rotated, or just created) holds
-        // nothing to verify; an unreadable one is kept, for the verifier to
-        // say so.
-        let mut files: Vec<PathBuf> = files
-            .into_iter()
-            .filter(|f| std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(true))
-            .collect();
-        // A current file that holds nothing but a half-written line (a
-        // crash during its first write) is no forgery either: `open` cuts
-        // it off and logs it; the records before it are verified.
-        if files
-            .last()
-            .is_some_and(|f| f.ends_with(LOG_FILE) && !holds_a_line_end(f))
-        {
-            files.pop();
-        }
+        let files = files_to_verify(dir).map_err(|e| io_err(dir, e))?;
         if !files.is_empty() {
             verify::verify_files(&files, record, None).map_err(|e| AuditError::DoesNotVerify {
                 dir: dir.to_owned(),

@@ -348,6 +348,9 @@ impl Register {
     /// the factors).
     pub fn score(&self, q: &Query, i: u32) -> f32 {
         let e = &self.entries[i as usize];
+        if e.sex != q.sex {
+            return 0.0;
+        }
         let date = date_factor(q.date, e.date);
         if date == 0.0 {
             return 0.0;

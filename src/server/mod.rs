@@ -371,20 +371,12 @@ pub fn check_config(config: &Config) -> Result<Vec<String>, StartError> {
         roles(Role::Auditor),
         roles(Role::Operator)
     ));
-    let files = match crate::audit::log_files(&config.audit_dir) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => {
-            return Err(StartError::Io {
-                what: format!("cannot read {}", config.audit_dir.display()),
-                source,
-            })
-        }
-    };
-    let files: Vec<_> = files
-        .into_iter()
-        .filter(|f| std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(true))
-        .collect();
+    // The files a start verifies, chosen as it chooses them.
+    let files =
+        crate::audit::files_to_verify(&config.audit_dir).map_err(|source| StartError::Io {
+            what: format!("cannot read {}", config.audit_dir.display()),
+            source,
+        })?;
     if files.is_empty() {
         found.push("traceability log: none yet (started at the first start)".into());
     } else {

@@ -166,15 +166,23 @@ pub(super) async fn summary(
     Ok(secured(json.into_response(), "application/json"))
 }
 
-fn summarise(state: &AppState) -> Summary {
-    let record = state.record();
-    let today = time::OffsetDateTime::now_utc().date();
+/// What one pass over the log gathered.
+struct Pass {
+    verified: Result<verify::Verified, verify::VerifyError>,
+    tally: Tally,
+    timeline: VecDeque<Entry>,
+    guard: Vec<(String, u64)>,
+    records: u64,
+}
+
+/// Verifies and sums the log in one pass.
+fn read_log(state: &AppState) -> Pass {
     let mut tally = Tally::new(Period::Day);
     let mut timeline: VecDeque<Entry> = VecDeque::with_capacity(TIMELINE);
     let mut guard: Vec<(String, u64)> = Vec::new();
     let mut records = 0u64;
     let verified = verify::files_of_dir(&state.config.audit_dir).and_then(|files| {
-        verify::verify_files_with(&files, record, None, &mut |r| {
+        verify::verify_files_with(&files, state.record(), None, &mut |r| {
             tally.add(r);
             records += 1;
             if matches!(
@@ -199,6 +207,39 @@ fn summarise(state: &AppState) -> Summary {
             });
         })
     });
+    Pass {
+        verified,
+        tally,
+        timeline,
+        guard,
+        records,
+    }
+}
+
+fn summarise(state: &AppState) -> Summary {
+    let record = state.record();
+    let today = time::OffsetDateTime::now_utc().date();
+    // The files are read while the service writes: a rotation between the
+    // listing and the reading would look like a gap in the chain. Read
+    // again when the listing changed under the pass (a forgery fails every
+    // time; a rotation does not come twice in a row).
+    let listing = || crate::audit::log_files(&state.config.audit_dir).ok();
+    let mut before = listing();
+    let mut pass = read_log(state);
+    for _ in 0..2 {
+        if pass.verified.is_ok() || listing() == before {
+            break;
+        }
+        before = listing();
+        pass = read_log(state);
+    }
+    let Pass {
+        verified,
+        tally,
+        timeline,
+        guard,
+        records,
+    } = pass;
     let view = state.vault.view();
     let mut summary = Summary {
         generated: crate::event::rfc3339_seconds(time::OffsetDateTime::now_utc()),
