@@ -253,10 +253,12 @@ fn renewals_by_quorum_reach_generation_3_and_codes_match_python_hmac() {
 fn an_operation_expires_and_an_overdue_key_warns_on_every_response() {
     let tmp = tempfile::tempdir().unwrap();
     let env = deployment(tmp.path());
-    // Due at once (period 0), proposals live 1 s.
+    // Due at once (period 0), proposals live 5 s: long enough for the first
+    // approval (the holder's tool opens its share with its passphrase, a
+    // slow key derivation) even on a loaded machine.
     let service = Service::start(&env, |c| {
         c.renewal_period_years = 0;
-        c.operation_ttl_seconds = 1;
+        c.operation_ttl_seconds = 5;
     });
     service.unseal(&env, &[1, 3]);
     let status = service.status(&env);
@@ -282,7 +284,7 @@ fn an_operation_expires_and_an_overdue_key_warns_on_every_response() {
     let id = service.propose_renew(&env, "holder-1");
     let o = service.approve(&env, &id, 1, 1);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(6500));
     assert!(service.pending(&env, "holder-2").is_empty(), "expired");
     let o = service.approve(&env, &id, 2, 2);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
