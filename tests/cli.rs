@@ -642,7 +642,9 @@ fn serve_check_config_checks_every_file_and_writes_nothing() {
     assert_eq!(listing(&audit_dir), fresh, "the check started a log");
 
     // After a start and a stop: the log is verified, and left as it was.
+    // (The listening line comes before the start is logged: wait for it.)
     let mut server = env.serve();
+    env.wait_for_audit("service_start", |r| r["event"] == "service_start");
     server.stop();
     let before = listing(&audit_dir);
     let out = check();
