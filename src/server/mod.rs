@@ -1006,10 +1006,19 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/projects/{id}/results/{batch}",
             get_only(results::fetch),
         )
-        .route("/audit/", get_only(web::page))
-        .route("/audit/audit.js", get_only(web::script))
-        .route("/audit/audit.css", get_only(web::style))
-        .route("/audit/icon.svg", get_only(web::icon))
+        .route(
+            "/audit/",
+            web::asset(web::INDEX, "text/html; charset=utf-8"),
+        )
+        .route(
+            "/audit/audit.js",
+            web::asset(web::SCRIPT, "text/javascript; charset=utf-8"),
+        )
+        .route(
+            "/audit/audit.css",
+            web::asset(web::STYLE, "text/css; charset=utf-8"),
+        )
+        .route("/audit/icon.svg", web::asset(web::ICON, "image/svg+xml"))
         .route("/audit/summary.json", get_only(web::summary))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)

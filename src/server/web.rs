@@ -28,10 +28,10 @@ use crate::config::Role;
 use crate::event::Event;
 use crate::tls::PeerIdentity;
 
-const INDEX: &str = include_str!("web/index.html");
-const SCRIPT: &str = include_str!("web/audit.js");
-const STYLE: &str = include_str!("web/audit.css");
-const ICON: &str = include_str!("web/icon.svg");
+pub(super) const INDEX: &str = include_str!("web/index.html");
+pub(super) const SCRIPT: &str = include_str!("web/audit.js");
+pub(super) const STYLE: &str = include_str!("web/audit.css");
+pub(super) const ICON: &str = include_str!("web/icon.svg");
 
 /// Records the timeline keeps, newest first.
 pub const TIMELINE: usize = 500;
@@ -61,46 +61,18 @@ fn secured(mut r: Response, content_type: &'static str) -> Response {
     r
 }
 
-async fn asset(
-    state: &AppState,
-    id: &PeerIdentity,
+/// The route of one of the page's files, embedded in the binary: the
+/// auditor role first, then `body` as `content_type`.
+pub(super) fn asset(
     body: &'static str,
     content_type: &'static str,
-) -> Result<Response, ApiError> {
-    state.require(id, Role::Auditor)?;
-    Ok(secured(body.into_response(), content_type))
-}
-
-/// `GET /audit/`.
-pub(super) async fn page(
-    State(state): State<Arc<AppState>>,
-    Extension(id): Extension<PeerIdentity>,
-) -> Result<Response, ApiError> {
-    asset(&state, &id, INDEX, "text/html; charset=utf-8").await
-}
-
-/// `GET /audit/audit.js`.
-pub(super) async fn script(
-    State(state): State<Arc<AppState>>,
-    Extension(id): Extension<PeerIdentity>,
-) -> Result<Response, ApiError> {
-    asset(&state, &id, SCRIPT, "text/javascript; charset=utf-8").await
-}
-
-/// `GET /audit/audit.css`.
-pub(super) async fn style(
-    State(state): State<Arc<AppState>>,
-    Extension(id): Extension<PeerIdentity>,
-) -> Result<Response, ApiError> {
-    asset(&state, &id, STYLE, "text/css; charset=utf-8").await
-}
-
-/// `GET /audit/icon.svg`.
-pub(super) async fn icon(
-    State(state): State<Arc<AppState>>,
-    Extension(id): Extension<PeerIdentity>,
-) -> Result<Response, ApiError> {
-    asset(&state, &id, ICON, "image/svg+xml").await
+) -> axum::routing::MethodRouter<Arc<AppState>> {
+    super::get_only(
+        move |State(state): State<Arc<AppState>>, Extension(id): Extension<PeerIdentity>| async move {
+            state.require(&id, Role::Auditor)?;
+            Ok::<_, ApiError>(secured(body.into_response(), content_type))
+        },
+    )
 }
 
 /// The log's verification, as the page shows it.
