@@ -246,15 +246,23 @@ async fn outage_under_load<G>(env: std::sync::Arc<TestEnv>, break_log: impl FnOn
         "every whole answer is logged completed, and nothing else ({cut} cut off)"
     );
     assert!(env.audit_text().contains("\"event\":\"audit_resumed\""));
-    // No receipt left half-written by the outage.
+    // No receipt left half-written by the outage: every line of the
+    // receipt files is a whole one.
     for f in std::fs::read_dir(dir.join("receipts")).expect("receipts") {
         let path = f.expect("entry").path();
-        let bytes = std::fs::read(&path).expect("read");
+        let text = std::fs::read_to_string(&path).expect("read");
         assert!(
-            serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(),
-            "{} is not a whole receipt",
+            text.ends_with('\n'),
+            "{} ends in a cut line",
             path.display()
         );
+        for line in text.lines() {
+            assert!(
+                serde_json::from_str::<cstatns::receipt::Receipt>(line).is_ok(),
+                "{} holds a line that is not a whole receipt",
+                path.display()
+            );
+        }
     }
 }
 

@@ -206,6 +206,97 @@ struct Tail {
     last_time: String,
     /// The newest checkpoint's number and record hash.
     checkpoint: (u64, String),
+    /// The chain as of the last record known to be on disk: what a failed
+    /// fsync takes the tail back to.
+    durable: Chain,
+    /// Records written since the last fsync, all in one file (a write that
+    /// finds another file under the log's name syncs the first one before).
+    unsynced: Option<Unsynced>,
+    /// Records an fsync outside the lock is syncing ([`AuditLog::durable`]).
+    in_flight: Option<Unsynced>,
+    /// Bumped each time a failed fsync takes the tail back.
+    epoch: u64,
+}
+
+/// The part of [`Tail`] that a failed fsync rolls back.
+#[derive(Clone, Default)]
+struct Chain {
+    seq: u64,
+    prev: String,
+    file_len: u64,
+    file_date: Option<String>,
+    unsigned: u64,
+    last_time: String,
+    checkpoint: (u64, String),
+}
+
+/// Records written but not yet fsynced.
+struct Unsynced {
+    /// The file they are in (the last handle written through).
+    file: Arc<File>,
+    /// Its device and inode: a later write that opens another file (the
+    /// directory replaced or mounted over) syncs this one first.
+    inode: (u64, u64),
+    /// Where the first of them starts: what a failed fsync cuts back to.
+    from: u64,
+}
+
+impl Tail {
+    fn chain(&self) -> Chain {
+        Chain {
+            seq: self.seq,
+            prev: self.prev.clone(),
+            file_len: self.file_len,
+            file_date: self.file_date.clone(),
+            unsigned: self.unsigned,
+            last_time: self.last_time.clone(),
+            checkpoint: self.checkpoint.clone(),
+        }
+    }
+
+    fn restore(&mut self, c: Chain) {
+        self.seq = c.seq;
+        self.prev = c.prev;
+        self.file_len = c.file_len;
+        self.file_date = c.file_date;
+        self.unsigned = c.unsigned;
+        self.last_time = c.last_time;
+        self.checkpoint = c.checkpoint;
+    }
+}
+
+/// Group commit: which records are known to be on disk, and whether an
+/// fsync is under way. A record is acknowledged only once an fsync that
+/// began after it was written has succeeded; writers that come while an
+/// fsync runs are covered together by the next one, so that concurrent
+/// batches share fsyncs instead of queueing for one each.
+#[derive(Default)]
+struct Syncs {
+    syncing: bool,
+    /// The last record on disk, in the current epoch.
+    synced: u64,
+    epoch: u64,
+    /// For each epoch ended by a failed fsync: the last record on disk then,
+    /// and why the fsync failed (the few newest; writers wait microseconds).
+    rollbacks: std::collections::VecDeque<(u64, u64, PathBuf, String)>,
+}
+
+impl Syncs {
+    /// Whether record `seq`, written in `epoch`, is on disk (`Some(Ok)`),
+    /// was rolled back (`Some(Err)`), or is still to be synced (`None`).
+    fn outcome(&self, seq: u64, epoch: u64) -> Option<Result<u64, AuditError>> {
+        if epoch == self.epoch {
+            return (self.synced >= seq).then_some(Ok(seq));
+        }
+        match self.rollbacks.iter().find(|r| r.0 == epoch) {
+            Some((_, durable, _, _)) if seq <= *durable => Some(Ok(seq)),
+            Some((_, _, path, message)) => Some(Err(io_err(path, message))),
+            None => Some(Err(io_err(
+                Path::new(LOG_FILE),
+                "the record was rolled back",
+            ))),
+        }
+    }
 }
 
 /// An open log.
@@ -214,6 +305,8 @@ pub struct AuditLog {
     ceremony_id: String,
     max_file_bytes: u64,
     tail: Mutex<Tail>,
+    syncs: Mutex<Syncs>,
+    synced: std::sync::Condvar,
 }
 
 #[derive(Serialize)]
@@ -368,6 +461,10 @@ impl AuditLog {
             error: None,
             last_time: String::new(),
             checkpoint: last_checkpoint(dir)?,
+            durable: Chain::default(),
+            unsynced: None,
+            in_flight: None,
+            epoch: 0,
         };
         if let Some(last) = last {
             let v: serde_json::Value =
@@ -384,11 +481,17 @@ impl AuditLog {
                 _ => return Err(AuditError::Corrupt { path: current }),
             }
         }
+        tail.durable = tail.chain();
         let log = Self {
             dir: dir.to_owned(),
             ceremony_id: ceremony_id.to_owned(),
             max_file_bytes,
+            syncs: Mutex::new(Syncs {
+                synced: tail.seq,
+                ..Syncs::default()
+            }),
             tail: Mutex::new(tail),
+            synced: std::sync::Condvar::new(),
         };
         if dropped > 0 {
             log.append(
@@ -410,8 +513,122 @@ impl AuditLog {
     /// unwritable (see [`AuditLog::health`]) and the caller must refuse the
     /// operation.
     pub fn append(&self, event: &Event, actor: Option<&PeerIdentity>) -> Result<u64, AuditError> {
+        let (seq, epoch) = {
+            let mut tail = self.lock();
+            (self.record(&mut tail, event, actor)?, tail.epoch)
+        };
+        self.durable(seq, epoch)
+    }
+
+    fn lock_syncs(&self) -> std::sync::MutexGuard<'_, Syncs> {
+        self.syncs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until record `seq` of `epoch` is on disk: fsyncs itself when no
+    /// fsync is under way, or waits for the one under way and then the next.
+    fn durable(&self, seq: u64, epoch: u64) -> Result<u64, AuditError> {
+        let mut syncs = self.lock_syncs();
+        loop {
+            if let Some(r) = syncs.outcome(seq, epoch) {
+                return r;
+            }
+            if syncs.syncing {
+                syncs = self.synced.wait(syncs).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            syncs.syncing = true;
+            drop(syncs);
+            self.sync_written();
+            syncs = self.lock_syncs();
+            syncs.syncing = false;
+            self.synced.notify_all();
+        }
+    }
+
+    /// One fsync covering every record written so far.
+    fn sync_written(&self) {
+        let (file, chain, epoch) = {
+            let mut tail = self.lock();
+            let Some(u) = tail.unsynced.take() else {
+                return;
+            };
+            let file = u.file.clone();
+            tail.in_flight = Some(u);
+            (file, tail.chain(), tail.epoch)
+        };
+        let synced = file.sync_data();
         let mut tail = self.lock();
-        self.record(&mut tail, event, actor)
+        if tail.epoch != epoch {
+            // Rolled back meanwhile (a sync under the lock failed): these
+            // records went with the others, and their writers were told.
+            return;
+        }
+        tail.in_flight = None;
+        match synced {
+            Ok(()) => {
+                let seq = chain.seq;
+                // A sync under the lock may have gone further meanwhile.
+                if seq > tail.durable.seq {
+                    tail.durable = chain;
+                }
+                let mut syncs = self.lock_syncs();
+                syncs.synced = syncs.synced.max(seq);
+            }
+            Err(e) => self.roll_back(&mut tail, &e.to_string()),
+        }
+    }
+
+    /// After a failed fsync: cuts every record not known to be on disk off
+    /// the file (they were never acknowledged), takes the chain back to the
+    /// last one that is, and fails the writers still waiting.
+    fn roll_back(&self, tail: &mut Tail, message: &str) {
+        let pending = [tail.in_flight.take(), tail.unsynced.take()];
+        for u in pending.into_iter().flatten() {
+            let _ = u.file.set_len(u.from);
+            let _ = u.file.sync_data();
+        }
+        let durable = tail.durable.clone();
+        tail.restore(durable);
+        let since = tail
+            .error
+            .take()
+            .map_or_else(crate::receipt::now_rfc3339, |(s, _)| s);
+        tail.error = Some((since, message.to_owned()));
+        let mut syncs = self.lock_syncs();
+        let ended = syncs.epoch;
+        let durable = tail.seq;
+        if syncs.rollbacks.len() == 64 {
+            syncs.rollbacks.pop_front();
+        }
+        syncs
+            .rollbacks
+            .push_back((ended, durable, self.dir.join(LOG_FILE), message.to_owned()));
+        tail.epoch += 1;
+        syncs.epoch = tail.epoch;
+        syncs.synced = tail.seq;
+    }
+
+    /// Syncs the records written since the last fsync now, under the tail's
+    /// lock: before the file they are in is renamed, or when another file
+    /// has taken its name. (An fsync under way outside the lock is done
+    /// again: the chain is on disk only when all of it is.)
+    fn sync_now(&self, tail: &mut Tail) -> Result<(), AuditError> {
+        let files: Vec<Arc<File>> = [tail.in_flight.as_ref(), tail.unsynced.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|u| u.file.clone())
+            .collect();
+        for f in files {
+            if let Err(e) = f.sync_data() {
+                self.roll_back(tail, &e.to_string());
+                return Err(io_err(&self.dir.join(LOG_FILE), e));
+            }
+        }
+        tail.unsynced = None;
+        tail.durable = tail.chain();
+        let mut syncs = self.lock_syncs();
+        syncs.synced = syncs.synced.max(tail.seq);
+        Ok(())
     }
 
     /// [`Self::write`] with the bookkeeping of failures: the first success
@@ -470,18 +687,36 @@ impl AuditLog {
         let hash = hex::encode(Sha256::digest(&line));
         line.pop(); // the closing brace
         line.extend_from_slice(format!(",\"hash\":\"{hash}\"}}\n").as_bytes());
+        // Opened by name for each record, so that a log directory made
+        // read-only or replaced is seen at once (the service fails closed).
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
+        let inode = {
+            use std::os::unix::fs::MetadataExt;
+            let m = f.metadata().map_err(|e| io_err(&path, e))?;
+            (m.dev(), m.ino())
+        };
+        if tail.unsynced.as_ref().is_some_and(|u| u.inode != inode) {
+            self.sync_now(tail)?;
+        }
         let before = f.seek(SeekFrom::End(0)).map_err(|e| io_err(&path, e))?;
-        if let Err(e) = f.write_all(&line).and_then(|()| f.sync_data()) {
+        if let Err(e) = f.write_all(&line) {
             // Leave no partial record behind.
             let _ = f.set_len(before);
             let _ = f.sync_data();
             return Err(io_err(&path, e));
         }
+        // The fsync comes after, shared with the records written meanwhile
+        // ([`AuditLog::durable`]).
+        let from = tail.unsynced.as_ref().map_or(before, |u| u.from);
+        tail.unsynced = Some(Unsynced {
+            file: Arc::new(f),
+            inode,
+            from,
+        });
         if tail.file_len == 0 {
             tail.file_date = Some(time.chars().take(10).collect());
         }
@@ -526,6 +761,8 @@ impl AuditLog {
             .max()
             .unwrap_or(0)
             + 1;
+        // Its records on disk before it takes its final name.
+        self.sync_now(tail)?;
         let from = self.dir.join(LOG_FILE);
         let to = self.dir.join(format!("log-{next:06}.jsonl"));
         std::fs::rename(&from, &to).map_err(|e| io_err(&to, e))?;
@@ -570,7 +807,10 @@ impl AuditLog {
             number: Some(number),
             prev_checkpoint: Some(PublicHex::of_hex(&prev_checkpoint)),
         };
-        self.record(&mut tail, &checkpoint, None).map(Some)
+        let seq = self.record(&mut tail, &checkpoint, None)?;
+        let epoch = tail.epoch;
+        drop(tail);
+        self.durable(seq, epoch).map(Some)
     }
 
     /// Signs a receipt (the message of [`receipt_message`]); `None` while sealed.
@@ -606,13 +846,22 @@ impl AuditLog {
     /// under any name), the rotated ones, which are never written again,
     /// are opened one at a time as they are read.
     pub fn open_files(&self) -> std::io::Result<Vec<LogFile>> {
-        let _writer = self.lock();
+        let tail = self.lock();
+        // Up to the last record on disk: one still waiting for its fsync
+        // could yet be rolled back, and a reader must never hold a record
+        // the log then drops.
+        let durable = [tail.in_flight.as_ref(), tail.unsynced.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|u| u.from)
+            .min()
+            .unwrap_or(u64::MAX);
         let current = self.dir.join(LOG_FILE);
         let mut files = Vec::new();
         for p in log_files(&self.dir)? {
             if p == current {
                 match File::open(&p) {
-                    Ok(f) => files.push(LogFile::Open(f)),
+                    Ok(f) => files.push(LogFile::Open(f.take(durable))),
                     // The current file before its first record.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
@@ -629,7 +878,7 @@ impl AuditLog {
 /// first read (so that a long log costs one file descriptor at a time).
 pub enum LogFile {
     /// Opened (the current file).
-    Open(File),
+    Open(std::io::Take<File>),
     /// A rotated file, to open when read.
     Later(PathBuf),
 }
@@ -637,7 +886,7 @@ pub enum LogFile {
 impl Read for LogFile {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if let LogFile::Later(p) = self {
-            *self = LogFile::Open(File::open(&*p)?);
+            *self = LogFile::Open(File::open(&*p)?.take(u64::MAX));
         }
         match self {
             LogFile::Open(f) => f.read(buf),
@@ -757,6 +1006,53 @@ mod tests {
             assert_eq!(computed, stated);
             prev = computed;
         }
+    }
+
+    #[test]
+    fn concurrent_writers_share_fsyncs_and_keep_one_chain_across_rotations() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = Arc::new(AuditLog::open(tmp.path(), CEREMONY, 4096).unwrap());
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .map(|_| log.append(&Event::AuditProbe {}, None).unwrap())
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        let mut seqs: Vec<u64> = writers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (1..=400).collect::<Vec<u64>>(),
+            "each record its own seq"
+        );
+        // Every acknowledged record is in the files, chained, none twice.
+        let all = lines(tmp.path());
+        assert_eq!(all.len(), 400);
+        assert!(
+            log_files(tmp.path()).unwrap().len() > 2,
+            "rotated meanwhile"
+        );
+        let mut prev = genesis(CEREMONY);
+        for l in &all {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["prev"], prev.as_str());
+            prev = line_hash(l.as_bytes()).unwrap().0;
+        }
+        // A reader sees exactly the acknowledged records.
+        let mut copied = 0;
+        copy_records(log.open_files().unwrap(), 0, |_| {
+            copied += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(copied, 400);
     }
 
     #[test]

@@ -1066,7 +1066,7 @@ impl Run {
         let result = self.result.take();
         match self.finish("completed") {
             Some(r) => {
-                self.state.store_receipt(r);
+                self.state.receipts.store(r);
             }
             None => {
                 // The result (if any) is dropped unpublished with its
@@ -1126,7 +1126,7 @@ impl Drop for Run {
             self.reason.get_or_insert(Abort::ClientGone);
             // An aborted batch has a receipt too (§4: every batch does).
             if let Some(r) = self.finish("aborted") {
-                self.state.store_receipt(r);
+                self.state.receipts.store(r);
             }
         }
     }

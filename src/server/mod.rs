@@ -13,6 +13,7 @@ mod error;
 mod guard;
 mod metrics;
 mod operations;
+mod receipts;
 mod results;
 mod unseal;
 mod web;
@@ -66,13 +67,6 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Where receipts are kept, inside the audit directory.
-pub const RECEIPTS_DIR: &str = "receipts";
-
-/// How many receipts the service keeps in memory for `GET /v1/receipts/{id}`;
-/// all are on disk too.
-const RECEIPTS_KEPT: usize = 10_000;
-
 /// Everything the handlers share.
 pub struct AppState {
     config: Config,
@@ -81,7 +75,7 @@ pub struct AppState {
     /// connections.
     live: std::sync::RwLock<Arc<Live>>,
     vault: Vault,
-    receipts: Mutex<std::collections::VecDeque<Receipt>>,
+    receipts: receipts::Receipts,
     audit: AuditLog,
     refusals: RefusalLog,
     /// The guard's quota counters.
@@ -441,10 +435,10 @@ impl AppState {
             generation: 0,
         }));
         Ok(Self {
+            receipts: receipts::Receipts::new(&config.audit_dir),
             config,
             live,
             vault,
-            receipts: Mutex::new(Default::default()),
             audit,
             refusals: RefusalLog::default(),
             guard,
@@ -608,61 +602,6 @@ impl AppState {
                 None
             }
         }
-    }
-
-    /// Keeps a receipt in memory (the newest [`RECEIPTS_KEPT`]) and on disk
-    /// in `AUDIT_DIR/receipts/BATCH.json`, so that it outlives a restart. A
-    /// receipt holds counts and names, never data; the log stays the
-    /// authority (a receipt file that is lost or altered fails
-    /// `cstatns audit verify-receipt`).
-    fn store_receipt(&self, r: Receipt) {
-        let dir = self.config.audit_dir.join(RECEIPTS_DIR);
-        // Whole or not at all, even on a full disk.
-        let written = std::fs::create_dir_all(&dir).and_then(|()| {
-            let json = serde_json::to_vec(&r).map_err(std::io::Error::other)?;
-            crate::files::write_atomic(
-                &dir.join(format!("{}.json", r.batch)),
-                &json,
-                0o640,
-                crate::files::Replace::Yes,
-            )
-        });
-        if let Err(e) = written {
-            tracing::error!(error = %e, "cannot keep a receipt on disk");
-        }
-        let mut q = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
-        if q.len() == RECEIPTS_KEPT {
-            q.pop_front();
-        }
-        q.push_back(r);
-    }
-
-    /// A receipt of this client's, from memory or from disk.
-    fn find_receipt(&self, batch: &str, fingerprint: &str) -> Option<Receipt> {
-        let recent = {
-            let q = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
-            q.iter().rev().find(|r| r.batch == batch).cloned()
-        };
-        // Batch ids are 32 lowercase hex digits: nothing else names a file.
-        let well_formed = batch.len() == 32
-            && batch
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        let found = recent.or_else(|| {
-            well_formed
-                .then(|| {
-                    std::fs::read(
-                        self.config
-                            .audit_dir
-                            .join(RECEIPTS_DIR)
-                            .join(format!("{batch}.json")),
-                    )
-                    .ok()
-                })
-                .flatten()
-                .and_then(|bytes| serde_json::from_slice::<Receipt>(&bytes).ok())
-        })?;
-        (found.client_fingerprint == fingerprint && found.batch == batch).then_some(found)
     }
 }
 
@@ -912,7 +851,8 @@ async fn receipt(
         state.require(&id, Role::Submitter)?;
     }
     state
-        .find_receipt(&batch, &id.fingerprint)
+        .receipts
+        .find(&batch, &id.fingerprint)
         .map(Json)
         .ok_or(ApiError::NotFound)
 }

@@ -1,0 +1,222 @@
+//! Where the service keeps batch receipts: the newest in memory, for
+//! `GET /v1/receipts/{id}`, and every one on disk, one JSON line per receipt
+//! in `AUDIT_DIR/receipts/YYYY-MM-DD.jsonl` (the UTC day it was written), so
+//! that it outlives a restart. A receipt holds counts and names, never data;
+//! the log stays the authority (a receipt that is lost or altered fails
+//! `cstatns audit verify-receipt`).
+//!
+//! The disk copy is appended by a thread of its own, one fsync for all the
+//! receipts that came meanwhile, so that a batch's answer never waits for
+//! it: a file a batch, as before, cost the file system an inode, two fsyncs
+//! and a rename a batch, more than the rest of a small batch's work.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex};
+
+use crate::receipt::Receipt;
+
+/// Where receipts are kept, inside the audit directory.
+pub const RECEIPTS_DIR: &str = "receipts";
+
+/// How many receipts the service keeps in memory; all are on disk too.
+const RECEIPTS_KEPT: usize = 10_000;
+
+/// The receipts of a running service.
+pub struct Receipts {
+    dir: PathBuf,
+    recent: Mutex<VecDeque<Receipt>>,
+    to_disk: Mutex<mpsc::Sender<Receipt>>,
+}
+
+impl Receipts {
+    /// Receipts kept in `audit_dir`'s receipt directory; starts the thread
+    /// that writes them there.
+    pub fn new(audit_dir: &Path) -> Self {
+        let dir = audit_dir.join(RECEIPTS_DIR);
+        let (tx, rx) = mpsc::channel::<Receipt>();
+        let at = dir.clone();
+        let spawned = std::thread::Builder::new()
+            .name("receipts".into())
+            .spawn(move || write_receipts(&at, &rx));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the receipt writer: receipts stay in memory only");
+        }
+        Self {
+            dir,
+            recent: Mutex::new(VecDeque::new()),
+            to_disk: Mutex::new(tx),
+        }
+    }
+
+    /// Keeps a receipt: at once in memory, on disk shortly after.
+    pub fn store(&self, r: Receipt) {
+        {
+            let tx = self.to_disk.lock().unwrap_or_else(|p| p.into_inner());
+            if tx.send(r.clone()).is_err() {
+                tracing::error!("cannot keep a receipt on disk: its writer is gone");
+            }
+        }
+        let mut q = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == RECEIPTS_KEPT {
+            q.pop_front();
+        }
+        q.push_back(r);
+    }
+
+    /// A receipt of this client's, from memory or from disk.
+    pub fn find(&self, batch: &str, fingerprint: &str) -> Option<Receipt> {
+        let recent = {
+            let q = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            q.iter().rev().find(|r| r.batch == batch).cloned()
+        };
+        // Batch ids are 32 lowercase hex digits: nothing else is looked for.
+        let well_formed = batch.len() == 32
+            && batch
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let found = recent.or_else(|| well_formed.then(|| self.on_disk(batch)).flatten())?;
+        (found.client_fingerprint == fingerprint && found.batch == batch).then_some(found)
+    }
+
+    /// Looks for a receipt on disk: the day files, newest first, then the
+    /// file a receipt of an earlier version of the service (one a batch).
+    fn on_disk(&self, batch: &str) -> Option<Receipt> {
+        let needle = format!("\"batch\":\"{batch}\"");
+        let mut days: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        days.sort_unstable_by(|a, b| b.cmp(a));
+        for day in days {
+            let Ok(f) = std::fs::File::open(&day) else {
+                continue;
+            };
+            for line in std::io::BufReader::new(f).lines() {
+                let Ok(line) = line else {
+                    break;
+                };
+                if line.contains(&needle) {
+                    if let Ok(r) = serde_json::from_str::<Receipt>(&line) {
+                        return Some(r);
+                    }
+                }
+            }
+        }
+        std::fs::read(self.dir.join(format!("{batch}.json")))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+    }
+}
+
+/// The writer thread: appends each receipt as a line of its day's file and
+/// fsyncs once for all those waiting; ends when the service's state goes.
+fn write_receipts(dir: &Path, rx: &mpsc::Receiver<Receipt>) {
+    while let Ok(first) = rx.recv() {
+        let mut lines = Vec::new();
+        for r in std::iter::once(first).chain(rx.try_iter()) {
+            match serde_json::to_vec(&r) {
+                Ok(mut json) => {
+                    json.push(b'\n');
+                    lines.extend_from_slice(&json);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot write a receipt"),
+            }
+        }
+        let day: String = crate::receipt::now_rfc3339().chars().take(10).collect();
+        if let Err(e) = append(&dir.join(format!("{day}.jsonl")), &lines) {
+            tracing::error!(error = %e, "cannot keep receipts on disk");
+        }
+    }
+}
+
+/// Appends whole lines and fsyncs; on a failure, cuts what was written off.
+fn append(path: &Path, lines: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)?;
+    let before = f.metadata()?.len();
+    f.write_all(lines)
+        .and_then(|()| f.sync_data())
+        .inspect_err(|_| {
+            let _ = f.set_len(before);
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(batch: &str, fingerprint: &str) -> Receipt {
+        Receipt {
+            batch: batch.into(),
+            operation: "cstatns".into(),
+            client: "CN=submitter".into(),
+            client_fingerprint: fingerprint.into(),
+            purpose: "p".into(),
+            generation: 1,
+            outcome: "completed".into(),
+            records: 1,
+            ok: 1,
+            rejected: 0,
+            counts: crate::batch::Counts::default(),
+            bytes: 10,
+            started: String::new(),
+            ended: String::new(),
+            seconds: 0.0,
+            guard: None,
+            sweep: None,
+            quality: None,
+            log_seq: 3,
+            ceremony_id: String::new(),
+            signature: String::new(),
+        }
+    }
+
+    #[test]
+    fn receipts_outlive_the_memory_and_the_service_and_stay_with_their_client() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = "0123456789abcdef0123456789abcdef";
+        let b = "fedcba9876543210fedcba9876543210";
+        {
+            let receipts = Receipts::new(dir.path());
+            receipts.store(receipt(a, "f1"));
+            receipts.store(receipt(b, "f2"));
+            assert_eq!(receipts.find(a, "f1").map(|r| r.batch), Some(a.to_owned()));
+            assert!(receipts.find(a, "f2").is_none(), "another client's");
+        }
+        // The writer has its own pace: wait for both lines.
+        let day = dir.path().join(RECEIPTS_DIR);
+        for _ in 0..500 {
+            let text: String = std::fs::read_dir(&day)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .collect();
+            if text.lines().count() == 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let again = Receipts::new(dir.path());
+        assert_eq!(again.find(b, "f2").map(|r| r.log_seq), Some(3));
+        assert!(again.find(b, "f1").is_none(), "another client's");
+        assert!(again.find("../x", "f2").is_none());
+        // A receipt kept by an earlier version, one file a batch.
+        let old = "00000000000000000000000000000001";
+        std::fs::write(
+            day.join(format!("{old}.json")),
+            serde_json::to_vec(&receipt(old, "f3")).expect("json"),
+        )
+        .expect("write");
+        assert!(again.find(old, "f3").is_some());
+    }
+}
