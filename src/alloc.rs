@@ -7,13 +7,16 @@
 //! owners (`zeroize`) once a batch is answered.
 //!
 //! Blocks of [`LARGE`] bytes or more (a batch's chunks and answers, TLS
-//! buffers) are mapped from the kernel for themselves and unmapped when
-//! freed: their pages go back to the kernel at once, which zeroes them
-//! before any reuse, and the service's memory stays what its live buffers
-//! need. This matters once the service has locked its memory
-//! (`crate::harden`): the C allocator gives freed heap pages back with
-//! `MADV_DONTNEED`, which locked pages refuse, so a heap grown by large
-//! buffers would stay at its highest.
+//! buffers) are mapped from the kernel for themselves, in lengths rounded up
+//! to [`CLASS`], and the service's memory stays what its live buffers need.
+//! This matters once the service has locked its memory (`crate::harden`):
+//! the C allocator gives freed heap pages back with `MADV_DONTNEED`, which
+//! locked pages refuse, so a heap grown by large buffers would stay at its
+//! highest. A freed mapping is wiped and kept for the next block of its
+//! length, up to [`CACHE_BYTES`] in all (past that it is unmapped): mapping
+//! anew costs a page fault, the kernel's zeroing and the lock's accounting
+//! for every page, several times the wipe, and a batch frees and takes a
+//! chunk's buffers a few thousand times a second.
 //!
 //! `unsafe` here and in the SHA-NI kernel only: a `GlobalAlloc` cannot be
 //! written without it.
@@ -27,8 +30,87 @@ pub const LARGE: usize = 128 * 1024;
 
 const PAGE: usize = 4096;
 
+/// Mappings are made in multiples of this length, so that a freed one fits
+/// the next block of about its size.
+pub const CLASS: usize = 64 * 1024;
+
+/// Wiped mappings kept for reuse, in bytes at most.
+pub const CACHE_BYTES: usize = 8 << 20;
+
+const CACHE_SLOTS: usize = 32;
+
 fn mapped(layout: &Layout) -> bool {
     layout.size() >= LARGE && layout.align() <= PAGE
+}
+
+/// The length of the mapping that holds a block of `size` bytes.
+fn class(size: usize) -> usize {
+    size.next_multiple_of(CLASS)
+}
+
+/// Freed mappings, wiped, by address and length (0: an empty slot).
+struct Cache {
+    slots: [(usize, usize); CACHE_SLOTS],
+    bytes: usize,
+}
+
+static CACHE: std::sync::Mutex<Cache> = std::sync::Mutex::new(Cache {
+    slots: [(0, 0); CACHE_SLOTS],
+    bytes: 0,
+});
+
+fn cache() -> std::sync::MutexGuard<'static, Cache> {
+    CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A kept mapping of exactly `len` bytes (all zero), or null.
+fn take_cached(len: usize) -> *mut u8 {
+    let mut c = cache();
+    match c.slots.iter().position(|s| s.1 == len) {
+        Some(i) => {
+            let (addr, _) = std::mem::replace(&mut c.slots[i], (0, 0));
+            c.bytes -= len;
+            addr as *mut u8
+        }
+        None => std::ptr::null_mut(),
+    }
+}
+
+/// Keeps a wiped mapping of `len` bytes, or unmaps it when the cache is full.
+///
+/// # Safety
+/// `ptr` must be a mapping of `len` bytes made by [`map`], all zero, that
+/// nothing else uses.
+unsafe fn give_back(ptr: *mut u8, len: usize) {
+    {
+        let mut c = cache();
+        if c.bytes + len <= CACHE_BYTES {
+            if let Some(slot) = c.slots.iter_mut().find(|s| s.1 == 0) {
+                *slot = (ptr as usize, len);
+                c.bytes += len;
+                return;
+            }
+        }
+    }
+    // SAFETY: the caller's mapping, used by nothing else; its pages leave
+    // the process.
+    let _ = unsafe { rustix::mm::munmap(ptr.cast(), len) };
+}
+
+/// A zeroed mapping for a block of `size` bytes: a kept one, or a new one.
+///
+/// # Safety
+/// None beyond `mmap`'s (see [`map`]).
+unsafe fn map_block(size: usize) -> *mut u8 {
+    let len = class(size);
+    let kept = take_cached(len);
+    if !kept.is_null() {
+        return kept;
+    }
+    // SAFETY: see `map`.
+    unsafe { map(len) }
 }
 
 /// A fresh mapping of `size` bytes (zeroed by the kernel), or null.
@@ -64,8 +146,8 @@ pub struct ZeroizingAlloc;
 unsafe impl GlobalAlloc for ZeroizingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if mapped(&layout) {
-            // SAFETY: see `map`.
-            return unsafe { map(layout.size()) };
+            // SAFETY: see `map_block`.
+            return unsafe { map_block(layout.size()) };
         }
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
@@ -73,8 +155,9 @@ unsafe impl GlobalAlloc for ZeroizingAlloc {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if mapped(&layout) {
-            // SAFETY: see `map`; the kernel's pages come zeroed.
-            return unsafe { map(layout.size()) };
+            // SAFETY: see `map_block`; its pages come zeroed (new from the
+            // kernel, or wiped when given back).
+            return unsafe { map_block(layout.size()) };
         }
         // SAFETY: same contract as ours.
         unsafe { System.alloc_zeroed(layout) }
@@ -83,9 +166,13 @@ unsafe impl GlobalAlloc for ZeroizingAlloc {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if mapped(&layout) {
             // SAFETY: `ptr` is the mapping `alloc` made for this layout's
-            // size. Its pages leave the process; the kernel zeroes them
-            // before handing them to anyone.
-            let _ = unsafe { rustix::mm::munmap(ptr.cast(), layout.size()) };
+            // size, `class(size)` bytes long; the caller wrote at most
+            // `size` of them (the rest is still zero), so wiping those
+            // leaves it all zero for `give_back`.
+            unsafe {
+                wipe(ptr, layout.size());
+                give_back(ptr, class(layout.size()));
+            }
             return;
         }
         // SAFETY: `ptr` is a live block of `layout.size()` bytes owned by the
@@ -103,6 +190,14 @@ unsafe impl GlobalAlloc for ZeroizingAlloc {
         // (GlobalAlloc contract); both blocks are live and distinct.
         unsafe {
             let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+            if mapped(&layout) && mapped(&new_layout) && class(layout.size()) == class(new_size) {
+                // The same mapping holds it: grown in place, or shrunk with
+                // its cut-off tail wiped (a later free wipes `new_size`).
+                if new_size < layout.size() {
+                    wipe(ptr.add(new_size), layout.size() - new_size);
+                }
+                return ptr;
+            }
             let new = self.alloc(new_layout);
             if !new.is_null() {
                 std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
@@ -150,6 +245,35 @@ mod tests {
             assert!((0..4096).all(|i| *q.add(i) == 0));
             ZeroizingAlloc.dealloc(q, big);
         }
+    }
+
+    #[test]
+    fn a_freed_mapping_is_wiped_before_it_is_kept_and_given_again() {
+        let layout = Layout::from_size_align(LARGE + 1000, 8).unwrap();
+        // SAFETY: test of the allocator itself, with valid layouts.
+        unsafe {
+            let p = ZeroizingAlloc.alloc(layout);
+            std::ptr::write_bytes(p, 0xC3, layout.size());
+            // Grown within its class: the same mapping.
+            let q = ZeroizingAlloc.realloc(p, layout, LARGE + 2000);
+            assert_eq!(p, q);
+            // Shrunk within its class: the cut-off tail is wiped.
+            let shrunk = Layout::from_size_align(LARGE + 10, 8).unwrap();
+            let r = ZeroizingAlloc.realloc(
+                q,
+                Layout::from_size_align(LARGE + 2000, 8).unwrap(),
+                shrunk.size(),
+            );
+            assert_eq!(r, q);
+            assert!((LARGE + 10..class(LARGE + 2000)).all(|i| *r.add(i) == 0));
+            ZeroizingAlloc.dealloc(r, shrunk);
+            // Whichever mapping comes back (another thread may have taken
+            // this one), it is all zero.
+            let z = ZeroizingAlloc.alloc(layout);
+            assert!((0..class(layout.size())).all(|i| *z.add(i) == 0));
+            ZeroizingAlloc.dealloc(z, layout);
+        }
+        assert!(cache().bytes <= CACHE_BYTES);
     }
 
     #[test]
