@@ -5,6 +5,11 @@
 //! connecting to the whole answer is recorded. Prints one JSON line with
 //! the batches answered and the percentiles.
 //!
+//! The submitters share one TLS configuration and so resume the sessions
+//! the service hands out (an abbreviated handshake), as a long-running
+//! client would; `LATENCY_FULL_HANDSHAKE=1` makes every connection a full
+//! handshake, as separate `cstatns submit` runs are.
+//!
 //!     cargo run --release --example latency -- URL CA CERT KEY [CLIENTS] [SECONDS]
 
 use std::time::{Duration, Instant};
@@ -37,17 +42,25 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     let body = Bytes::from(body);
+    // One TLS configuration for all: the submitters resume the sessions the
+    // service hands out, as a long-running client would.
+    let connector = endpoint.connector()?;
+    let full = std::env::var("LATENCY_FULL_HANDSHAKE").is_ok_and(|v| v == "1");
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (endpoint, body) = (endpoint.clone(), body.clone());
+        let (endpoint, connector, body) = (endpoint.clone(), connector.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let mut times = Vec::new();
             let mut failed = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let answered = async {
-                    let mut c = endpoint.connect().await?;
+                    let mut c = if full {
+                        endpoint.connect().await?
+                    } else {
+                        connector.connect().await?
+                    };
                     c.post_batch("/v1/cstatns", "text/csv", body.clone()).await
                 }
                 .await;
@@ -75,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         serde_json::json!({
             "clients": clients,
+            "resumed_sessions": !full,
             "seconds": seconds,
             "batches": all.len(),
             "failed": failed,

@@ -70,7 +70,7 @@ fn take_cached(len: usize) -> *mut u8 {
     let mut c = cache();
     match c.slots.iter().position(|s| s.1 == len) {
         Some(i) => {
-            let (addr, _) = std::mem::replace(&mut c.slots[i], (0, 0));
+            let (addr, _) = std::mem::take(&mut c.slots[i]);
             c.bytes -= len;
             addr as *mut u8
         }

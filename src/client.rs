@@ -91,6 +91,8 @@ pub struct Connection {
     driver: Option<tokio::task::JoinHandle<Result<(), String>>>,
     /// The service's renewal warning, from the last response that had one.
     renewal_warning: Option<String>,
+    /// Whether the TLS session was resumed from an earlier connection's.
+    resumed: bool,
 }
 
 impl Endpoint {
@@ -111,20 +113,48 @@ impl Endpoint {
 
     /// Connects and completes the TLS handshake.
     pub async fn connect(&self) -> Result<Connection, ClientError> {
-        let (host, port) = self.host_port()?;
+        self.connector()?.connect().await
+    }
+
+    /// Reads the certificates and key once, for several connections: they
+    /// share the TLS configuration, and with it the session tickets the
+    /// service hands out, so that a connection after the first resumes its
+    /// TLS session (an abbreviated handshake: no certificate to sign or
+    /// check again) rather than paying a full one.
+    pub fn connector(&self) -> Result<Connector, ClientError> {
         let config = crate::tls::client_config_with_crl(
             &self.ca,
             &self.cert,
             &self.key,
             self.crl.as_deref(),
         )?;
-        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
+        Ok(Connector {
+            endpoint: self.clone(),
+            tls: tokio_rustls::TlsConnector::from(config),
+        })
+    }
+}
+
+/// An [`Endpoint`] with its TLS configuration read: see [`Endpoint::connector`].
+#[derive(Clone)]
+pub struct Connector {
+    endpoint: Endpoint,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Connector {
+    /// Connects and completes the TLS handshake, resuming an earlier
+    /// connection's session when the service still knows it.
+    pub async fn connect(&self) -> Result<Connection, ClientError> {
+        let endpoint = &self.endpoint;
+        let (host, port) = endpoint.host_port()?;
+        let connector = &self.tls;
         let err = |reason: String| ClientError::Connect {
-            server: self.server.clone(),
+            server: endpoint.server.clone(),
             reason,
         };
         let name = ServerName::try_from(host.clone())
-            .map_err(|_| ClientError::BadServer(self.server.clone()))?;
+            .map_err(|_| ClientError::BadServer(endpoint.server.clone()))?;
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| err(e.to_string()))?;
@@ -133,6 +163,7 @@ impl Endpoint {
             .connect(name, tcp)
             .await
             .map_err(|e| err(e.to_string()))?;
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         let (sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
                 .await
@@ -149,6 +180,7 @@ impl Endpoint {
             authority: format!("{host}:{port}"),
             driver: Some(driver),
             renewal_warning: None,
+            resumed,
         })
     }
 }
@@ -158,6 +190,12 @@ fn full(b: impl Into<Bytes>) -> ReqBody {
 }
 
 impl Connection {
+    /// Whether the TLS session was resumed from an earlier connection of the
+    /// same [`Connector`] (an abbreviated handshake).
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
     /// The warning the service puts on every response once the key is past
     /// its renewal date (DESIGN §3), as last seen on this connection.
     pub fn renewal_warning(&self) -> Option<&str> {
@@ -540,7 +578,8 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
         });
     }
 
-    let mut conn = endpoint.connect().await?;
+    let connector = endpoint.connector()?;
+    let mut conn = connector.connect().await?;
     // `Expect: 100-continue`: the body waits for the service's go-ahead, so a
     // refusal (sealed, no role, purpose, size…) comes back before any NIR has
     // left this machine, and is never lost in a reset of a half-sent upload.
@@ -623,7 +662,7 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
         out.get_ref().sync_all().await.map_err(file_err(&partial))?;
         // The service closes a batch's connection after its answer.
         drop(conn);
-        let receipt = endpoint.connect().await?.receipt(&batch).await?;
+        let receipt = connector.connect().await?.receipt(&batch).await?;
         // A hard link never replaces an existing file, unlike a rename.
         std::fs::hard_link(&partial, sub.output).map_err(file_err(sub.output))?;
         Ok(receipt)

@@ -553,6 +553,22 @@ pub fn peer_identity(conn: &rustls::ServerConnection) -> Option<PeerIdentity> {
     PeerIdentity::from_der(end_entity).ok()
 }
 
+/// For a TLS session resumed from an earlier connection's ticket: whether
+/// the client certificate it was opened with is still within its validity
+/// period. Resuming checks no certificate; what else could make one invalid
+/// (another CA, a new CRL) comes with a reload, whose new configuration
+/// holds no session of before. A full handshake is checked by the verifier:
+/// true.
+pub fn resumed_certificate_valid(conn: &rustls::ServerConnection) -> bool {
+    if conn.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
+        return true;
+    }
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+        .is_some_and(|(_, parsed)| parsed.validity().is_valid())
+}
+
 /// The *ring* provider, named explicitly rather than taken from the process
 /// default, with the AES-GCM suites of TLS 1.3 only (ANSSI's TLS guide
 /// recommends AES-GCM; ChaCha20-Poly1305 is left out on both ends).

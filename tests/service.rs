@@ -1224,6 +1224,51 @@ async fn serve_confines_itself_to_its_files_and_system_calls() {
     assert!(reason.contains("ermission denied"), "{reason}");
 }
 
+/// A client that keeps its TLS configuration resumes its session on its
+/// next connection (no certificate signed or checked again) and is still
+/// who it was: its batch goes through and its receipt is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_its_tls_session_and_is_still_who_it_was() {
+    let env = TestEnv::new();
+    let server = env.serve();
+    env.unseal(&server).await;
+    let connector = env.endpoint(&server, SUBMITTER).connector().unwrap();
+    let mut first = connector.connect().await.unwrap();
+    assert!(!first.resumed());
+    // TLS 1.3 tickets come after the handshake: one exchange takes them in.
+    first.status().await.unwrap();
+    drop(first);
+    let mut again = connector.connect().await.unwrap();
+    assert!(
+        again.resumed(),
+        "the second connection resumes the first's session"
+    );
+    let body = format!("index,nir\nTR-1,{}\n", nir_full(7));
+    let answer = again
+        .post_batch("/v1/cstatns", "text/csv", body.into())
+        .await
+        .unwrap();
+    let text = String::from_utf8(answer.to_vec()).unwrap();
+    assert!(text.lines().nth(1).unwrap().ends_with(",ok"), "{text}");
+    let batch = env
+        .audit_records()
+        .iter()
+        .rev()
+        .find(|r| r["event"] == "batch_end")
+        .and_then(|r| r["details"]["batch"].as_str().map(str::to_owned))
+        .unwrap();
+    let mut third = connector.connect().await.unwrap();
+    assert!(third.resumed());
+    assert_eq!(third.receipt(&batch).await.unwrap().ok, 1);
+    // Another certificate's connections share nothing with these.
+    let mut other = env.endpoint(&server, OPERATOR).connect().await.unwrap();
+    assert!(!other.resumed());
+    assert!(
+        other.receipt(&batch).await.is_err(),
+        "not the operator's receipt"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_outlive_a_restart_of_the_service() {
     let env = TestEnv::new();

@@ -592,7 +592,35 @@ impl AppState {
     /// Appends to the log; a failure is reported to the server log and the
     /// caller decides whether the operation must be refused.
     fn log(&self, event: Event, actor: Option<&PeerIdentity>) -> Option<u64> {
-        match self.audit.append(&event, actor) {
+        // An append waits for its fsync, which concurrent batches share: on
+        // an async worker, tell the runtime, so that the worker's other
+        // tasks (handshakes, other batches) go on meanwhile.
+        let append = || self.audit.append(&event, actor);
+        let appended = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(append)
+            }
+            _ => append(),
+        };
+        self.logged(&event, appended)
+    }
+
+    /// [`Self::log`] on the calling thread, whatever it is: for the vault,
+    /// which logs in the middle of handling a share, so that the thread
+    /// whose stack the share went through stays the one that goes on (and
+    /// scrubs it, see `unseal`), rather than being parked by the runtime
+    /// with it.
+    fn log_here(&self, event: Event, actor: Option<&PeerIdentity>) -> Option<u64> {
+        let appended = self.audit.append(&event, actor);
+        self.logged(&event, appended)
+    }
+
+    fn logged(
+        &self,
+        event: &Event,
+        appended: Result<u64, crate::audit::AuditError>,
+    ) -> Option<u64> {
+        match appended {
             Ok(seq) => {
                 metrics::logged(event.name());
                 Some(seq)
@@ -614,7 +642,7 @@ struct Logbook<'a> {
 
 impl Journal for Logbook<'_> {
     fn record(&self, event: Event) -> bool {
-        self.state.log(event, self.actor).is_some()
+        self.state.log_here(event, self.actor).is_some()
     }
 
     fn set_signer(&self, key: Option<Arc<LogSigningKey>>) {
@@ -1148,6 +1176,10 @@ impl Server {
                     Err(_) => return state.refusals.refuse(&state, "handshake timed out"),
                 };
                 drop(handshake);
+                if !crate::tls::resumed_certificate_valid(tls.get_ref().1) {
+                    tracing::info!(%peer, "resumed TLS session refused: its client certificate has expired");
+                    return state.refusals.refuse(&state, "certificate expired");
+                }
                 let Some(id) = crate::tls::peer_identity(tls.get_ref().1) else {
                     // The verifier requires a certificate, so this cannot
                     // happen; should it, it is refused like any other.
@@ -1236,6 +1268,8 @@ impl Server {
                 state.log(Event::ServiceStop { keys_wiped }, None);
             }
         }
+        // Every receipt given so far on disk before the process ends.
+        state.receipts.close();
         Ok(())
     }
 }

@@ -133,8 +133,11 @@ pub(super) async fn approve(
     let journal = state.journal(Some(&id));
     let approved = state
         .vault
-        .approve(&operation, &body, &id.fingerprint, &journal)
-        .map_err(ApiError::Quorum)?;
+        .approve(&operation, &body, &id.fingerprint, &journal);
+    // What the share's decoding and the operation left on this thread's
+    // stack goes now, before the task can move on.
+    crate::code::scrub_stack();
+    let approved = approved.map_err(ApiError::Quorum)?;
     Ok(Json(ApprovalReply {
         operation,
         holder: approved.holder,

@@ -23,10 +23,11 @@ pub(super) async fn unseal(
     state.require(&id, Role::Holder)?;
     let body = super::read_small_body(&state, &id, "unseal", body, MAX_SHARE_MESSAGE).await?;
     let journal = state.journal(Some(&id));
-    let accepted = state
-        .vault
-        .submit_share(&body, &id.fingerprint, &journal)
-        .map_err(refusal)?;
+    let accepted = state.vault.submit_share(&body, &id.fingerprint, &journal);
+    // What the share's decoding and the interpolation left on this thread's
+    // stack goes now, before the task can move on.
+    crate::code::scrub_stack();
+    let accepted = accepted.map_err(refusal)?;
     if accepted.generation.is_some() {
         super::notice_renewal(&state);
     }
