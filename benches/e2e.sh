@@ -4,7 +4,8 @@
 # the guard on, a synthetic CSV of ROWS rows in and the answer file out; then,
 # in the same run, the Python baseline (benches/python_baseline.py) on the same
 # file, the kernel's single-stream floor (examples/kernel_ratio), and the
-# latency of 100-row batches from 64 concurrent submitters (examples/latency).
+# latency of 100-row batches from 64 concurrent submitters (examples/latency),
+# with resumed TLS sessions and with full handshakes.
 # The two answers must be byte for byte the same. Prints one JSON line.
 #
 #     benches/e2e.sh [ROWS]        # default 10000000
@@ -85,13 +86,17 @@ else
     echo '{"rows_per_s": null}' > "$work/python.json"
 fi
 floor=$("$bin/examples/kernel_ratio" 2>/dev/null | tail -1)
-# Submitters sending 100-row batches for 10 s.
+# Submitters sending 100-row batches for 10 s: resuming their TLS sessions
+# (a long-running client), then each connection a full handshake (separate
+# `cstatns submit` runs).
 latency=null
+latency_full=null
 if [ "$clients" != 0 ]; then
     latency=$("$bin/examples/latency" "$url" "$d/pki/ca.pem" "$d/pki/submitter.pem" "$d/pki/submitter.key" "$clients" 10)
+    latency_full=$(LATENCY_FULL_HANDSHAKE=1 "$bin/examples/latency" "$url" "$d/pki/ca.pem" "$d/pki/submitter.pem" "$d/pki/submitter.key" "$clients" 10)
 fi
 
-python3 - "$rows" "$submit_s" "$client_kib" "$server_kib" "$unseal_s" "$work/python.json" "$floor" "$latency" "$clients" <<'EOF'
+python3 - "$rows" "$submit_s" "$client_kib" "$server_kib" "$unseal_s" "$work/python.json" "$floor" "$latency" "$clients" "$latency_full" <<'EOF'
 import json, sys
 rows, secs, client_kib, server_kib, unseal = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 py = json.load(open(sys.argv[6]))
@@ -115,5 +120,6 @@ print(json.dumps({
     "unseal_seconds": unseal,
     "latency_clients": int(sys.argv[9]),
     "latency_100_rows": latency,
+    "latency_100_rows_full_handshake": json.loads(sys.argv[10]),
 }))
 EOF

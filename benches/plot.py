@@ -41,13 +41,18 @@ a.grid(True, which="both", alpha=0.3)
 
 n = [r["latency_clients"] for r in clients]
 lat = [r["latency_100_rows"] for r in clients]
-b.plot(n, [l["batches_per_s"] * 100 / 1e3 for l in lat], "o-", label="rows/s (thousands)")
+full = [r.get("latency_100_rows_full_handshake") for r in clients]
+b.plot(n, [l["batches_per_s"] * 100 / 1e3 for l in lat], "o-", label="rows/s, resumed TLS (thousands)")
+if all(full):
+    b.plot(n, [l["batches_per_s"] * 100 / 1e3 for l in full], "o:", color="tab:blue", alpha=0.6, label="rows/s, full handshakes")
 b.set_xscale("log", base=2)
-b.set_xlabel("concurrent submitters (100-row batches, one TLS handshake each)")
+b.set_xlabel("concurrent submitters (100-row batches, one connection each)")
 b.set_ylabel("thousand rows/s")
 b.set_title("Against concurrent clients")
 b2 = b.twinx()
-b2.plot(n, [l["p99_ms"] for l in lat], "s--", color="tab:red", label="p99 latency (ms)")
+b2.plot(n, [l["p99_ms"] for l in lat], "s--", color="tab:red", label="p99, resumed TLS (ms)")
+if all(full):
+    b2.plot(n, [l["p99_ms"] for l in full], "s:", color="tab:red", alpha=0.6, label="p99, full handshakes (ms)")
 b2.set_ylabel("p99 latency, ms", color="tab:red")
 b.legend(loc="upper left", fontsize=8)
 b2.legend(loc="lower right", fontsize=8)

@@ -878,11 +878,11 @@ async fn receipt(
     if state.entry_with_role(&id, Role::Matcher).is_none() {
         state.require(&id, Role::Submitter)?;
     }
-    state
-        .receipts
-        .find(&batch, &id.fingerprint)
-        .map(Json)
-        .ok_or(ApiError::NotFound)
+    // An older receipt is read from disk: off the async workers.
+    let found = tokio::task::spawn_blocking(move || state.receipts.find(&batch, &id.fingerprint))
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    found.map(Json).ok_or(ApiError::NotFound)
 }
 
 /// `POST /v1/guard/{client}/release` (operator): lifts the suspension the

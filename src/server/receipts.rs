@@ -23,6 +23,12 @@ pub const RECEIPTS_DIR: &str = "receipts";
 /// How many receipts the service keeps in memory; all are on disk too.
 const RECEIPTS_KEPT: usize = 10_000;
 
+/// How many day files, newest first, a look-up reads: a receipt is fetched
+/// right after its batch, so this bounds what a request for an unknown batch
+/// costs, however long the service has run. Older receipts stay on disk for
+/// the auditors.
+const DAYS_SEARCHED: usize = 31;
+
 /// The receipts of a running service.
 pub struct Receipts {
     dir: PathBuf,
@@ -99,8 +105,9 @@ impl Receipts {
         (found.client_fingerprint == fingerprint && found.batch == batch).then_some(found)
     }
 
-    /// Looks for a receipt on disk: the day files, newest first, then the
-    /// file a receipt of an earlier version of the service (one a batch).
+    /// Looks for a receipt on disk: the newest [`DAYS_SEARCHED`] day files,
+    /// newest first, then the file of a receipt kept by an earlier version
+    /// of the service (one a batch).
     fn on_disk(&self, batch: &str) -> Option<Receipt> {
         let needle = format!("\"batch\":\"{batch}\"");
         let mut days: Vec<PathBuf> = std::fs::read_dir(&self.dir)
@@ -109,7 +116,7 @@ impl Receipts {
             .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
             .collect();
         days.sort_unstable_by(|a, b| b.cmp(a));
-        for day in days {
+        for day in days.into_iter().take(DAYS_SEARCHED) {
             let Ok(f) = std::fs::File::open(&day) else {
                 continue;
             };
