@@ -68,7 +68,7 @@ fn cache() -> std::sync::MutexGuard<'static, Cache> {
 /// A kept mapping of exactly `len` bytes (all zero), or null.
 fn take_cached(len: usize) -> *mut u8 {
     let mut c = cache();
-    match c.slots.iter().position(|s| s.1 == len) {
+    match c.slots.iter().position(|s| s.1 == len && s.0 != WIPING) {
         Some(i) => {
             let (addr, _) = std::mem::take(&mut c.slots[i]);
             c.bytes -= len;
@@ -78,25 +78,43 @@ fn take_cached(len: usize) -> *mut u8 {
     }
 }
 
-/// Keeps a wiped mapping of `len` bytes, or unmaps it when the cache is full.
+/// An address no mapping has: marks a slot taken by a mapping still being
+/// wiped, which [`take_cached`] must not hand out yet.
+const WIPING: usize = usize::MAX;
+
+/// Keeps a freed mapping of `len` bytes, of which the first `used` may hold
+/// data, wiped; or unmaps it when the cache is full (the kernel zeroes its
+/// pages before any reuse, so it is not wiped first).
 ///
 /// # Safety
-/// `ptr` must be a mapping of `len` bytes made by [`map`], all zero, that
-/// nothing else uses.
-unsafe fn give_back(ptr: *mut u8, len: usize) {
-    {
+/// `ptr` must be a mapping of `len` bytes made by [`map`], zero past `used`,
+/// that nothing else uses.
+unsafe fn give_back(ptr: *mut u8, len: usize, used: usize) {
+    let slot = {
         let mut c = cache();
-        if c.bytes + len <= CACHE_BYTES {
-            if let Some(slot) = c.slots.iter_mut().find(|s| s.1 == 0) {
-                *slot = (ptr as usize, len);
+        let fits = c.bytes + len <= CACHE_BYTES;
+        match c.slots.iter().position(|s| s.1 == 0) {
+            Some(i) if fits => {
+                c.slots[i] = (WIPING, len);
                 c.bytes += len;
-                return;
+                Some(i)
             }
+            _ => None,
+        }
+    };
+    match slot {
+        Some(i) => {
+            // SAFETY: the caller's block, valid for `used` bytes; then its
+            // slot is filled in, the mapping all zero.
+            unsafe { wipe(ptr, used) };
+            cache().slots[i] = (ptr as usize, len);
+        }
+        None => {
+            // SAFETY: the caller's mapping, used by nothing else; its pages
+            // leave the process.
+            let _ = unsafe { rustix::mm::munmap(ptr.cast(), len) };
         }
     }
-    // SAFETY: the caller's mapping, used by nothing else; its pages leave
-    // the process.
-    let _ = unsafe { rustix::mm::munmap(ptr.cast(), len) };
 }
 
 /// A zeroed mapping for a block of `size` bytes: a kept one, or a new one.
@@ -167,12 +185,8 @@ unsafe impl GlobalAlloc for ZeroizingAlloc {
         if mapped(&layout) {
             // SAFETY: `ptr` is the mapping `alloc` made for this layout's
             // size, `class(size)` bytes long; the caller wrote at most
-            // `size` of them (the rest is still zero), so wiping those
-            // leaves it all zero for `give_back`.
-            unsafe {
-                wipe(ptr, layout.size());
-                give_back(ptr, class(layout.size()));
-            }
+            // `size` of them (the rest is still zero).
+            unsafe { give_back(ptr, class(layout.size()), layout.size()) };
             return;
         }
         // SAFETY: `ptr` is a live block of `layout.size()` bytes owned by the

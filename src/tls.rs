@@ -554,19 +554,22 @@ pub fn peer_identity(conn: &rustls::ServerConnection) -> Option<PeerIdentity> {
 }
 
 /// For a TLS session resumed from an earlier connection's ticket: whether
-/// the client certificate it was opened with is still within its validity
-/// period. Resuming checks no certificate; what else could make one invalid
-/// (another CA, a new CRL) comes with a reload, whose new configuration
-/// holds no session of before. A full handshake is checked by the verifier:
-/// true.
+/// the client certificate it was opened with, and the chain it came with,
+/// are still within their validity periods. Resuming checks no
+/// certificate; what else could make one invalid (another CA, a new CRL)
+/// comes with a reload, whose new configuration holds no session of
+/// before. A full handshake is checked by the verifier: true.
 pub fn resumed_certificate_valid(conn: &rustls::ServerConnection) -> bool {
     if conn.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
         return true;
     }
-    conn.peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
-        .is_some_and(|(_, parsed)| parsed.validity().is_valid())
+    conn.peer_certificates().is_some_and(|chain| {
+        !chain.is_empty()
+            && chain.iter().all(|c| {
+                x509_parser::parse_x509_certificate(c.as_ref())
+                    .is_ok_and(|(_, parsed)| parsed.validity().is_valid())
+            })
+    })
 }
 
 /// The *ring* provider, named explicitly rather than taken from the process

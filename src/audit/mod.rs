@@ -515,9 +515,25 @@ impl AuditLog {
     pub fn append(&self, event: &Event, actor: Option<&PeerIdentity>) -> Result<u64, AuditError> {
         let (seq, epoch) = {
             let mut tail = self.lock();
-            (self.record(&mut tail, event, actor)?, tail.epoch)
+            let epoch = tail.epoch;
+            let seq = self.record(&mut tail, event, actor)?;
+            Self::not_rolled_back(&tail, epoch)?;
+            (seq, epoch)
         };
         self.durable(seq, epoch)
+    }
+
+    /// An error if a failed fsync took the chain back since `epoch` (a
+    /// record written then, `audit_resumed` after it, went with it).
+    fn not_rolled_back(tail: &Tail, epoch: u64) -> Result<(), AuditError> {
+        if tail.epoch == epoch {
+            return Ok(());
+        }
+        let why = tail
+            .error
+            .as_ref()
+            .map_or("an fsync failed", |(_, e)| e.as_str());
+        Err(io_err(Path::new(LOG_FILE), why))
     }
 
     fn lock_syncs(&self) -> std::sync::MutexGuard<'_, Syncs> {
@@ -538,19 +554,25 @@ impl AuditLog {
             }
             syncs.syncing = true;
             drop(syncs);
-            self.sync_written();
+            let synced_some = self.sync_written();
             syncs = self.lock_syncs();
             syncs.syncing = false;
             self.synced.notify_all();
+            if !synced_some && syncs.outcome(seq, epoch).is_none() {
+                // Nothing left to sync, yet the record is not known to be on
+                // disk: never acknowledge it (cannot happen; no spinning).
+                return Err(io_err(Path::new(LOG_FILE), "the record was not synced"));
+            }
         }
     }
 
-    /// One fsync covering every record written so far.
-    fn sync_written(&self) {
+    /// One fsync covering every record written so far; false when there
+    /// was nothing to sync.
+    fn sync_written(&self) -> bool {
         let (file, chain, epoch) = {
             let mut tail = self.lock();
             let Some(u) = tail.unsynced.take() else {
-                return;
+                return false;
             };
             let file = u.file.clone();
             tail.in_flight = Some(u);
@@ -558,34 +580,46 @@ impl AuditLog {
         };
         let synced = file.sync_data();
         let mut tail = self.lock();
-        if tail.epoch != epoch {
-            // Rolled back meanwhile (a sync under the lock failed): these
-            // records went with the others, and their writers were told.
-            return;
+        if tail.epoch != epoch || tail.in_flight.is_none() {
+            // Taken over meanwhile: rolled back (a sync under the lock
+            // failed: these records went with the others, and their writers
+            // are told), or synced again under the lock (`sync_now`, which
+            // covered them and went further).
+            return true;
         }
-        tail.in_flight = None;
         match synced {
             Ok(()) => {
+                tail.in_flight = None;
                 let seq = chain.seq;
-                // A sync under the lock may have gone further meanwhile.
-                if seq > tail.durable.seq {
-                    tail.durable = chain;
-                }
+                tail.durable = chain;
                 let mut syncs = self.lock_syncs();
                 syncs.synced = syncs.synced.max(seq);
             }
+            // `in_flight` still names these records: `roll_back` cuts them.
             Err(e) => self.roll_back(&mut tail, &e.to_string()),
         }
+        true
     }
 
     /// After a failed fsync: cuts every record not known to be on disk off
     /// the file (they were never acknowledged), takes the chain back to the
     /// last one that is, and fails the writers still waiting.
     fn roll_back(&self, tail: &mut Tail, message: &str) {
-        let pending = [tail.in_flight.take(), tail.unsynced.take()];
-        for u in pending.into_iter().flatten() {
-            let _ = u.file.set_len(u.from);
-            let _ = u.file.sync_data();
+        // Each file once, to where its first record not on disk starts (an
+        // fsync under way and the records written since can share a file:
+        // cutting to the later offset after the earlier would grow it).
+        let mut pending: Vec<Unsynced> = [tail.in_flight.take(), tail.unsynced.take()]
+            .into_iter()
+            .flatten()
+            .collect();
+        pending.sort_by_key(|u| u.from);
+        let mut cut: Vec<(u64, u64)> = Vec::new();
+        for u in pending {
+            if !cut.contains(&u.inode) {
+                cut.push(u.inode);
+                let _ = u.file.set_len(u.from);
+                let _ = u.file.sync_data();
+            }
         }
         let durable = tail.durable.clone();
         tail.restore(durable);
@@ -624,6 +658,9 @@ impl AuditLog {
                 return Err(io_err(&self.dir.join(LOG_FILE), e));
             }
         }
+        // Both covered: the fsync under way outside the lock, when it
+        // returns, finds `in_flight` gone and leaves the tail as it is.
+        tail.in_flight = None;
         tail.unsynced = None;
         tail.durable = tail.chain();
         let mut syncs = self.lock_syncs();
@@ -771,6 +808,8 @@ impl AuditLog {
         }
         tail.file_len = 0;
         tail.file_date = None;
+        // On disk as it is now: a later roll-back comes back to the new file.
+        tail.durable = tail.chain();
         Ok(())
     }
 
@@ -807,8 +846,9 @@ impl AuditLog {
             number: Some(number),
             prev_checkpoint: Some(PublicHex::of_hex(&prev_checkpoint)),
         };
-        let seq = self.record(&mut tail, &checkpoint, None)?;
         let epoch = tail.epoch;
+        let seq = self.record(&mut tail, &checkpoint, None)?;
+        Self::not_rolled_back(&tail, epoch)?;
         drop(tail);
         self.durable(seq, epoch).map(Some)
     }

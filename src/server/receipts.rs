@@ -29,6 +29,19 @@ const RECEIPTS_KEPT: usize = 10_000;
 /// the auditors.
 const DAYS_SEARCHED: usize = 31;
 
+/// How many bytes of day files a look-up reads at most.
+const BYTES_SEARCHED: u64 = 256 << 20;
+
+/// The day file of `day`: `YYYY-MM-DD.jsonl`.
+fn day_file(day: time::Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02}.jsonl",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    )
+}
+
 /// The receipts of a running service.
 pub struct Receipts {
     dir: PathBuf,
@@ -79,8 +92,11 @@ impl Receipts {
     pub fn store(&self, r: Receipt) {
         {
             let tx = self.to_disk.lock().unwrap_or_else(|p| p.into_inner());
-            if tx.as_ref().is_none_or(|tx| tx.send(r.clone()).is_err()) {
-                tracing::error!("cannot keep a receipt on disk: its writer is gone");
+            let queued = tx.as_ref().is_some_and(|tx| tx.send(r.clone()).is_ok());
+            if !queued {
+                // The writer is gone (the service is stopping, and a batch
+                // ended after it): written here, at once.
+                write_lines(&self.dir, std::slice::from_ref(&r));
             }
         }
         let mut q = self.recent.lock().unwrap_or_else(|p| p.into_inner());
@@ -105,29 +121,36 @@ impl Receipts {
         (found.client_fingerprint == fingerprint && found.batch == batch).then_some(found)
     }
 
-    /// Looks for a receipt on disk: the newest [`DAYS_SEARCHED`] day files,
-    /// newest first, then the file of a receipt kept by an earlier version
-    /// of the service (one a batch).
+    /// Looks for a receipt on disk: the day files of the last
+    /// [`DAYS_SEARCHED`] days, newest first, [`BYTES_SEARCHED`] at most,
+    /// then the file of a receipt kept by an earlier version of the service
+    /// (one a batch).
     fn on_disk(&self, batch: &str) -> Option<Receipt> {
         let needle = format!("\"batch\":\"{batch}\"");
-        let mut days: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .collect();
-        days.sort_unstable_by(|a, b| b.cmp(a));
-        for day in days.into_iter().take(DAYS_SEARCHED) {
-            let Ok(f) = std::fs::File::open(&day) else {
+        let today = time::OffsetDateTime::now_utc().date();
+        let mut budget = BYTES_SEARCHED;
+        for back in 0..DAYS_SEARCHED {
+            let Some(day) = today.checked_sub(time::Duration::days(back as i64)) else {
+                break;
+            };
+            let Ok(f) = std::fs::File::open(self.dir.join(day_file(day))) else {
                 continue;
             };
-            for line in std::io::BufReader::new(f).lines() {
-                let Ok(line) = line else {
-                    break;
-                };
-                if line.contains(&needle) {
-                    if let Ok(r) = serde_json::from_str::<Receipt>(&line) {
+            let mut reader = std::io::BufReader::new(f);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => budget = budget.saturating_sub(n as u64),
+                }
+                if memchr::memmem::find(&line, needle.as_bytes()).is_some() {
+                    if let Ok(r) = serde_json::from_slice::<Receipt>(&line) {
                         return Some(r);
                     }
+                }
+                if budget == 0 {
+                    return None;
                 }
             }
         }
@@ -141,36 +164,52 @@ impl Receipts {
 /// fsyncs once for all those waiting; ends when the service's state goes.
 fn write_receipts(dir: &Path, rx: &mpsc::Receiver<Receipt>) {
     while let Ok(first) = rx.recv() {
-        let mut lines = Vec::new();
-        for r in std::iter::once(first).chain(rx.try_iter()) {
-            match serde_json::to_vec(&r) {
-                Ok(mut json) => {
-                    json.push(b'\n');
-                    lines.extend_from_slice(&json);
-                }
-                Err(e) => tracing::error!(error = %e, "cannot write a receipt"),
+        let receipts: Vec<Receipt> = std::iter::once(first).chain(rx.try_iter()).collect();
+        write_lines(dir, &receipts);
+    }
+}
+
+/// Appends receipts to today's file, one fsync for all; a failure is
+/// reported to the server log (the receipts stay in memory).
+fn write_lines(dir: &Path, receipts: &[Receipt]) {
+    let mut lines = Vec::new();
+    for r in receipts {
+        match serde_json::to_vec(r) {
+            Ok(mut json) => {
+                json.push(b'\n');
+                lines.extend_from_slice(&json);
             }
+            Err(e) => tracing::error!(error = %e, "cannot write a receipt"),
         }
-        let day: String = crate::receipt::now_rfc3339().chars().take(10).collect();
-        if let Err(e) = append(&dir.join(format!("{day}.jsonl")), &lines) {
-            tracing::error!(error = %e, "cannot keep receipts on disk");
-        }
+    }
+    let today = time::OffsetDateTime::now_utc().date();
+    if let Err(e) = append(&dir.join(day_file(today)), &lines) {
+        tracing::error!(error = %e, "cannot keep receipts on disk");
     }
 }
 
 /// Appends whole lines and fsyncs; on a failure, cuts what was written off.
+/// A file that ends in a cut line (a crash while it was written) gets a
+/// line end first, so that the receipts after it read whole.
 fn append(path: &Path, lines: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .mode(0o640)
         .open(path)?;
     let before = f.metadata()?.len();
-    f.write_all(lines)
+    let mut last = [b'\n'];
+    if before > 0 {
+        f.read_exact_at(&mut last, before - 1)?;
+    }
+    let cut: &[u8] = if last[0] == b'\n' { b"" } else { b"\n" };
+    f.write_all(cut)
+        .and_then(|()| f.write_all(lines))
         .and_then(|()| f.sync_data())
         .inspect_err(|_| {
             let _ = f.set_len(before);
@@ -219,7 +258,20 @@ mod tests {
         assert!(receipts.find(a, "f2").is_none(), "another client's");
         receipts.close();
         let day = dir.path().join(RECEIPTS_DIR);
+        // A crash in the middle of a line: the next receipts still read whole.
+        let today = day.join(day_file(time::OffsetDateTime::now_utc().date()));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&today)
+            .unwrap();
+        f.write_all(b"{\"batch\":\"0123").unwrap();
+        drop(f);
+        let c = "11111111111111111111111111111111";
+        let after = Receipts::new(dir.path());
+        after.store(receipt(c, "f4"));
+        after.close();
         let again = Receipts::new(dir.path());
+        assert_eq!(again.find(c, "f4").map(|r| r.batch), Some(c.to_owned()));
         assert_eq!(again.find(b, "f2").map(|r| r.log_seq), Some(3));
         assert!(again.find(b, "f1").is_none(), "another client's");
         assert!(again.find("../x", "f2").is_none());
