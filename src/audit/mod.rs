@@ -193,19 +193,10 @@ pub struct Health {
 }
 
 struct Tail {
-    seq: u64,
-    prev: String,
-    /// Size and UTC date (YYYY-MM-DD) of the first record of the current file.
-    file_len: u64,
-    file_date: Option<String>,
+    /// Where the chain stands, records not yet on disk included.
+    chain: Chain,
     signer: Option<Arc<LogSigningKey>>,
-    unsigned: u64,
     error: Option<(String, String)>,
-    /// `time` of the last record: a clock stepped back must not make the
-    /// log look tampered with (verifiers refuse times that go backwards).
-    last_time: String,
-    /// The newest checkpoint's number and record hash.
-    checkpoint: (u64, String),
     /// The chain as of the last record known to be on disk: what a failed
     /// fsync takes the tail back to.
     durable: Chain,
@@ -218,15 +209,19 @@ struct Tail {
     epoch: u64,
 }
 
-/// The part of [`Tail`] that a failed fsync rolls back.
+/// Where the chain stands: what a failed fsync rolls back.
 #[derive(Clone, Default)]
 struct Chain {
     seq: u64,
     prev: String,
+    /// Size and UTC date (YYYY-MM-DD) of the first record of the current file.
     file_len: u64,
     file_date: Option<String>,
     unsigned: u64,
+    /// `time` of the last record: a clock stepped back must not make the
+    /// log look tampered with (verifiers refuse times that go backwards).
     last_time: String,
+    /// The newest checkpoint's number and record hash.
     checkpoint: (u64, String),
 }
 
@@ -242,26 +237,12 @@ struct Unsynced {
 }
 
 impl Tail {
-    fn chain(&self) -> Chain {
-        Chain {
-            seq: self.seq,
-            prev: self.prev.clone(),
-            file_len: self.file_len,
-            file_date: self.file_date.clone(),
-            unsigned: self.unsigned,
-            last_time: self.last_time.clone(),
-            checkpoint: self.checkpoint.clone(),
-        }
-    }
-
-    fn restore(&mut self, c: Chain) {
-        self.seq = c.seq;
-        self.prev = c.prev;
-        self.file_len = c.file_len;
-        self.file_date = c.file_date;
-        self.unsigned = c.unsigned;
-        self.last_time = c.last_time;
-        self.checkpoint = c.checkpoint;
+    /// The records not known to be on disk: those an fsync outside the lock
+    /// is syncing, then those written since.
+    fn pending(&self) -> impl Iterator<Item = &Unsynced> {
+        [self.in_flight.as_ref(), self.unsynced.as_ref()]
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -452,15 +433,17 @@ impl AuditLog {
             }
         }
         let mut tail = Tail {
-            seq: 0,
-            prev: genesis(ceremony_id),
-            file_len: len,
-            file_date,
+            chain: Chain {
+                seq: 0,
+                prev: genesis(ceremony_id),
+                file_len: len,
+                file_date,
+                unsigned: 0,
+                last_time: String::new(),
+                checkpoint: last_checkpoint(dir)?,
+            },
             signer: None,
-            unsigned: 0,
             error: None,
-            last_time: String::new(),
-            checkpoint: last_checkpoint(dir)?,
             durable: Chain::default(),
             unsynced: None,
             in_flight: None,
@@ -473,21 +456,21 @@ impl AuditLog {
                 })?;
             match (v["seq"].as_u64(), v["hash"].as_str()) {
                 (Some(seq), Some(hash)) => {
-                    tail.seq = seq;
-                    tail.prev = hash.to_owned();
-                    tail.unsigned = u64::from(v["event"] != "checkpoint");
-                    tail.last_time = v["time"].as_str().unwrap_or_default().to_owned();
+                    tail.chain.seq = seq;
+                    tail.chain.prev = hash.to_owned();
+                    tail.chain.unsigned = u64::from(v["event"] != "checkpoint");
+                    tail.chain.last_time = v["time"].as_str().unwrap_or_default().to_owned();
                 }
                 _ => return Err(AuditError::Corrupt { path: current }),
             }
         }
-        tail.durable = tail.chain();
+        tail.durable = tail.chain.clone();
         let log = Self {
             dir: dir.to_owned(),
             ceremony_id: ceremony_id.to_owned(),
             max_file_bytes,
             syncs: Mutex::new(Syncs {
-                synced: tail.seq,
+                synced: tail.chain.seq,
                 ..Syncs::default()
             }),
             tail: Mutex::new(tail),
@@ -513,27 +496,30 @@ impl AuditLog {
     /// unwritable (see [`AuditLog::health`]) and the caller must refuse the
     /// operation.
     pub fn append(&self, event: &Event, actor: Option<&PeerIdentity>) -> Result<u64, AuditError> {
-        let (seq, epoch) = {
-            let mut tail = self.lock();
-            let epoch = tail.epoch;
-            let seq = self.record(&mut tail, event, actor)?;
-            Self::not_rolled_back(&tail, epoch)?;
-            (seq, epoch)
-        };
-        self.durable(seq, epoch)
+        self.commit(self.lock(), event, actor)
     }
 
-    /// An error if a failed fsync took the chain back since `epoch` (a
-    /// record written then, `audit_resumed` after it, went with it).
-    fn not_rolled_back(tail: &Tail, epoch: u64) -> Result<(), AuditError> {
-        if tail.epoch == epoch {
-            return Ok(());
+    /// Writes `event` under the held lock, lets it go, and waits until the
+    /// record is on disk. An error if the record could not be written, or
+    /// if a failed fsync took the chain back meanwhile (a record written,
+    /// then `audit_resumed` after it, goes with it).
+    fn commit(
+        &self,
+        mut tail: std::sync::MutexGuard<'_, Tail>,
+        event: &Event,
+        actor: Option<&PeerIdentity>,
+    ) -> Result<u64, AuditError> {
+        let epoch = tail.epoch;
+        let seq = self.record(&mut tail, event, actor)?;
+        if tail.epoch != epoch {
+            let why = tail
+                .error
+                .as_ref()
+                .map_or("an fsync failed", |(_, e)| e.as_str());
+            return Err(io_err(Path::new(LOG_FILE), why));
         }
-        let why = tail
-            .error
-            .as_ref()
-            .map_or("an fsync failed", |(_, e)| e.as_str());
-        Err(io_err(Path::new(LOG_FILE), why))
+        drop(tail);
+        self.durable(seq, epoch)
     }
 
     fn lock_syncs(&self) -> std::sync::MutexGuard<'_, Syncs> {
@@ -576,7 +562,7 @@ impl AuditLog {
             };
             let file = u.file.clone();
             tail.in_flight = Some(u);
-            (file, tail.chain(), tail.epoch)
+            (file, tail.chain.clone(), tail.epoch)
         };
         let synced = file.sync_data();
         let mut tail = self.lock();
@@ -621,8 +607,7 @@ impl AuditLog {
                 let _ = u.file.sync_data();
             }
         }
-        let durable = tail.durable.clone();
-        tail.restore(durable);
+        tail.chain = tail.durable.clone();
         let since = tail
             .error
             .take()
@@ -630,7 +615,7 @@ impl AuditLog {
         tail.error = Some((since, message.to_owned()));
         let mut syncs = self.lock_syncs();
         let ended = syncs.epoch;
-        let durable = tail.seq;
+        let durable = tail.chain.seq;
         if syncs.rollbacks.len() == 64 {
             syncs.rollbacks.pop_front();
         }
@@ -639,7 +624,7 @@ impl AuditLog {
             .push_back((ended, durable, self.dir.join(LOG_FILE), message.to_owned()));
         tail.epoch += 1;
         syncs.epoch = tail.epoch;
-        syncs.synced = tail.seq;
+        syncs.synced = tail.chain.seq;
     }
 
     /// Syncs the records written since the last fsync now, under the tail's
@@ -647,11 +632,7 @@ impl AuditLog {
     /// has taken its name. (An fsync under way outside the lock is done
     /// again: the chain is on disk only when all of it is.)
     fn sync_now(&self, tail: &mut Tail) -> Result<(), AuditError> {
-        let files: Vec<Arc<File>> = [tail.in_flight.as_ref(), tail.unsynced.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|u| u.file.clone())
-            .collect();
+        let files: Vec<Arc<File>> = tail.pending().map(|u| u.file.clone()).collect();
         for f in files {
             if let Err(e) = f.sync_data() {
                 self.roll_back(tail, &e.to_string());
@@ -662,9 +643,9 @@ impl AuditLog {
         // returns, finds `in_flight` gone and leaves the tail as it is.
         tail.in_flight = None;
         tail.unsynced = None;
-        tail.durable = tail.chain();
+        tail.durable = tail.chain.clone();
         let mut syncs = self.lock_syncs();
-        syncs.synced = syncs.synced.max(tail.seq);
+        syncs.synced = syncs.synced.max(tail.chain.seq);
         Ok(())
     }
 
@@ -708,17 +689,17 @@ impl AuditLog {
     ) -> Result<u64, AuditError> {
         let (event, details) = event.to_parts();
         // Fixed-width RFC 3339 UTC timestamps compare as strings.
-        let time = crate::receipt::now_rfc3339().max(tail.last_time.clone());
+        let time = crate::receipt::now_rfc3339().max(tail.chain.last_time.clone());
         self.rotate_if_due(tail, &time)?;
         let path = self.dir.join(LOG_FILE);
-        let seq = tail.seq + 1;
+        let seq = tail.chain.seq + 1;
         let rec = Unhashed {
             seq,
             time: &time,
             event,
             actor,
             details: &details,
-            prev: &tail.prev,
+            prev: &tail.chain.prev,
         };
         let mut line = serde_json::to_vec(&rec).map_err(|e| io_err(&path, e))?;
         let hash = hex::encode(Sha256::digest(&line));
@@ -754,22 +735,22 @@ impl AuditLog {
             inode,
             from,
         });
-        if tail.file_len == 0 {
-            tail.file_date = Some(time.chars().take(10).collect());
+        if tail.chain.file_len == 0 {
+            tail.chain.file_date = Some(time.chars().take(10).collect());
         }
-        tail.file_len = before + line.len() as u64;
-        tail.seq = seq;
+        tail.chain.file_len = before + line.len() as u64;
+        tail.chain.seq = seq;
         if event == "checkpoint" {
             // Known here, where the record's own hash is: a record written
             // right after it (`audit_resumed`) must not take its place.
-            tail.checkpoint = (details["number"].as_u64().unwrap_or(0), hash.clone());
+            tail.chain.checkpoint = (details["number"].as_u64().unwrap_or(0), hash.clone());
         }
-        tail.prev = hash;
-        tail.last_time = time;
-        tail.unsigned = if event == "checkpoint" {
+        tail.chain.prev = hash;
+        tail.chain.last_time = time;
+        tail.chain.unsigned = if event == "checkpoint" {
             0
         } else {
-            tail.unsigned + 1
+            tail.chain.unsigned + 1
         };
         Ok(seq)
     }
@@ -778,9 +759,9 @@ impl AuditLog {
     /// large or from another UTC day. The chain goes on in the new file.
     fn rotate_if_due(&self, tail: &mut Tail, now: &str) -> Result<(), AuditError> {
         let today: String = now.chars().take(10).collect();
-        let due = tail.file_len > 0
-            && (tail.file_len >= self.max_file_bytes
-                || tail.file_date.as_deref().is_some_and(|d| d != today));
+        let due = tail.chain.file_len > 0
+            && (tail.chain.file_len >= self.max_file_bytes
+                || tail.chain.file_date.as_deref().is_some_and(|d| d != today));
         if !due {
             return Ok(());
         }
@@ -806,10 +787,10 @@ impl AuditLog {
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        tail.file_len = 0;
-        tail.file_date = None;
+        tail.chain.file_len = 0;
+        tail.chain.file_date = None;
         // On disk as it is now: a later roll-back comes back to the new file.
-        tail.durable = tail.chain();
+        tail.durable = tail.chain.clone();
         Ok(())
     }
 
@@ -821,36 +802,32 @@ impl AuditLog {
     /// Signs the chain so far with a `checkpoint` record. `Ok(None)` when there
     /// is no key (sealed) or nothing new to cover.
     pub fn checkpoint(&self, reason: &'static str) -> Result<Option<u64>, AuditError> {
-        let mut tail = self.lock();
+        let tail = self.lock();
         let Some(signer) = tail.signer.clone() else {
             return Ok(None);
         };
-        if tail.unsigned == 0 {
+        if tail.chain.unsigned == 0 {
             return Ok(None);
         }
-        let number = tail.checkpoint.0 + 1;
-        let prev_checkpoint = tail.checkpoint.1.clone();
+        let number = tail.chain.checkpoint.0 + 1;
+        let prev_checkpoint = tail.chain.checkpoint.1.clone();
         let sig = signer.sign(&checkpoint_message_v2(
             &self.ceremony_id,
             number,
-            tail.seq,
-            &tail.prev,
+            tail.chain.seq,
+            &tail.chain.prev,
             &prev_checkpoint,
         ));
         let checkpoint = Event::Checkpoint {
             reason: Term::from(reason),
-            covers_seq: tail.seq,
-            covers_hash: PublicHex::of_hex(&tail.prev),
+            covers_seq: tail.chain.seq,
+            covers_hash: PublicHex::of_hex(&tail.chain.prev),
             public_key: PublicHex::of_hex(&signer.public_key_hex()),
             signature: PublicHex::of(sig),
             number: Some(number),
             prev_checkpoint: Some(PublicHex::of_hex(&prev_checkpoint)),
         };
-        let epoch = tail.epoch;
-        let seq = self.record(&mut tail, &checkpoint, None)?;
-        Self::not_rolled_back(&tail, epoch)?;
-        drop(tail);
-        self.durable(seq, epoch).map(Some)
+        self.commit(tail, &checkpoint, None).map(Some)
     }
 
     /// Signs a receipt (the message of [`receipt_message`]); `None` while sealed.
@@ -870,8 +847,8 @@ impl AuditLog {
                 .error
                 .as_ref()
                 .map(|(since, e)| format!("{e} (since {since})")),
-            seq: tail.seq,
-            unsigned_records: tail.unsigned,
+            seq: tail.chain.seq,
+            unsigned_records: tail.chain.unsigned,
         }
     }
 
@@ -890,12 +867,7 @@ impl AuditLog {
         // Up to the last record on disk: one still waiting for its fsync
         // could yet be rolled back, and a reader must never hold a record
         // the log then drops.
-        let durable = [tail.in_flight.as_ref(), tail.unsynced.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|u| u.from)
-            .min()
-            .unwrap_or(u64::MAX);
+        let durable = tail.pending().map(|u| u.from).min().unwrap_or(u64::MAX);
         let current = self.dir.join(LOG_FILE);
         let mut files = Vec::new();
         for p in log_files(&self.dir)? {
