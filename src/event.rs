@@ -198,6 +198,16 @@ impl BatchId {
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
         Self(hex::encode(b))
     }
+
+    /// Whether `id` has the form [`BatchId::random`] draws (32 lowercase hex
+    /// digits): what a request may name a receipt or a result by, so that
+    /// nothing else ever reaches a path.
+    pub fn is_drawn_form(id: &str) -> bool {
+        id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
 }
 
 impl PublicHex {

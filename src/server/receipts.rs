@@ -112,11 +112,8 @@ impl Receipts {
             let q = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             q.iter().rev().find(|r| r.batch == batch).cloned()
         };
-        // Batch ids are 32 lowercase hex digits: nothing else is looked for.
-        let well_formed = batch.len() == 32
-            && batch
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        // Nothing but a batch id is looked for on disk.
+        let well_formed = crate::event::BatchId::is_drawn_form(batch);
         let found = recent.or_else(|| well_formed.then(|| self.on_disk(batch)).flatten())?;
         (found.client_fingerprint == fingerprint && found.batch == batch).then_some(found)
     }

@@ -159,11 +159,9 @@ pub(super) async fn fetch(
     state.require(&id, Role::Matcher)?;
     // Both are names the service made: anything else is no result (and
     // never reaches a path).
-    let batch_like = batch.len() == 32
-        && batch
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !crate::seal::quorum::is_valid_project_id(&project) || !batch_like {
+    if !crate::seal::quorum::is_valid_project_id(&project)
+        || !crate::event::BatchId::is_drawn_form(&batch)
+    {
         return Err(ApiError::ResultGone);
     }
     let dir = project_dir(&state.config.results_dir(), &project);
