@@ -37,6 +37,26 @@ pub mod sweep;
 pub mod tls;
 pub mod wire;
 
+/// Wipes a vector's whole buffer, its values and its spare capacity, and
+/// empties it. `Vec::zeroize` wipes the values one volatile store at a time;
+/// here each part is a slice of plain values, which `zeroize` wipes with one
+/// fill behind an optimisation barrier: many times faster on a batch's
+/// buffers, wiped after every chunk.
+pub fn wipe_vec<Z: zeroize::DefaultIsZeroes>(v: &mut Vec<Z>) {
+    use zeroize::Zeroize;
+    v.as_mut_slice().zeroize();
+    v.spare_capacity_mut().zeroize();
+    v.clear();
+}
+
+/// [`wipe_vec`] for a vector of byte arrays (a batch's NIR bodies).
+pub fn wipe_arrays<const N: usize>(v: &mut Vec<[u8; N]>) {
+    use zeroize::Zeroize;
+    v.as_flattened_mut().zeroize();
+    v.spare_capacity_mut().zeroize();
+    v.clear();
+}
+
 /// An error and its causes on one line, `a: b: c`, leaving out a cause whose
 /// text its parent's message already holds (many messages quote their source).
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {

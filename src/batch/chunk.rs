@@ -26,7 +26,7 @@ pub enum Chunk {
 impl Drop for Chunk {
     fn drop(&mut self) {
         match self {
-            Chunk::Lines(v) | Chunk::OversizedLine(v) => v.zeroize(),
+            Chunk::Lines(v) | Chunk::OversizedLine(v) => crate::wipe_vec(v),
         }
     }
 }

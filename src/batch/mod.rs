@@ -139,17 +139,32 @@ pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Index rule of §4: 1–64 characters of `[A-Za-z0-9._-]`.
 pub fn is_valid_index(raw: &[u8]) -> bool {
+    /// The bytes an index may hold, looked up rather than compared: a batch
+    /// checks one index per line.
+    const INDEX_BYTE: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            table[b] = c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-');
+            b += 1;
+        }
+        table
+    };
     (1..=64).contains(&raw.len())
         && raw
             .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            .fold(true, |ok, &b| ok & INDEX_BYTE[usize::from(b)])
 }
 
 /// The status of an index alone: `None` when it is a clean index.
 pub fn index_status(raw: &[u8]) -> Option<Status> {
+    use crate::nir::{BODY_LEN, FULL_LEN};
+    // A clean index has no space, so it can pass §2 only at one of the
+    // two lengths: at the others it is not read a second time.
     if !is_valid_index(raw) {
         Some(Status::InvalidIndex)
-    } else if crate::nir::looks_like_nir(raw) {
+    } else if matches!(raw.len(), BODY_LEN | FULL_LEN) && crate::nir::looks_like_nir(raw) {
         Some(Status::IndexLooksLikeNir)
     } else {
         None

@@ -54,13 +54,14 @@ pub struct TraitScratch {
 impl TraitScratch {
     fn wipe(&mut self) {
         self.recs.clear();
-        self.indexes.zeroize();
-        self.given.zeroize();
+        crate::wipe_vec(&mut self.indexes);
+        crate::wipe_arrays(&mut self.given);
         self.queries.clear(); // each wiped on drop
         self.resolved.clear(); // each wiped on drop
         self.seen.clear();
-        self.bodies.zeroize();
-        self.codes.zeroize();
+        crate::wipe_arrays(&mut self.bodies);
+        self.codes.clear(); // each code is wiped as it is dropped
+        self.codes.spare_capacity_mut().zeroize();
     }
 
     /// After the look-ups: each line's body (given or found) takes the
@@ -409,7 +410,7 @@ fn parse_line(format: Format, columns: &Columns, line: &[u8], s: &mut TraitScrat
                 Status::Ok
             }
         };
-        body.zeroize();
+        body.as_mut_slice().zeroize();
         st
     } else if !raw.any() {
         Status::MissingTrait

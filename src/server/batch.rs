@@ -541,7 +541,7 @@ fn answer(
                         run.add(&counts, qualities.as_ref());
                         if let Some(mut codes) = codes {
                             let written = run.write_result(&codes);
-                            zeroize::Zeroize::zeroize(&mut codes);
+                            crate::wipe_vec(&mut codes);
                             if let Err(e) = written {
                                 tracing::error!(error = %e, "a project result could not be written");
                                 return end(run, e);
@@ -755,9 +755,9 @@ async fn queue(
                 crate::code::scrub_stack();
                 if let Err(e) = done {
                     tracing::error!(error = %crate::describe(&e), "the register could not be reached during a batch of traits: it is given up");
-                    zeroize::Zeroize::zeroize(&mut out);
+                    crate::wipe_vec(&mut out);
                     if let Some(c) = codes.as_mut() {
-                        zeroize::Zeroize::zeroize(c);
+                        crate::wipe_vec(c);
                     }
                     return Err(Abort::RegisterUnavailable);
                 }
@@ -785,7 +785,7 @@ async fn queue(
             let mut client = Vec::with_capacity(out.len() / 2);
             let mut codes = Vec::with_capacity(out.len());
             project::split_answer(format, &out, &mut client, &mut codes);
-            zeroize::Zeroize::zeroize(&mut out);
+            crate::wipe_vec(&mut out);
             Ok((client, Some(codes), counts, None))
         });
         // A client that stops reading fills the channel: a seal must not
