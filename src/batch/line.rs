@@ -21,10 +21,33 @@ pub(crate) type FieldsN<'a, const N: usize> = Result<[Cow<'a, [u8]>; N], Option<
 /// One answered line before hashing.
 struct Rec {
     status: Status,
-    /// Range in [`Scratch::indexes`] of the index to echo (empty if none).
-    index: (u32, u8),
+    /// The index to echo (empty if none).
+    index: Echo,
     /// Slot in the bodies/codes vectors (`ok` candidates only).
     slot: u32,
+}
+
+/// Where a line's index to echo is: a range of the chunk's text, or, for
+/// an index the line spells with escapes (NDJSON), of [`Scratch::indexes`].
+/// Most indexes are not copied.
+#[derive(Clone, Copy)]
+struct Echo {
+    start: u32,
+    len: u8,
+    copied: bool,
+}
+
+impl Echo {
+    const NONE: Echo = Echo {
+        start: 0,
+        len: 0,
+        copied: false,
+    };
+
+    fn get<'a>(self, lines: &'a [u8], s: &'a Scratch) -> &'a [u8] {
+        let from = if self.copied { &s.indexes[..] } else { lines };
+        &from[self.start as usize..][..usize::from(self.len)]
+    }
 }
 
 /// Buffers reused from chunk to chunk by one worker; wiped after every chunk.
@@ -202,8 +225,7 @@ pub fn process_chunk_guarded(
     out.reserve(scratch.recs.len() * 96);
     for rec in &scratch.recs {
         counts.add(rec.status);
-        let (start, len) = (rec.index.0 as usize, rec.index.1 as usize);
-        let index = &scratch.indexes[start..start + len];
+        let index = rec.index.get(lines, scratch);
         let code = (rec.status == Status::Ok).then(|| &scratch.codes[rec.slot as usize]);
         write_line(format, index, code, rec.status, out);
     }
@@ -221,7 +243,7 @@ fn parse_lines(op: Operation, format: Format, g: u32, lines: &[u8], scratch: &mu
         if line.iter().all(u8::is_ascii_whitespace) {
             continue; // blank lines are skipped (§4); also the split's empty tail
         }
-        let rec = parse_line(op, format, g, line, scratch);
+        let rec = parse_line(op, format, g, (lines, line), scratch);
         scratch.recs.push(rec);
     }
 }
@@ -250,24 +272,30 @@ pub fn check_chunk(
     };
     parse_lines(op, format, u32::MAX, lines, scratch);
     for rec in &scratch.recs {
-        let (start, len) = (rec.index.0 as usize, rec.index.1 as usize);
-        visit(rec.status, &scratch.indexes[start..start + len]);
+        visit(rec.status, rec.index.get(lines, scratch));
     }
     scratch.wipe();
 }
 
 /// Parses one non-blank line into its record, pushing an `ok` candidate's
-/// input to the scratch vectors. Order of checks: §4's precedence.
-fn parse_line(op: Operation, format: Format, g: u32, line: &[u8], s: &mut Scratch) -> Rec {
+/// input to the scratch vectors. Order of checks: §4's precedence. `line`
+/// is part of `lines`, the chunk.
+fn parse_line(
+    op: Operation,
+    format: Format,
+    g: u32,
+    (lines, line): (&[u8], &[u8]),
+    s: &mut Scratch,
+) -> Rec {
     let mut rec = Rec {
         status: Status::MalformedLine,
-        index: (s.indexes.len() as u32, 0),
+        index: Echo::NONE,
         slot: 0,
     };
     if line.len() > MAX_LINE {
         // Same answer whether the line fell inside a chunk or across chunks.
         if let Some(index) = oversized_index(format, &line[..OVERSIZED_HEAD]) {
-            echo_index(index, &mut rec, s);
+            rec.index = echo_index(index, lines, s);
         }
         return rec;
     }
@@ -285,7 +313,7 @@ fn parse_line(op: Operation, format: Format, g: u32, line: &[u8], s: &mut Scratc
             // Malformed, but echo the first field when it is a clean index
             // (§4), so that the submitter can find the line.
             if let Some(first) = first.filter(|f| index_status(f).is_none()) {
-                echo_index(&first, &mut rec, s);
+                rec.index = echo_index(&first, lines, s);
             }
             return rec;
         }
@@ -295,7 +323,7 @@ fn parse_line(op: Operation, format: Format, g: u32, line: &[u8], s: &mut Scratc
         rec.status = st;
         return rec;
     }
-    echo_index(index, &mut rec, s);
+    rec.index = echo_index(index, lines, s);
     let status = match op {
         Operation::Derive => {
             let mut body = [0u8; BODY_LEN];
@@ -353,9 +381,25 @@ pub(crate) fn oversized_index(format: Format, head: &[u8]) -> Option<&[u8]> {
     index_status(field).is_none().then_some(field)
 }
 
-fn echo_index(index: &[u8], rec: &mut Rec, s: &mut Scratch) {
-    rec.index = (s.indexes.len() as u32, index.len() as u8);
+/// Where `index` (a clean one: 1 to 64 bytes) is, copied only if it is not
+/// part of `lines`.
+fn echo_index(index: &[u8], lines: &[u8], s: &mut Scratch) -> Echo {
+    let len = index.len() as u8;
+    let offset = index.as_ptr().addr().wrapping_sub(lines.as_ptr().addr());
+    if offset < lines.len() && lines.len() - offset >= index.len() {
+        return Echo {
+            start: offset as u32,
+            len,
+            copied: false,
+        };
+    }
+    let start = s.indexes.len() as u32;
     s.indexes.extend_from_slice(index);
+    Echo {
+        start,
+        len,
+        copied: true,
+    }
 }
 
 /// A generation: ASCII digits only, a whole number from 1 to `g`.
@@ -648,8 +692,14 @@ mod tests {
         let out = run(
             Operation::Derive,
             Format::Ndjson,
-            "{\"index\":\"A1\",\"nir\":\"2951099126111\"}\n{\"index\":\"A2\",\"nir\":2951099126111}\n[\"A4\",\"2951099126111\"]\n{\"index\":\"A3\",\"nir\":\"2951099126111\",\"x\":\"y\"}\n",
+            "{\"index\":\"A1\",\"nir\":\"2951099126111\"}\n{\"index\":\"A2\",\"nir\":2951099126111}\n[\"A4\",\"2951099126111\"]\n{\"index\":\"A3\",\"nir\":\"2951099126111\",\"x\":\"y\"}\n{\"index\":\"A\\u0035\",\"nir\":\"2951099126111\"}\n",
         );
+        // An index spelt with an escape is echoed decoded (copied aside).
+        assert!(out
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("{\"index\":\"A5\","));
         let st: Vec<String> = out
             .lines()
             .map(|l| {
@@ -661,7 +711,13 @@ mod tests {
             .collect();
         assert_eq!(
             st,
-            ["ok", "malformed_line", "malformed_line", "malformed_line"]
+            [
+                "ok",
+                "malformed_line",
+                "malformed_line",
+                "malformed_line",
+                "ok"
+            ]
         );
     }
 
