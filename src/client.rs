@@ -648,29 +648,35 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
     // The answer goes to OUTPUT.partial and takes its name only once whole.
     let partial = partial_path(sub.output);
     let out = create_private(&partial)?;
-    let early = Arc::new(out.try_clone().map_err(file_err(&partial))?);
+    // A second handle on the answer file, for the early fsyncs; its own
+    // failure goes, as every other, through the removal of the partial file.
+    let early = out.try_clone().map(Arc::new);
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(out));
+    let mut syncing = None;
     let written = async {
+        let early = early.map_err(file_err(&partial))?;
         let mut body = resp.into_body();
         let mut unsynced = 0u64;
-        let mut syncing = None;
         while let Some(frame) = body.frame().await {
             let frame =
                 frame.map_err(|e| ClientError::Protocol(format!("the answer broke off: {e}")))?;
             if let Some(data) = frame.data_ref() {
                 out.write_all(data).await.map_err(file_err(&partial))?;
                 unsynced += data.len() as u64;
-                let idle = syncing
-                    .as_ref()
-                    .is_none_or(tokio::task::JoinHandle::is_finished);
-                if unsynced >= EARLY_SYNC && idle {
-                    if let Some(done) = syncing.take() {
-                        synced(done).await.map_err(file_err(&partial))?;
-                    }
-                    let file = early.clone();
-                    syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
-                    unsynced = 0;
+            }
+            // A failed early fsync is seen as soon as it ends.
+            if syncing
+                .as_ref()
+                .is_some_and(tokio::task::JoinHandle::is_finished)
+            {
+                if let Some(done) = syncing.take() {
+                    synced(done).await.map_err(file_err(&partial))?;
                 }
+            }
+            if unsynced >= EARLY_SYNC && syncing.is_none() {
+                let file = Arc::clone(&early);
+                syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+                unsynced = 0;
             }
         }
         out.flush().await.map_err(file_err(&partial))?;
@@ -686,6 +692,11 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
         Ok(receipt)
     }
     .await;
+    // An early fsync still running when the answer failed ends first: its
+    // handle on the file goes before the file does.
+    if let Some(done) = syncing.take() {
+        let _ = done.await;
+    }
     drop(out);
     // Whole or not, the partial file goes: a partial answer is of no use and
     // holds codes.

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use zeroize::Zeroize;
 
 use super::{index_status, Chunk, Counts, Format, Operation, Status, MAX_LINE, OVERSIZED_HEAD};
-use crate::code::{parse_hex_into, push_hex, Code, KeyChain};
+use crate::code::{parse_hex_into, push_hex, Code, KeyChain, CODE_HEX_LEN};
 use crate::nir::{parse_into, BODY_LEN};
 
 /// The fields of a line (unused ones empty), or, for a malformed line, its
@@ -81,6 +81,14 @@ impl Scratch {
                 self.gens.truncate(allowed);
             }
         }
+    }
+
+    fn is_clean(&self) -> bool {
+        self.recs.is_empty()
+            && self.indexes.is_empty()
+            && self.bodies.is_empty()
+            && self.codes.is_empty()
+            && self.gens.is_empty()
     }
 
     fn wipe(&mut self) {
@@ -222,7 +230,9 @@ pub fn process_chunk_guarded(
         Operation::Renew => chain.renew_batch(&scratch.gens, &mut scratch.codes),
     }
     // Pass 3: write the answers in order.
-    out.reserve(scratch.recs.len() * 96);
+    // All the answer's room at once: a buffer that grew half-way would be
+    // freed with the lines written so far.
+    out.reserve(scratch.recs.iter().map(|rec| answer_len(format, rec)).sum());
     for rec in &scratch.recs {
         counts.add(rec.status);
         let index = rec.index.get(lines, scratch);
@@ -234,6 +244,10 @@ pub fn process_chunk_guarded(
 
 /// Pass 1: one record per non-blank line, in order.
 fn parse_lines(op: Operation, format: Format, g: u32, lines: &[u8], scratch: &mut Scratch) {
+    if !scratch.is_clean() {
+        // A chunk that panicked half-way left its records: they go first.
+        scratch.wipe();
+    }
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', lines).chain(std::iter::once(lines.len()));
     for end in ends {
@@ -387,11 +401,13 @@ fn echo_index(index: &[u8], lines: &[u8], s: &mut Scratch) -> Echo {
     let len = index.len() as u8;
     let offset = index.as_ptr().addr().wrapping_sub(lines.as_ptr().addr());
     if offset < lines.len() && lines.len() - offset >= index.len() {
-        return Echo {
-            start: offset as u32,
-            len,
-            copied: false,
-        };
+        if let Ok(start) = u32::try_from(offset) {
+            return Echo {
+                start,
+                len,
+                copied: false,
+            };
+        }
     }
     let start = s.indexes.len() as u32;
     s.indexes.extend_from_slice(index);
@@ -568,6 +584,20 @@ fn json_index(line: &[u8]) -> Option<Cow<'_, [u8]>> {
         .map(|l| bytes(l.index))
 }
 
+/// The length of [`write_line`]'s line for `rec`.
+fn answer_len(format: Format, rec: &Rec) -> usize {
+    let code = if rec.status == Status::Ok {
+        CODE_HEX_LEN
+    } else {
+        0
+    };
+    let frame = match format {
+        Format::Csv { .. } => ",,\n".len(),
+        Format::Ndjson => "{\"index\":\"\",\"cstatns\":\"\",\"status\":\"\"}\n".len(),
+    };
+    usize::from(rec.index.len) + code + rec.status.code().len() + frame
+}
+
 /// Writes one response line. `index` is empty or a clean index, so neither
 /// format needs quoting or escaping.
 fn write_line(
@@ -631,6 +661,9 @@ mod tests {
             counts.total() as usize,
             out.iter().filter(|&&b| b == b'\n').count()
         );
+        // The room reserved was the answer's length, no more, no less (a
+        // fresh vector gets exactly what is reserved).
+        assert_eq!(out.capacity(), out.len());
         String::from_utf8(out).unwrap()
     }
 
