@@ -206,7 +206,8 @@ pub struct EmptyKeyChain;
 pub fn write_hex(code: &Code, out: &mut [u8; CODE_HEX_LEN]) {
     // `const-hex` picks its SIMD encoder at run time: a batch writes a code
     // per line, and the byte-by-byte table took a tenth of a chunk's time.
-    const_hex::encode_to_slice(&code.0, out).expect("64 digits hold 32 bytes");
+    // A slice, not the array: no copy of the code in this frame.
+    const_hex::encode_to_slice(code.0.as_slice(), out).expect("64 digits hold 32 bytes");
 }
 
 /// Appends `code`'s 64 lower-case hexadecimal digits to `out`, written in
