@@ -652,7 +652,7 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
     // failure goes, as every other, through the removal of the partial file.
     let early = out.try_clone().map(Arc::new);
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(out));
-    let mut syncing = None;
+    let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
     let written = async {
         let early = early.map_err(file_err(&partial))?;
         let mut body = resp.into_body();
@@ -665,13 +665,8 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
                 unsynced += data.len() as u64;
             }
             // A failed early fsync is seen as soon as it ends.
-            if syncing
-                .as_ref()
-                .is_some_and(tokio::task::JoinHandle::is_finished)
-            {
-                if let Some(done) = syncing.take() {
-                    synced(done).await.map_err(file_err(&partial))?;
-                }
+            if let Some(done) = syncing.take_if(|h| h.is_finished()) {
+                synced(done).await.map_err(file_err(&partial))?;
             }
             if unsynced >= EARLY_SYNC && syncing.is_none() {
                 let file = Arc::clone(&early);

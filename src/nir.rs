@@ -126,10 +126,8 @@ fn parse_digits(raw: &[u8], out: &mut [u8; BODY_LEN]) -> Option<Result<(), NirEr
         return None;
     }
     if let [tens, units] = key {
-        let given = u32::from(tens - b'0') * 10 + u32::from(units - b'0');
         let n = body.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-        let expected = 97 - (n % 97) as u32;
-        if given != expected {
+        if written_key(*tens, *units) != key_for(n) {
             return Some(Err(NirError::InvalidKey));
         }
     }
@@ -183,8 +181,7 @@ fn check(buf: &[u8; FULL_LEN], len: usize) -> Result<(), NirError> {
         body.copy_from_slice(&buf[..BODY_LEN]);
         let expected = key_of(&body);
         body.as_mut_slice().zeroize();
-        let given = u32::from(buf[13] - b'0') * 10 + u32::from(buf[14] - b'0');
-        if given != expected {
+        if written_key(buf[13], buf[14]) != expected {
             return Err(NirError::InvalidKey);
         }
     }
@@ -205,7 +202,17 @@ fn key_of(body: &[u8; BODY_LEN]) -> u32 {
         };
         n = n * 10 + d;
     }
+    key_for(n)
+}
+
+/// Rule 5's key of the body's number `N`: `97 − (N mod 97)`.
+fn key_for(n: u64) -> u32 {
     97 - (n % 97) as u32
+}
+
+/// The key as written in a 15-character NIR: two ASCII digits.
+fn written_key(tens: u8, units: u8) -> u32 {
+    u32::from(tens - b'0') * 10 + u32::from(units - b'0')
 }
 
 /// Builds a valid synthetic NIR from a counter, for tests, benches and the demo.
