@@ -59,6 +59,40 @@ static CACHE: std::sync::Mutex<Cache> = std::sync::Mutex::new(Cache {
     bytes: 0,
 });
 
+impl Cache {
+    /// Takes a slot for a freed mapping of `len` bytes, marked [`WIPING`],
+    /// first moving kept mappings of other lengths to `evicted` while the
+    /// cache has no room. `None`: not kept (the cache is full of mappings of
+    /// this length, or of ones still being wiped).
+    fn make_room(
+        &mut self,
+        len: usize,
+        evicted: &mut [(usize, usize); CACHE_SLOTS],
+    ) -> Option<usize> {
+        if len > CACHE_BYTES {
+            return None;
+        }
+        let mut free = self.slots.iter().filter(|s| s.1 == 0).count();
+        for (slot, out) in self.slots.iter_mut().zip(evicted.iter_mut()) {
+            if self.bytes + len <= CACHE_BYTES && free > 0 {
+                break;
+            }
+            if slot.1 != 0 && slot.1 != len && slot.0 != WIPING {
+                self.bytes -= slot.1;
+                free += 1;
+                *out = std::mem::take(slot);
+            }
+        }
+        if self.bytes + len > CACHE_BYTES {
+            return None;
+        }
+        let i = self.slots.iter().position(|s| s.1 == 0)?;
+        self.slots[i] = (WIPING, len);
+        self.bytes += len;
+        Some(i)
+    }
+}
+
 fn cache() -> std::sync::MutexGuard<'static, Cache> {
     CACHE
         .lock()
@@ -83,25 +117,27 @@ fn take_cached(len: usize) -> *mut u8 {
 const WIPING: usize = usize::MAX;
 
 /// Keeps a freed mapping of `len` bytes, of which the first `used` may hold
-/// data, wiped; or unmaps it when the cache is full (the kernel zeroes its
-/// pages before any reuse, so it is not wiped first).
+/// data, wiped; or unmaps it when the cache is full of mappings of its own
+/// length (the kernel zeroes its pages before any reuse, so it is not wiped
+/// first). Kept mappings of other lengths make room for it: the lengths a
+/// batch frees and takes again are those of its chunks and answers, and a
+/// cache left full of another batch's lengths would map every one anew.
 ///
 /// # Safety
 /// `ptr` must be a mapping of `len` bytes made by [`map`], zero past `used`,
 /// that nothing else uses.
 unsafe fn give_back(ptr: *mut u8, len: usize, used: usize) {
-    let slot = {
-        let mut c = cache();
-        let fits = c.bytes + len <= CACHE_BYTES;
-        match c.slots.iter().position(|s| s.1 == 0) {
-            Some(i) if fits => {
-                c.slots[i] = (WIPING, len);
-                c.bytes += len;
-                Some(i)
-            }
-            _ => None,
+    // Unmapped after the lock is let go (no allocation here: we are the
+    // allocator).
+    let mut evicted = [(0usize, 0usize); CACHE_SLOTS];
+    let slot = cache().make_room(len, &mut evicted);
+    for (addr, kept) in evicted {
+        if kept != 0 {
+            // SAFETY: a kept mapping of `kept` bytes, taken out of the cache
+            // under its lock, so used by nothing else; wiped when kept.
+            let _ = unsafe { rustix::mm::munmap(addr as *mut std::ffi::c_void, kept) };
         }
-    };
+    }
     match slot {
         Some(i) => {
             // SAFETY: the caller's block, valid for `used` bytes; then its
@@ -288,6 +324,55 @@ mod tests {
             ZeroizingAlloc.dealloc(z, layout);
         }
         assert!(cache().bytes <= CACHE_BYTES);
+    }
+
+    #[test]
+    fn kept_mappings_of_other_lengths_make_room_for_a_freed_one() {
+        let (a, b) = (5 * CLASS, 7 * CLASS);
+        let full_of = |len: usize| {
+            let mut c = Cache {
+                slots: [(0, 0); CACHE_SLOTS],
+                bytes: 0,
+            };
+            for (i, s) in c.slots.iter_mut().enumerate() {
+                if c.bytes + len > CACHE_BYTES {
+                    break;
+                }
+                *s = (PAGE * (i + 1), len);
+                c.bytes += len;
+            }
+            c
+        };
+        // Full of another length: enough of it goes, the rest stays.
+        let mut c = full_of(a);
+        let mut evicted = [(0, 0); CACHE_SLOTS];
+        let i = c.make_room(b, &mut evicted).expect("room made");
+        assert_eq!(c.slots[i], (WIPING, b));
+        let gone: usize = evicted.iter().map(|e| e.1).sum();
+        assert!(gone >= b - (CACHE_BYTES - full_of(a).bytes) && gone < b + a);
+        assert!(evicted.iter().all(|e| e.1 == 0 || e.1 == a));
+        assert_eq!(c.bytes, full_of(a).bytes - gone + b);
+        assert!(c.bytes <= CACHE_BYTES);
+        // Full of its own length: not kept, nothing evicted.
+        let mut c = full_of(b);
+        let mut evicted = [(0, 0); CACHE_SLOTS];
+        assert_eq!(c.make_room(b, &mut evicted), None);
+        assert!(evicted.iter().all(|e| e.1 == 0));
+        // A mapping still being wiped is never evicted.
+        let mut c = full_of(a);
+        for s in &mut c.slots {
+            if s.1 != 0 {
+                s.0 = WIPING;
+            }
+        }
+        let mut evicted = [(0, 0); CACHE_SLOTS];
+        assert_eq!(c.make_room(b, &mut evicted), None);
+        assert!(evicted.iter().all(|e| e.1 == 0));
+        // Longer than the whole cache: never kept.
+        let mut c = full_of(a);
+        let mut evicted = [(0, 0); CACHE_SLOTS];
+        assert_eq!(c.make_room(CACHE_BYTES + CLASS, &mut evicted), None);
+        assert!(evicted.iter().all(|e| e.1 == 0));
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// that a clean index can still be echoed (§4).
 pub const OVERSIZED_HEAD: usize = 80;
 
+/// Up to this many pending bytes, the buffer grows as it needs: a small
+/// batch does not take (and wipe) a whole chunk's room.
+const SMALL: usize = 64 * 1024;
+
 /// A unit of work for [`super::process_chunk`].
 pub enum Chunk {
     /// Whole lines (each ending in `\n`, but perhaps the last line of the body).
@@ -75,11 +79,21 @@ impl Chunker {
                 continue;
             }
             // Copy at most what fills the chunk, so the pending buffer never
-            // grows past CHUNK_SIZE + MAX_LINE.
+            // grows past CHUNK_SIZE + MAX_LINE. Past a small body, its room is
+            // taken once, that length exactly: every chunk is then a block of
+            // the same length, which the allocator hands out again, and none
+            // is moved and doubled as it fills.
             let room = (CHUNK_SIZE + MAX_LINE)
                 .saturating_sub(self.pending.len())
                 .max(1);
             let take = room.min(data.len());
+            if self.pending.len() + take > self.pending.capacity() {
+                if self.pending.len() + take > SMALL {
+                    self.pending.reserve_exact(room);
+                } else {
+                    self.pending.reserve(take);
+                }
+            }
             self.pending.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.pending.len() >= CHUNK_SIZE {
@@ -96,7 +110,6 @@ impl Chunker {
             let mut rest = self.pending.split_off(tail_start);
             std::mem::swap(&mut rest, &mut self.pending);
             emit(Chunk::Lines(rest));
-            self.pending.reserve(CHUNK_SIZE);
         }
         // A `\r` at the end may be the first half of the line's `\r\n`: not
         // counted, so that a line's answer does not depend on whether the
@@ -207,6 +220,41 @@ mod tests {
         assert!(chunks.iter().all(Option::is_some), "no oversized marker");
         let joined: Vec<u8> = chunks.into_iter().flatten().flatten().collect();
         assert!(joined.ends_with(b"d\r\nz,1\n"));
+    }
+
+    #[test]
+    fn chunks_are_blocks_of_one_length_and_a_small_body_stays_small() {
+        let body = b"A1,2951099126111\n".repeat(60_000);
+        for frame in [1000, 7919, 65_536, 300_000] {
+            let mut caps = Vec::new();
+            let mut c = Chunker::new();
+            let mut emit = |ch: Chunk| {
+                if let Chunk::Lines(v) = &ch {
+                    caps.push(v.capacity());
+                }
+            };
+            for p in body.chunks(frame) {
+                c.push(p, &mut emit);
+            }
+            c.finish(&mut emit);
+            assert!(caps.len() > 2);
+            // Every chunk but the last (the leftover at the end) was given
+            // its room once, never moved as it filled.
+            let (_, cut) = caps.split_last().unwrap();
+            assert!(
+                cut.iter().all(|&n| n == CHUNK_SIZE + MAX_LINE),
+                "frame {frame}: {caps:?}"
+            );
+        }
+        let mut caps = Vec::new();
+        let mut c = Chunker::new();
+        c.push(&body[..3400], &mut |_| {});
+        c.finish(&mut |ch| {
+            if let Chunk::Lines(v) = &ch {
+                caps.push(v.capacity());
+            }
+        });
+        assert!(caps.len() == 1 && caps[0] < SMALL, "{caps:?}");
     }
 
     #[test]

@@ -722,16 +722,20 @@ async fn queue(
                 return Err(Abort::Sealed);
             }
             let chain = held.chain();
-            let mut out = Vec::with_capacity(match &chunk {
-                Chunk::Lines(v) => v.len() * 4,
-                Chunk::OversizedLine(_) => 128,
-            });
+            // Codes by NIR: `process_chunk` reserves the answer's exact
+            // length once it has read the lines (the pages touched are those
+            // written, and the block wiped on free is no longer than them).
+            let mut out = Vec::new();
             let mut counts = Counts::default();
             let mut verdict = |c: Candidates<'_>| match ticket.as_mut() {
                 Some(t) => t.verdict(c.bodies, c.count, c.seen),
                 None => Verdict::all(),
             };
             if let Some((columns, register)) = &traits {
+                out.reserve(match &chunk {
+                    Chunk::Lines(v) => v.len() * 4,
+                    Chunk::OversizedLine(_) => 128,
+                });
                 let mut qualities = Qualities::default();
                 let mut codes = is_project.then(|| Vec::with_capacity(out.capacity()));
                 let done = TRAIT_SCRATCH.with_borrow_mut(|s| {
