@@ -558,14 +558,13 @@ pub fn create_private(path: &Path) -> Result<std::fs::File, ClientError> {
 /// Streams a batch to the service, streams the answer to `output`, and
 /// returns the batch's receipt.
 pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt, ClientError> {
+    use std::io::Write as _;
     let file_err = |path: &Path| {
         let path = path.to_owned();
         move |source| ClientError::File { path, source }
     };
-    let input = tokio::fs::File::open(sub.input)
-        .await
-        .map_err(file_err(sub.input))?;
-    let len = input.metadata().await.map_err(file_err(sub.input))?.len();
+    let input = std::fs::File::open(sub.input).map_err(file_err(sub.input))?;
+    let len = input.metadata().map_err(file_err(sub.input))?.len();
     // Refuse early rather than after sending a whole batch; the file itself
     // is created only once the service has accepted the batch.
     if sub.output.exists() {
@@ -600,18 +599,15 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
                 )
             })
     });
-    let file = futures_util::StreamExt::map(
-        tokio_util::io::ReaderStream::with_capacity(input, 256 * 1024),
-        move |r| {
-            r.map(|b| {
-                sent += b.len() as u64;
-                if let Some(p) = &progress {
-                    p(sent);
-                }
-                Frame::data(b)
-            })
-        },
-    );
+    let file = futures_util::StreamExt::map(read_in_parts(input), move |r| {
+        r.map(|b| {
+            sent += b.len() as u64;
+            if let Some(p) = &progress {
+                p(sent);
+            }
+            Frame::data(b)
+        })
+    });
     let stream = futures_util::StreamExt::chain(
         futures_util::StreamExt::filter_map(wait, |r| async move { r.err().map(Err) }),
         file,
@@ -651,7 +647,7 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
     // A second handle on the answer file, for the early fsyncs; its own
     // failure goes, as every other, through the removal of the partial file.
     let early = out.try_clone().map(Arc::new);
-    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(out));
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
     let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
     let written = async {
         let early = early.map_err(file_err(&partial))?;
@@ -661,7 +657,7 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
             let frame =
                 frame.map_err(|e| ClientError::Protocol(format!("the answer broke off: {e}")))?;
             if let Some(data) = frame.data_ref() {
-                out.write_all(data).await.map_err(file_err(&partial))?;
+                out.write_all(data).map_err(file_err(&partial))?;
                 unsynced += data.len() as u64;
             }
             // A failed early fsync is seen as soon as it ends.
@@ -674,11 +670,11 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
                 unsynced = 0;
             }
         }
-        out.flush().await.map_err(file_err(&partial))?;
+        out.flush().map_err(file_err(&partial))?;
         if let Some(done) = syncing.take() {
             synced(done).await.map_err(file_err(&partial))?;
         }
-        out.get_ref().sync_all().await.map_err(file_err(&partial))?;
+        out.get_ref().sync_all().map_err(file_err(&partial))?;
         // The service closes a batch's connection after its answer.
         drop(conn);
         let receipt = connector.connect().await?.receipt(&batch).await?;
@@ -697,6 +693,50 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
     // holds codes.
     let _ = std::fs::remove_file(&partial);
     written
+}
+
+/// How much of the batch file is read at a time.
+const READ_PART: usize = 256 * 1024;
+
+/// The batch file, read in parts of [`READ_PART`] bytes as the request body
+/// asks for them.
+///
+/// The files are read and written by the client's one thread, in place
+/// (`cstatns submit` runs on a single-threaded runtime): handing each part
+/// to another thread and back, as `tokio::fs` does, cost more than the
+/// reading itself (a wake-up each way and a copy), and the client shares
+/// the machine's cores with the service it talks to.
+fn read_in_parts(
+    mut input: std::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    use std::io::Read;
+    let mut done = false;
+    futures_util::stream::poll_fn(move |_| {
+        if done {
+            return std::task::Poll::Ready(None);
+        }
+        let mut part = bytes::BytesMut::zeroed(READ_PART);
+        let read = loop {
+            match input.read(&mut part) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        std::task::Poll::Ready(match read {
+            Ok(0) => {
+                done = true;
+                None
+            }
+            Ok(n) => {
+                part.truncate(n);
+                Some(Ok(part.freeze()))
+            }
+            Err(e) => {
+                done = true;
+                Some(Err(e))
+            }
+        })
+    })
 }
 
 /// The answer is flushed to disk as it comes, each time this much more of it
