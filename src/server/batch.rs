@@ -35,6 +35,14 @@ use crate::tls::PeerIdentity;
 /// Chunks answered or being answered, beyond the one the reader is filling.
 const IN_FLIGHT: usize = 4;
 
+/// Chunks being worked on, by all batches: as many as the cores.
+static COMPUTING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| {
+        Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+        ))
+    });
+
 /// Most of a refused body read (and dropped) before answering.
 const DRAIN_LIMIT: usize = 64 << 20;
 
@@ -706,11 +714,24 @@ async fn queue(
             // The drain drops (and wipes) the chunks not yet queued.
             return Err(Abort::Sealed);
         }
+        // No more chunks of NIRs are worked on at once than there are cores:
+        // more would only take turns on them, each worker thread keeping its
+        // own scratch room (and so the service's memory would follow how many
+        // threads the blocking pool happened to start). A chunk of traits
+        // waits on the register, not on a core: it takes no turn.
+        let computing = match shape.traits {
+            Some(_) => None,
+            None => Some(tokio::select! {
+                p = Arc::clone(&COMPUTING).acquire_owned() => p.map_err(|_| Abort::Sealed)?,
+                () = keys.retired() => return Err(Abort::Sealed),
+            }),
+        };
         let held = keys.clone();
         // Taken here, in the batch's order: the quota is cut in that order.
         let mut ticket = guard.map(super::guard::GuardRun::ticket);
         let shape = shape.clone();
         let job = tokio::task::spawn_blocking(move || {
+            let _computing = computing;
             let Shape {
                 op,
                 format,
