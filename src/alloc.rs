@@ -13,7 +13,8 @@
 //! the C allocator gives freed heap pages back with `MADV_DONTNEED`, which
 //! locked pages refuse, so a heap grown by large buffers would stay at its
 //! highest. A freed mapping is wiped and kept for the next block of its
-//! length, up to [`CACHE_BYTES`] in all (past that it is unmapped): mapping
+//! length, up to [`CACHE_BYTES`] in all (past that, kept mappings of other
+//! lengths make room for it, or it is unmapped): mapping
 //! anew costs a page fault, the kernel's zeroing and the lock's accounting
 //! for every page, several times the wipe, and a batch frees and takes a
 //! chunk's buffers a few thousand times a second.
@@ -69,15 +70,25 @@ impl Cache {
         len: usize,
         evicted: &mut [(usize, usize); CACHE_SLOTS],
     ) -> Option<usize> {
-        if len > CACHE_BYTES {
+        let evictable = |s: &(usize, usize)| s.1 != 0 && s.1 != len && s.0 != WIPING;
+        let could_free: usize = self
+            .slots
+            .iter()
+            .filter(|s| evictable(s))
+            .map(|s| s.1)
+            .sum();
+        let free_slots = self.slots.iter().filter(|s| s.1 == 0).count();
+        let could_slot = free_slots + self.slots.iter().filter(|s| evictable(s)).count();
+        if len > CACHE_BYTES || self.bytes - could_free + len > CACHE_BYTES || could_slot == 0 {
+            // Not kept whatever goes: nothing is evicted for nothing.
             return None;
         }
-        let mut free = self.slots.iter().filter(|s| s.1 == 0).count();
+        let mut free = free_slots;
         for (slot, out) in self.slots.iter_mut().zip(evicted.iter_mut()) {
             if self.bytes + len <= CACHE_BYTES && free > 0 {
                 break;
             }
-            if slot.1 != 0 && slot.1 != len && slot.0 != WIPING {
+            if evictable(slot) {
                 self.bytes -= slot.1;
                 free += 1;
                 *out = std::mem::take(slot);
@@ -364,6 +375,16 @@ mod tests {
             if s.1 != 0 {
                 s.0 = WIPING;
             }
+        }
+        let mut evicted = [(0, 0); CACHE_SLOTS];
+        assert_eq!(c.make_room(b, &mut evicted), None);
+        assert!(evicted.iter().all(|e| e.1 == 0));
+        // Evicting every other length would not make room: nothing goes.
+        let mut c = full_of(b);
+        let i = c.slots.iter().position(|s| s.1 == 0).unwrap();
+        if c.bytes + CLASS <= CACHE_BYTES {
+            c.slots[i] = (PAGE * 1000, CLASS);
+            c.bytes += CLASS;
         }
         let mut evicted = [(0, 0); CACHE_SLOTS];
         assert_eq!(c.make_room(b, &mut evicted), None);

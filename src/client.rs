@@ -557,6 +557,9 @@ pub fn create_private(path: &Path) -> Result<std::fs::File, ClientError> {
 
 /// Streams a batch to the service, streams the answer to `output`, and
 /// returns the batch's receipt.
+///
+/// The files are read and written on the calling thread, in place (but for
+/// the fsyncs): `cstatns submit` runs it on a runtime of its own thread.
 pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt, ClientError> {
     use std::io::Write as _;
     let file_err = |path: &Path| {
@@ -674,7 +677,12 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
         if let Some(done) = syncing.take() {
             synced(done).await.map_err(file_err(&partial))?;
         }
-        out.get_ref().sync_all().map_err(file_err(&partial))?;
+        // The last fsync waits on the disk: on a thread of its own, as the
+        // early ones, so that a runtime shared with others goes on.
+        let last = Arc::clone(&early);
+        synced(tokio::task::spawn_blocking(move || last.sync_all()))
+            .await
+            .map_err(file_err(&partial))?;
         // The service closes a batch's connection after its answer.
         drop(conn);
         let receipt = connector.connect().await?.receipt(&batch).await?;
@@ -688,7 +696,11 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
     if let Some(done) = syncing.take() {
         let _ = done.await;
     }
-    drop(out);
+    // Not flushed: what is left in the buffer of a failed answer is of no
+    // use (and is wiped as it is freed).
+    let (file, unwritten) = out.into_parts();
+    drop(unwritten);
+    drop(file);
     // Whole or not, the partial file goes: a partial answer is of no use and
     // holds codes.
     let _ = std::fs::remove_file(&partial);
@@ -701,11 +713,11 @@ const READ_PART: usize = 256 * 1024;
 /// The batch file, read in parts of [`READ_PART`] bytes as the request body
 /// asks for them.
 ///
-/// The files are read and written by the client's one thread, in place
-/// (`cstatns submit` runs on a single-threaded runtime): handing each part
-/// to another thread and back, as `tokio::fs` does, cost more than the
-/// reading itself (a wake-up each way and a copy), and the client shares
-/// the machine's cores with the service it talks to.
+/// Read in place, on the thread that polls the request body (in `cstatns
+/// submit`, the client's one thread): handing each part to another thread
+/// and back, as `tokio::fs` does, cost more than the reading itself (a
+/// wake-up each way and a copy), and the client shares the machine's cores
+/// with the service it talks to.
 fn read_in_parts(
     mut input: std::fs::File,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {

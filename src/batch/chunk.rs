@@ -110,6 +110,11 @@ impl Chunker {
             let mut rest = self.pending.split_off(tail_start);
             std::mem::swap(&mut rest, &mut self.pending);
             emit(Chunk::Lines(rest));
+            // A body past its first chunk is a large one: the next chunk gets
+            // its whole room at once, however small the parts that fill it.
+            self.pending.reserve_exact(
+                CHUNK_SIZE + MAX_LINE - self.pending.len().min(CHUNK_SIZE + MAX_LINE),
+            );
         }
         // A `\r` at the end may be the first half of the line's `\r\n`: not
         // counted, so that a line's answer does not depend on whether the

@@ -5,6 +5,8 @@
 //! through a bounded channel to the response stream, which awaits them in
 //! order. At most [`IN_FLIGHT`] chunks exist at once, so memory stays flat
 //! whatever the batch size, and both cores hash while the network moves bytes.
+//! No more chunks of NIRs are worked on at once, over all batches, than the
+//! service has cores ([`set_cores`]).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,13 +37,24 @@ use crate::tls::PeerIdentity;
 /// Chunks answered or being answered, beyond the one the reader is filling.
 const IN_FLIGHT: usize = 4;
 
-/// Chunks being worked on, by all batches: as many as the cores.
-static COMPUTING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
-    std::sync::LazyLock::new(|| {
+/// Chunks of NIRs being worked on, by all batches: as many as the cores.
+static COMPUTING: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+
+/// Sets how many chunks of NIRs are worked on at once, from the cores the
+/// service may use (read before it confines itself, as the cgroup's quota
+/// may then be out of its reach). Without it, the cores seen at the first
+/// batch.
+pub fn set_cores(cores: usize) {
+    let _ = COMPUTING.set(Arc::new(tokio::sync::Semaphore::new(cores.max(1))));
+}
+
+fn computing() -> Arc<tokio::sync::Semaphore> {
+    Arc::clone(COMPUTING.get_or_init(|| {
         Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         ))
-    });
+    }))
+}
 
 /// Most of a refused body read (and dropped) before answering.
 const DRAIN_LIMIT: usize = 64 << 20;
@@ -701,7 +714,8 @@ async fn drain(body: &mut axum::body::BodyDataStream) {
 }
 
 /// Hands every ready chunk to the blocking pool, in order; waits when
-/// [`IN_FLIGHT`] jobs are already queued.
+/// [`IN_FLIGHT`] jobs are already queued, and for a chunk of NIRs, until a
+/// core is free for it.
 async fn queue(
     ready: &mut Vec<Chunk>,
     shape: &Shape,
@@ -722,7 +736,7 @@ async fn queue(
         let computing = match shape.traits {
             Some(_) => None,
             None => Some(tokio::select! {
-                p = Arc::clone(&COMPUTING).acquire_owned() => p.map_err(|_| Abort::Sealed)?,
+                p = computing().acquire_owned() => p.map_err(|_| Abort::Sealed)?,
                 () = keys.retired() => return Err(Abort::Sealed),
             }),
         };

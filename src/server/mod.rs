@@ -28,6 +28,7 @@ use axum::{Extension, Json, Router};
 use tokio::net::TcpListener;
 
 pub use crate::wire::{Status, UnsealReply};
+pub use batch::set_cores;
 pub use error::ApiError;
 
 use crate::audit::AuditLog;

@@ -688,6 +688,7 @@ fn prepare_serve(path: &Path) -> anyhow::Result<Prepared> {
     }
     // Read before confinement (it may look at cgroup files).
     let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    cstatns::server::set_cores(workers);
     let results = config.results_dir();
     for dir in [&config.audit_dir, &results] {
         use std::os::unix::fs::DirBuilderExt;
