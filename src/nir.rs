@@ -121,18 +121,51 @@ fn parse_digits(raw: &[u8], out: &mut [u8; BODY_LEN]) -> Option<Result<(), NirEr
         BODY_LEN => (raw, &[][..]),
         _ => return None,
     };
-    // A fold rather than `all`: no early exit, so the check is branch-free.
-    if !raw.iter().fold(true, |ok, b| ok & b.is_ascii_digit()) {
+    // The first eight characters and the last eight cover all 13 or 15.
+    let (Ok(first), Ok(last)) = (
+        <[u8; 8]>::try_from(&raw[..8]),
+        <[u8; 8]>::try_from(&raw[raw.len() - 8..]),
+    ) else {
+        return None;
+    };
+    if !(all_digits(first) && all_digits(last)) {
         return None;
     }
     if let [tens, units] = key {
-        let n = body.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        // The body's 13 digits: its first eight, then the last five of the
+        // eight that end it.
+        let Ok(end) = <[u8; 8]>::try_from(&body[BODY_LEN - 8..]) else {
+            return None;
+        };
+        let n = eight_digits(first) * 100_000 + eight_digits(end) % 100_000;
         if written_key(*tens, *units) != key_for(n) {
             return Some(Err(NirError::InvalidKey));
         }
     }
     out.copy_from_slice(body);
     Some(Ok(()))
+}
+
+/// Whether eight bytes are all ASCII digits, at once, as one word: each
+/// byte's high half is 3, and stays 3 once 6 is added to it (`0x3A`–`0x3F`
+/// would carry). No byte carries into the next: each is at most `0x3F` when
+/// the first test holds.
+fn all_digits(b: [u8; 8]) -> bool {
+    const HIGH: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+    const THREES: u64 = 0x3030_3030_3030_3030;
+    let x = u64::from_le_bytes(b);
+    x & HIGH == THREES && x.wrapping_add(0x0606_0606_0606_0606) & HIGH == THREES
+}
+
+/// Eight ASCII digits, the first the most significant, read as one number
+/// in three multiplications (pairs, then fours, then the eight) instead of
+/// eight dependent ones. The caller has checked they are digits; no lane
+/// overflows into the next (99, 9,999 and 99,999,999 at most).
+fn eight_digits(b: [u8; 8]) -> u64 {
+    let v = u64::from_le_bytes(b) - 0x3030_3030_3030_3030;
+    let v = (v * 10 + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let v = (v * 100 + (v >> 16)) & 0x0000_ffff_0000_ffff;
+    (v * 10_000 + (v >> 32)) & 0xffff_ffff
 }
 
 /// True when `raw` passes §2 as a 13- or 15-character NIR (used to refuse an
@@ -274,6 +307,12 @@ mod tests {
                     11 => b'A',
                     12 => b'b',
                     13 => b'x',
+                    // Next to the digits, and past ASCII: the word-at-a-time
+                    // check must refuse them too.
+                    14 => b':',
+                    15 => b'/',
+                    16 => b'?',
+                    17 => 0xB0,
                     _ => b'0' + rng.gen_range(0..10u8),
                 })
                 .collect();
@@ -296,6 +335,36 @@ mod tests {
         }
         // Every verdict, and both paths, were met many times.
         assert!(kinds.iter().all(|&k| k > 10_000), "{kinds:?}");
+    }
+
+    #[test]
+    fn the_word_at_a_time_digit_reading_agrees_with_byte_by_byte() {
+        use rand::{Rng, SeedableRng};
+        let by_bytes = |w: [u8; 8]| w.iter().all(u8::is_ascii_digit);
+        for pos in 0..8 {
+            for b in 0..=255u8 {
+                let mut w = *b"90123456";
+                w[pos] = b;
+                assert_eq!(all_digits(w), by_bytes(w), "{w:?}");
+            }
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..200_000 {
+            let w: [u8; 8] = std::array::from_fn(|_| {
+                if rng.gen_bool(0.95) {
+                    b'0' + rng.gen_range(0..10u8)
+                } else {
+                    rng.gen()
+                }
+            });
+            assert_eq!(all_digits(w), by_bytes(w), "{w:?}");
+            if by_bytes(w) {
+                let n = w.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+                assert_eq!(eight_digits(w), n);
+            }
+        }
+        assert_eq!(eight_digits(*b"99999999"), 99_999_999);
+        assert_eq!(eight_digits(*b"00000000"), 0);
     }
 
     #[test]
