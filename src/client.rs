@@ -561,6 +561,20 @@ pub fn create_private(path: &Path) -> Result<std::fs::File, ClientError> {
 /// The files are read and written on the calling thread, in place (but for
 /// the fsyncs): `cstatns submit` runs it on a runtime of its own thread.
 pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt, ClientError> {
+    submit_syncing(endpoint, sub, EARLY_SYNC)
+        .await
+        .map(|(receipt, _)| receipt)
+}
+
+/// [`submit`], the answer flushed to disk each time `every` more bytes of it
+/// have been written (`submit`: [`EARLY_SYNC`]); also returns how many such
+/// early fsyncs ran. The tests flush a small answer this way.
+#[doc(hidden)]
+pub async fn submit_syncing(
+    endpoint: &Endpoint,
+    sub: Submission<'_>,
+    every: u64,
+) -> Result<(Receipt, u32), ClientError> {
     use std::io::Write as _;
     let file_err = |path: &Path| {
         let path = path.to_owned();
@@ -656,6 +670,7 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
         let early = early.map_err(file_err(&partial))?;
         let mut body = resp.into_body();
         let mut unsynced = 0u64;
+        let mut early_syncs = 0u32;
         while let Some(frame) = body.frame().await {
             let frame =
                 frame.map_err(|e| ClientError::Protocol(format!("the answer broke off: {e}")))?;
@@ -667,10 +682,11 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
             if let Some(done) = syncing.take_if(|h| h.is_finished()) {
                 synced(done).await.map_err(file_err(&partial))?;
             }
-            if unsynced >= EARLY_SYNC && syncing.is_none() {
+            if unsynced >= every && syncing.is_none() {
                 let file = Arc::clone(&early);
                 syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
                 unsynced = 0;
+                early_syncs += 1;
             }
         }
         out.flush().map_err(file_err(&partial))?;
@@ -688,7 +704,7 @@ pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt,
         let receipt = connector.connect().await?.receipt(&batch).await?;
         // A hard link never replaces an existing file, unlike a rename.
         std::fs::hard_link(&partial, sub.output).map_err(file_err(sub.output))?;
-        Ok(receipt)
+        Ok((receipt, early_syncs))
     }
     .await;
     // An early fsync still running when the answer failed ends first: its

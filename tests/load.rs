@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{expected_c1, nir_full, test_k1, EnvOptions, TestEnv};
 use cstatns::batch::Operation;
-use cstatns::client::{submit, InputType, Submission};
+use cstatns::client::{submit, submit_syncing, InputType, Submission};
 
 const SUBMITTERS: usize = 64;
 
@@ -301,4 +301,45 @@ async fn kill_9_under_load_leaves_no_partial_answer_and_a_log_that_verifies() {
     // ended, its client killed off while fetching the receipt).
     assert!(started.len() - never_ended >= 8 - interrupted);
     cstatns::audit::verify::verify_dir(&audit, &record, None).expect("verifies after restart");
+}
+
+/// The client flushes a long answer to disk as it comes (`cstatns submit`:
+/// every 64 MiB, on a thread of its own); here every 64 KiB, so that a
+/// 20,000-row batch (1.5 MB of answer) takes that path, and the answer is
+/// still whole, checked line by line, its partial file gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_answer_is_flushed_as_it_comes_and_stays_whole() {
+    let env = TestEnv::with(EnvOptions {
+        import_test_key: true,
+        ..Default::default()
+    });
+    let server = env.serve();
+    env.unseal(&server).await;
+    let endpoint = env.endpoint(&server, cstatns::pki::SUBMITTER);
+    let work = env.tmp.path().join("flushed");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let (rows, seed) = (20_000, 7_000_000);
+    let input = write_batch(&work, "f", rows, seed);
+    let output = work.join("f.out");
+    let (receipt, early) = submit_syncing(
+        &endpoint,
+        Submission {
+            operation: Operation::Derive,
+            input: &input,
+            input_type: InputType::Csv,
+            output: &output,
+            purpose: None,
+            project: None,
+            progress: None,
+        },
+        64 * 1024,
+    )
+    .await
+    .expect("submitted");
+    assert_eq!((receipt.records, receipt.ok), (rows, rows));
+    // At least one flush before the last (one at a time: how many depends on
+    // the disk's speed against the answer's).
+    assert!(early >= 1, "no early fsync of a 1.5 MB answer");
+    check_answer(&output, "f", rows, seed, 997).expect("the whole answer");
+    assert!(!cstatns::client::partial_path(&output).exists());
 }
