@@ -683,6 +683,9 @@ pub async fn submit_syncing(
                 synced(done).await.map_err(file_err(&partial))?;
             }
             if unsynced >= every && syncing.is_none() {
+                // What the buffer holds goes to the file first, so that the
+                // fsync covers every byte written so far.
+                out.flush().map_err(file_err(&partial))?;
                 let file = Arc::clone(&early);
                 syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
                 unsynced = 0;

@@ -304,9 +304,10 @@ async fn kill_9_under_load_leaves_no_partial_answer_and_a_log_that_verifies() {
 }
 
 /// The client flushes a long answer to disk as it comes (`cstatns submit`:
-/// every 64 MiB, on a thread of its own); here every 64 KiB, so that a
-/// 20,000-row batch (1.5 MB of answer) takes that path, and the answer is
-/// still whole, checked line by line, its partial file gone.
+/// every 64 MiB, its buffer then an fsync on a thread of its own); here
+/// every 64 KiB, so that a 20,000-row batch (1.5 MB of answer) takes that
+/// path, and the answer is still whole, checked line by line, its partial
+/// file gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_answer_is_flushed_as_it_comes_and_stays_whole() {
     let env = TestEnv::with(EnvOptions {
