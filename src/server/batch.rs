@@ -91,10 +91,15 @@ impl Drop for Held {
     }
 }
 
+/// The scratch rooms of the chunks of NIRs being worked on, reused from
+/// chunk to chunk: one a [`COMPUTING`] permit, whichever blocking thread
+/// runs the chunk (a room a thread would leave the service's memory
+/// following how many threads the pool has started).
+static SCRATCHES: std::sync::Mutex<Vec<Scratch>> = std::sync::Mutex::new(Vec::new());
+
 thread_local! {
-    /// One scratch per blocking thread, reused from chunk to chunk.
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-    /// The same for trait batches.
+    /// One scratch per blocking thread, reused from chunk to chunk, for trait
+    /// batches (which take no permit).
     static TRAIT_SCRATCH: RefCell<TraitScratch> = RefCell::new(TraitScratch::default());
 }
 
@@ -802,18 +807,25 @@ async fn queue(
                 }
                 return Ok((out, codes, counts, Some(qualities)));
             }
-            SCRATCH.with_borrow_mut(|s| {
-                process_chunk_guarded(
-                    op,
-                    format,
-                    chain,
-                    &chunk,
-                    s,
-                    &mut out,
-                    &mut counts,
-                    &mut verdict,
-                )
-            });
+            let scratches = || {
+                SCRATCHES
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            };
+            let mut scratch = scratches().pop().unwrap_or_default();
+            process_chunk_guarded(
+                op,
+                format,
+                chain,
+                &chunk,
+                &mut scratch,
+                &mut out,
+                &mut counts,
+                &mut verdict,
+            );
+            // Wiped after every chunk (by `process_chunk_guarded`); a chunk
+            // that panicked drops (and so wipes) its scratch instead.
+            scratches().push(scratch);
             drop(ticket);
             // What the kernel's frames left on this thread's stack goes now.
             crate::code::scrub_stack();
