@@ -167,19 +167,21 @@ impl KeyedMac {
         }
     }
 
-    /// The same for two 32-byte codes (a renewal step).
-    pub(super) fn mac2_code(
-        &self,
-        a: &[u8; 32],
-        oa: &mut [u8; 32],
-        kb: &KeyedMac,
-        b: &[u8; 32],
-        ob: &mut [u8; 32],
-    ) {
-        if !super::shani::hmac2_code(self, kb, a, b, oa, ob) {
-            self.mac_short(a, oa);
-            kb.mac_short(b, ob);
+    /// The same for two 32-byte codes, each replaced by its HMAC (a
+    /// renewal step, done in place).
+    pub(super) fn mac2_code_in_place(&self, a: &mut [u8; 32], kb: &KeyedMac, b: &mut [u8; 32]) {
+        if !super::shani::hmac2_code_in_place(self, kb, a, b) {
+            self.mac_code_in_place(a);
+            kb.mac_code_in_place(b);
         }
+    }
+
+    /// One code replaced by its HMAC, without SHA-NI.
+    fn mac_code_in_place(&self, code: &mut [u8; 32]) {
+        let mut out = [0u8; 32];
+        self.mac_short(code, &mut out);
+        code.copy_from_slice(&out);
+        out.zeroize();
     }
 }
 
@@ -227,13 +229,16 @@ mod tests {
                 let mut m2 = msg.clone();
                 m2.reverse();
                 if mlen == 32 {
-                    keyed.mac2_code(
-                        msg[..].try_into().unwrap(),
-                        &mut a,
-                        &other,
-                        m2[..].try_into().unwrap(),
-                        &mut b,
-                    );
+                    a.copy_from_slice(&msg);
+                    b.copy_from_slice(&m2);
+                    keyed.mac2_code_in_place(&mut a, &other, &mut b);
+                    // And the path without SHA-NI, whatever this CPU has.
+                    let (mut pa, mut pb) = (a, b);
+                    pa.copy_from_slice(&msg);
+                    pb.copy_from_slice(&m2);
+                    keyed.mac_code_in_place(&mut pa);
+                    other.mac_code_in_place(&mut pb);
+                    assert_eq!((pa, pb), (a, b), "without SHA-NI");
                 } else {
                     keyed.mac2_body(
                         msg[..].try_into().unwrap(),

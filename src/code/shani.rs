@@ -441,19 +441,19 @@ unsafe fn hmac_bodies_ni(
 }
 
 /// `HMAC(ka, code_a)` and `HMAC(kb, code_b)` of two 32-byte codes,
-/// interleaved; false (nothing written) without SHA-NI.
-pub(super) fn hmac2_code(
+/// interleaved, each written over its code (a renewal step: no copy of
+/// either code, and no temporary to wipe); false (nothing written) without
+/// SHA-NI.
+pub(super) fn hmac2_code_in_place(
     ka: &KeyedMac,
     kb: &KeyedMac,
-    code_a: &[u8; 32],
-    code_b: &[u8; 32],
-    oa: &mut [u8; 32],
-    ob: &mut [u8; 32],
+    code_a: &mut [u8; 32],
+    code_b: &mut [u8; 32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if available() {
         // SAFETY: `available()` checked the CPU's instruction sets.
-        unsafe { hmac2_code_ni(ka, kb, code_a, code_b, oa, ob) };
+        unsafe { hmac2_code_in_place_ni(ka, kb, code_a, code_b) };
         return true;
     }
     false
@@ -461,24 +461,33 @@ pub(super) fn hmac2_code(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-unsafe fn hmac2_code_ni(
+unsafe fn hmac2_code_in_place_ni(
     ka: &KeyedMac,
     kb: &KeyedMac,
-    code_a: &[u8; 32],
-    code_b: &[u8; 32],
-    oa: &mut [u8; 32],
-    ob: &mut [u8; 32],
+    code_a: &mut [u8; 32],
+    code_b: &mut [u8; 32],
 ) {
-    let swap = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
-    // SAFETY: each load reads 16 of the 32 bytes of a code; the callees
-    // need this function's features.
+    // SAFETY: the callees need this function's features; both codes are
+    // read into registers before `hmac2_ni` writes the results over them.
     unsafe {
-        let a0 = _mm_shuffle_epi8(_mm_loadu_si128(code_a.as_ptr().cast()), swap);
-        let a1 = _mm_shuffle_epi8(_mm_loadu_si128(code_a.as_ptr().add(16).cast()), swap);
-        let b0 = _mm_shuffle_epi8(_mm_loadu_si128(code_b.as_ptr().cast()), swap);
-        let b1 = _mm_shuffle_epi8(_mm_loadu_si128(code_b.as_ptr().add(16).cast()), swap);
+        let (wa, wb) = (code_words(code_a), code_words(code_b));
+        hmac2_ni(ka, kb, wa, wb, code_a, code_b);
+    }
+}
+
+/// A 32-byte code as the inner block's message words (the code, `0x80`,
+/// zeros, the length).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+unsafe fn code_words(code: &[u8; 32]) -> [__m128i; 4] {
+    let swap = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
+    // SAFETY: each load reads 16 of the code's 32 bytes, unaligned; the
+    // callee needs this function's features.
+    unsafe {
+        let w0 = _mm_shuffle_epi8(_mm_loadu_si128(code.as_ptr().cast()), swap);
+        let w1 = _mm_shuffle_epi8(_mm_loadu_si128(code.as_ptr().add(16).cast()), swap);
         let (pad, len) = tail_of_32();
-        hmac2_ni(ka, kb, [a0, a1, pad, len], [b0, b1, pad, len], oa, ob);
+        [w0, w1, pad, len]
     }
 }
 
