@@ -233,9 +233,8 @@ mod tests {
                     b.copy_from_slice(&m2);
                     keyed.mac2_code_in_place(&mut a, &other, &mut b);
                     // And the path without SHA-NI, whatever this CPU has.
-                    let (mut pa, mut pb) = (a, b);
-                    pa.copy_from_slice(&msg);
-                    pb.copy_from_slice(&m2);
+                    let mut pa: [u8; 32] = msg[..].try_into().unwrap();
+                    let mut pb: [u8; 32] = m2[..].try_into().unwrap();
                     keyed.mac_code_in_place(&mut pa);
                     other.mac_code_in_place(&mut pb);
                     assert_eq!((pa, pb), (a, b), "without SHA-NI");

@@ -479,6 +479,7 @@ unsafe fn hmac2_code_in_place_ni(
 /// zeros, the length).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+#[inline]
 unsafe fn code_words(code: &[u8; 32]) -> [__m128i; 4] {
     let swap = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
     // SAFETY: each load reads 16 of the code's 32 bytes, unaligned; the
