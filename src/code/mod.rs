@@ -302,6 +302,49 @@ mod tests {
         }
     }
 
+    /// Records per path in the test below.
+    const MANY: usize = 1 << 20;
+
+    #[test]
+    fn a_million_random_records_agree_with_the_hmac_crate_on_both_paths() {
+        // Random bytes, not only digits: the kernel hashes whatever 13 bytes
+        // it is given. Random keys, three generations; renewals from a
+        // random generation. Both paths: SHA-NI when this CPU has it, then
+        // the portable one, forced on this thread.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x3111_1a9e);
+        let raw: Vec<[u8; 32]> = (0..3).map(|_| rng.gen()).collect();
+        let keys: Vec<GenerationKey> = raw.iter().map(|k| GenerationKey::from_bytes(*k)).collect();
+        let one = KeyChain::new(&keys[..1]).expect("keys");
+        let three = KeyChain::new(&keys).expect("keys");
+        let bodies: Vec<[u8; BODY_LEN]> = (0..MANY).map(|_| rng.gen()).collect();
+        let olds: Vec<Code> = (0..MANY).map(|_| Code::from_bytes(rng.gen())).collect();
+        let from: Vec<u32> = (0..MANY).map(|_| rng.gen_range(1..=3)).collect();
+        let derived: Vec<[u8; 32]> = bodies.iter().map(|b| reference(&raw[..1], 0, b)).collect();
+        let renewed: Vec<[u8; 32]> = olds
+            .iter()
+            .zip(&from)
+            .map(|(c, &f)| reference(&raw, f as usize, c.as_bytes()))
+            .collect();
+        for portable in [false, true] {
+            shani::PORTABLE.set(portable);
+            let mut codes = vec![Code::default(); MANY];
+            one.derive_batch(&bodies, &mut codes);
+            let wrong = codes
+                .iter()
+                .zip(&derived)
+                .filter(|(c, w)| c.as_bytes() != *w);
+            assert_eq!(wrong.count(), 0, "derive, portable: {portable}");
+            let mut codes = olds.clone();
+            three.renew_batch(&from, &mut codes);
+            let wrong = codes
+                .iter()
+                .zip(&renewed)
+                .filter(|(c, w)| c.as_bytes() != *w);
+            assert_eq!(wrong.count(), 0, "renewal, portable: {portable}");
+        }
+        shani::PORTABLE.set(false);
+    }
+
     #[test]
     fn codes_compare_in_constant_time_and_never_print() {
         let a = Code::from_bytes([7; 32]);

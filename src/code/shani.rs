@@ -22,6 +22,10 @@ use crate::nir::BODY_LEN;
 
 /// Whether this CPU has the instructions [`compress2`] needs (checked once).
 pub(super) fn available() -> bool {
+    #[cfg(test)]
+    if PORTABLE.get() {
+        return false;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         use std::sync::OnceLock;
@@ -35,6 +39,13 @@ pub(super) fn available() -> bool {
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by a test to run the portable path on this thread, whatever the
+    /// CPU has.
+    pub(super) static PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// One compression of `a` into `sa` and one of `b` into `sb`, interleaved
