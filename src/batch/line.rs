@@ -314,25 +314,34 @@ fn parse_line(
         return rec;
     }
     let want = op.request_columns().len();
-    let parsed: Fields<'_> = match format {
-        Format::Csv { delimiter } => match plain_fields(line, delimiter, want) {
-            Some(fields) => Ok(fields.map(Cow::Borrowed)),
-            None => csv_fields(line, delimiter, want),
-        },
-        Format::Ndjson => json_fields(op, line),
+    let plain = match format {
+        Format::Csv { delimiter } => plain_fields(line, delimiter, want),
+        Format::Ndjson => None,
     };
-    let fields = match parsed {
-        Ok(f) => f,
-        Err(first) => {
-            // Malformed, but echo the first field when it is a clean index
-            // (§4), so that the submitter can find the line.
-            if let Some(first) = first.filter(|f| index_status(f).is_none()) {
-                rec.index = echo_index(&first, lines, s);
+    // The fields of a quoted or JSON line, which may be decoded copies: the
+    // plain line's are borrowed as they are, with nothing to build or drop.
+    let read: Fields<'_>;
+    let fields: [&[u8]; 3] = match plain {
+        Some(f) => f,
+        None => {
+            read = match format {
+                Format::Csv { delimiter } => csv_fields(line, delimiter, want),
+                Format::Ndjson => json_fields(op, line),
+            };
+            match &read {
+                Ok([a, b, c]) => [a, b, c],
+                Err(first) => {
+                    // Malformed, but echo the first field when it is a clean
+                    // index (§4), so that the submitter can find the line.
+                    if let Some(first) = first.as_deref().filter(|f| index_status(f).is_none()) {
+                        rec.index = echo_index(first, lines, s);
+                    }
+                    return rec;
+                }
             }
-            return rec;
         }
     };
-    let index = &fields[0];
+    let index = fields[0];
     if let Some(st) = index_status(index) {
         rec.status = st;
         return rec;
@@ -347,7 +356,7 @@ fn parse_line(
             // `parse_lines`' samples fell on it).
             let slot = s.bodies.len();
             s.bodies.push([0u8; BODY_LEN]);
-            match parse_into(&fields[1], &mut s.bodies[slot]) {
+            match parse_into(fields[1], &mut s.bodies[slot]) {
                 Ok(()) => {
                     rec.slot = slot as u32;
                     Status::Ok
@@ -364,8 +373,8 @@ fn parse_line(
             // so no copy of the code is left in this frame.
             let slot = s.codes.len();
             s.codes.push(Code::default());
-            let code_ok = parse_hex_into(&fields[1], &mut s.codes[slot]);
-            match (code_ok, parse_generation(&fields[2], g)) {
+            let code_ok = parse_hex_into(fields[1], &mut s.codes[slot]);
+            match (code_ok, parse_generation(fields[2], g)) {
                 (true, Some(from)) => {
                     rec.slot = slot as u32;
                     s.gens.push(from);
@@ -464,18 +473,47 @@ fn plain_fields(line: &[u8], d: u8, want: usize) -> Option<[&[u8]; 3]> {
     let mut fields: [&[u8]; 3] = [b""; 3];
     let mut rest = line;
     for field in &mut fields[..want - 1] {
-        let end = memchr::memchr2(d, b'"', rest)?;
+        let end = find2(rest, d, b'"')?;
         if rest[end] != d {
             return None;
         }
         *field = &rest[..end];
         rest = &rest[end + 1..];
     }
-    if memchr::memchr2(d, b'"', rest).is_some() {
+    if find2(rest, d, b'"').is_some() {
         return None;
     }
     fields[want - 1] = rest;
     Some(fields)
+}
+
+/// Where `a` or `b` first is in `hay`, as `memchr::memchr2`. A line's fields
+/// are short (an index, a NIR): read eight bytes at a time in a word, they
+/// cost a third of the instructions `memchr2` spent setting up its vectors
+/// for them (which were a third of `parse_lines`'). Long ones go to `memchr2`.
+fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    if hay.len() > 64 {
+        return memchr::memchr2(a, b, hay);
+    }
+    // 0x80 in each byte of `w` that is zero, exactly: the low seven bits
+    // added to 0x7f carry into the high bit only when one is set, and no
+    // byte carries into the next.
+    let zeros = |w: u64| !(((w & !HIGH) + !HIGH) | w) & HIGH;
+    let (wa, wb) = (ONES * u64::from(a), ONES * u64::from(b));
+    let mut words = hay.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
+        let hits = zeros(w ^ wa) | zeros(w ^ wb);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = words.remainder();
+    tail.iter().position(|&c| c == a || c == b).map(|p| at + p)
 }
 
 /// [`csv_fields`] for lines of up to `N` fields (a trait batch has up to 8).
@@ -642,6 +680,33 @@ fn write_line(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_word_at_a_time_search_finds_what_memchr2_finds() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xf1_2d);
+        // Every length around the word and the memchr2 hand-over, every
+        // byte value as needle and around it, hits at every position.
+        for _ in 0..200_000 {
+            let len = rng.gen_range(0..80);
+            let (a, b): (u8, u8) = (rng.gen(), rng.gen());
+            let pick = [a, b, a ^ 0x80, b.wrapping_add(1), 0, 0xff, rng.gen()];
+            let hay: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.gen_ratio(1, 12) {
+                        pick[rng.gen_range(0..2)]
+                    } else {
+                        pick[rng.gen_range(2..pick.len())]
+                    }
+                })
+                .collect();
+            assert_eq!(
+                super::find2(&hay, a, b),
+                memchr::memchr2(a, b, &hay),
+                "{hay:?} {a} {b}"
+            );
+        }
+    }
+
     use super::*;
     use crate::code::GenerationKey;
 
