@@ -308,9 +308,9 @@ mod tests {
     #[test]
     fn a_million_random_records_agree_with_the_hmac_crate_on_both_paths() {
         // Random bytes, not only digits: the kernel hashes whatever 13 bytes
-        // it is given. Random keys, three generations; renewals from a
-        // random generation. Both paths: SHA-NI when this CPU has it, then
-        // the portable one, forced on this thread.
+        // it is given. Random keys, one and three generations; renewals
+        // from a random generation. Both paths: SHA-NI when this CPU has
+        // it, then the portable one, forced on this thread.
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x3111_1a9e);
         let raw: Vec<[u8; 32]> = (0..3).map(|_| rng.gen()).collect();
         let keys: Vec<GenerationKey> = raw.iter().map(|k| GenerationKey::from_bytes(*k)).collect();
@@ -325,6 +325,10 @@ mod tests {
             .zip(&from)
             .map(|(c, &f)| reference(&raw, f as usize, c.as_bytes()))
             .collect();
+        // Derive through the three generations too, on a quarter of the
+        // bodies (the later generations go pair by pair, as renewals do).
+        let quarter = &bodies[..MANY / 4];
+        let derived3: Vec<[u8; 32]> = quarter.iter().map(|b| reference(&raw, 0, b)).collect();
         for portable in [false, true] {
             shani::PORTABLE.set(portable);
             let mut codes = vec![Code::default(); MANY];
@@ -334,6 +338,13 @@ mod tests {
                 .zip(&derived)
                 .filter(|(c, w)| c.as_bytes() != *w);
             assert_eq!(wrong.count(), 0, "derive, portable: {portable}");
+            let mut codes = vec![Code::default(); quarter.len()];
+            three.derive_batch(quarter, &mut codes);
+            let wrong = codes
+                .iter()
+                .zip(&derived3)
+                .filter(|(c, w)| c.as_bytes() != *w);
+            assert_eq!(wrong.count(), 0, "derive, G = 3, portable: {portable}");
             let mut codes = olds.clone();
             three.renew_batch(&from, &mut codes);
             let wrong = codes

@@ -452,9 +452,10 @@ unsafe fn hmac_bodies_ni(
 }
 
 /// `HMAC(ka, code_a)` and `HMAC(kb, code_b)` of two 32-byte codes,
-/// interleaved, each written over its code (a renewal step: no copy of
-/// either code, and no temporary to wipe); false (nothing written) without
-/// SHA-NI.
+/// interleaved, each written over its code (a renewal step: no temporary per
+/// code to copy back and wipe); false (nothing written) without SHA-NI. The
+/// codes' message words pass through the stack on the call to `hmac2_ni`,
+/// as every lane's do: `scrub_stack`, after each chunk, zeroes them.
 pub(super) fn hmac2_code_in_place(
     ka: &KeyedMac,
     kb: &KeyedMac,
@@ -478,8 +479,9 @@ unsafe fn hmac2_code_in_place_ni(
     code_a: &mut [u8; 32],
     code_b: &mut [u8; 32],
 ) {
-    // SAFETY: the callees need this function's features; both codes are
-    // read into registers before `hmac2_ni` writes the results over them.
+    // Both codes are read (the borrows end) before `hmac2_ni` writes the
+    // results over them.
+    // SAFETY: the callees need this function's features.
     unsafe {
         let (wa, wb) = (code_words(code_a), code_words(code_b));
         hmac2_ni(ka, kb, wa, wb, code_a, code_b);
