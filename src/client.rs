@@ -16,6 +16,8 @@ use hyper::{Request, StatusCode};
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 
+mod answer;
+
 use crate::batch::Operation;
 use crate::receipt::Receipt;
 use crate::seal::{Approval, PendingView, Proposal, Share};
@@ -558,8 +560,10 @@ pub fn create_private(path: &Path) -> Result<std::fs::File, ClientError> {
 /// Streams a batch to the service, streams the answer to `output`, and
 /// returns the batch's receipt.
 ///
-/// The files are read and written on the calling thread, in place (but for
-/// the fsyncs): `cstatns submit` runs it on a runtime of its own thread.
+/// The batch file is read on the calling thread, in place (`cstatns submit`
+/// runs it on a runtime of its own thread); the answer is written by a
+/// thread of its own, around the page cache where the file system allows
+/// it (`answer.rs`).
 pub async fn submit(endpoint: &Endpoint, sub: Submission<'_>) -> Result<Receipt, ClientError> {
     submit_syncing(endpoint, sub, EARLY_SYNC)
         .await
@@ -575,7 +579,6 @@ pub async fn submit_syncing(
     sub: Submission<'_>,
     every: u64,
 ) -> Result<(Receipt, u32), ClientError> {
-    use std::io::Write as _;
     let file_err = |path: &Path| {
         let path = path.to_owned();
         move |source| ClientError::File { path, source }
@@ -660,47 +663,25 @@ pub async fn submit_syncing(
         .ok_or_else(|| ClientError::Protocol("no CStatNS-Batch header".into()))?;
     // The answer goes to OUTPUT.partial and takes its name only once whole.
     let partial = partial_path(sub.output);
-    let out = create_private(&partial)?;
-    // A second handle on the answer file, for the early fsyncs; its own
-    // failure goes, as every other, through the removal of the partial file.
-    let early = out.try_clone().map(Arc::new);
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
-    let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
+    let file = create_private(&partial)?;
     let written = async {
-        let early = early.map_err(file_err(&partial))?;
+        // Written by a thread of its own, around the page cache where the
+        // file system allows it (`answer`), synced every `every` bytes.
+        let mut out = answer::AnswerOut::new(file, &partial, every).map_err(file_err(&partial))?;
         let mut body = resp.into_body();
-        let mut unsynced = 0u64;
-        let mut early_syncs = 0u32;
         while let Some(frame) = body.frame().await {
             let frame =
                 frame.map_err(|e| ClientError::Protocol(format!("the answer broke off: {e}")))?;
             if let Some(data) = frame.data_ref() {
                 out.write_all(data).map_err(file_err(&partial))?;
-                unsynced += data.len() as u64;
-            }
-            // A failed early fsync is seen as soon as it ends.
-            if let Some(done) = syncing.take_if(|h| h.is_finished()) {
-                synced(done).await.map_err(file_err(&partial))?;
-            }
-            if unsynced >= every && syncing.is_none() {
-                // What the buffer holds goes to the file first, so that the
-                // fsync covers every byte written so far.
-                out.flush().map_err(file_err(&partial))?;
-                let file = Arc::clone(&early);
-                syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
-                unsynced = 0;
-                early_syncs += 1;
             }
         }
-        out.flush().map_err(file_err(&partial))?;
-        if let Some(done) = syncing.take() {
-            synced(done).await.map_err(file_err(&partial))?;
-        }
-        // The last fsync waits on the disk: on a thread of its own, as the
-        // early ones, so that a runtime shared with others goes on.
-        let last = Arc::clone(&early);
-        synced(tokio::task::spawn_blocking(move || last.sync_all()))
+        // The last part and the last fsync wait on the disk: on a thread
+        // of their own, so that a runtime shared with others goes on.
+        let early_syncs = tokio::task::spawn_blocking(move || out.finish())
             .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
             .map_err(file_err(&partial))?;
         // The service closes a batch's connection after its answer.
         drop(conn);
@@ -710,18 +691,9 @@ pub async fn submit_syncing(
         Ok((receipt, early_syncs))
     }
     .await;
-    // An early fsync still running when the answer failed ends first: its
-    // handle on the file goes before the file does.
-    if let Some(done) = syncing.take() {
-        let _ = done.await;
-    }
-    // Not flushed: what is left in the buffer of a failed answer is of no
-    // use (and is wiped as it is freed).
-    let (file, unwritten) = out.into_parts();
-    drop(unwritten);
-    drop(file);
-    // Whole or not, the partial file goes: a partial answer is of no use and
-    // holds codes.
+    // A failed answer's writer has stopped (its parts not written are
+    // dropped and wiped), its handles on the file gone. Whole or not, the
+    // partial file goes: a partial answer is of no use and holds codes.
     let _ = std::fs::remove_file(&partial);
     written
 }
@@ -771,17 +743,12 @@ fn read_in_parts(
 }
 
 /// The answer is flushed to disk as it comes, each time this much more of it
-/// has been written (an fsync on a thread of its own, while the answer goes
-/// on), so that the last fsync waits only on the last part: the answer to
-/// 10 million rows is 770 MB.
+/// has been written (an fsync on the answer's writing thread, while the
+/// answer goes on), so that the last fsync waits only on the last part: the
+/// answer to 10 million rows is 770 MB. One that fails fails the answer:
+/// the kernel reports a failed write-back once, so the last fsync might not
+/// see it.
 const EARLY_SYNC: u64 = 64 << 20;
-
-/// The outcome of an early fsync of the answer. One that failed fails the
-/// answer: the kernel reports a failed write-back once, so the last fsync
-/// might not see it.
-async fn synced(done: tokio::task::JoinHandle<std::io::Result<()>>) -> std::io::Result<()> {
-    done.await.map_err(std::io::Error::other)?
-}
 
 /// A byte-progress bar on stderr (hidden when stderr is not a terminal).
 pub fn progress_bar(len: u64) -> indicatif::ProgressBar {
