@@ -16,7 +16,7 @@
 //! The writing thread owns the disk's waits, so that the client's one
 //! thread goes on reading and decrypting the answer meanwhile; it waits
 //! only when the disk is more than three parts behind. The early fsyncs run
-//! on a thread of their own again, so that the writing goes on meanwhile.
+//! on a thread of their own, so that the writing goes on meanwhile.
 
 use std::fs::File;
 use std::io;
@@ -197,7 +197,11 @@ impl Drop for AnswerOut {
     fn drop(&mut self) {
         self.given_up.store(true, Ordering::Relaxed);
         self.orders = None;
-        let _ = self.join();
+        // Its outcome no longer matters, nor a panic of its (not raised
+        // again here, where it could abort the process).
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 
