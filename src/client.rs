@@ -743,8 +743,8 @@ fn read_in_parts(
 }
 
 /// The answer is flushed to disk as it comes, each time this much more of it
-/// has been written (an fsync on the answer's writing thread, while the
-/// answer goes on), so that the last fsync waits only on the last part: the
+/// has been written (an fsync on a thread of its own, while the answer's
+/// writing goes on), so that the last fsync waits only on the last part: the
 /// answer to 10 million rows is 770 MB. One that fails fails the answer:
 /// the kernel reports a failed write-back once, so the last fsync might not
 /// see it.

@@ -43,6 +43,19 @@ fn write_batch(dir: &Path, tag: &str, rows: u64, seed: u64) -> PathBuf {
 /// Checks an answer file against its batch: the same indexes in the same
 /// order, every line `ok`, and the code of one line in `sample` (and of
 /// the first and last) equal to the HMAC under the imported K_1.
+/// A CSV batch of NIRs from `input`, its answer to `output`.
+fn derive_csv<'a>(input: &'a Path, output: &'a Path) -> Submission<'a> {
+    Submission {
+        operation: Operation::Derive,
+        input,
+        input_type: InputType::Csv,
+        output,
+        purpose: None,
+        project: None,
+        progress: None,
+    }
+}
+
 fn check_answer(answer: &Path, tag: &str, rows: u64, seed: u64, sample: u64) -> Result<(), String> {
     let text = std::fs::read_to_string(answer).map_err(|e| format!("{tag}: {e}"))?;
     let mut lines = text.lines();
@@ -130,20 +143,9 @@ async fn sixty_four_concurrent_submitters_lose_duplicate_and_reorder_nothing() {
                     .await
                     .expect("writer");
                 let output = work.join(format!("{tag}.out"));
-                let receipt = submit(
-                    &endpoint,
-                    Submission {
-                        operation: Operation::Derive,
-                        input: &input,
-                        input_type: InputType::Csv,
-                        output: &output,
-                        purpose: None,
-                        project: None,
-                        progress: None,
-                    },
-                )
-                .await
-                .map_err(|e| format!("{tag}: {e}"))?;
+                let receipt = submit(&endpoint, derive_csv(&input, &output))
+                    .await
+                    .map_err(|e| format!("{tag}: {e}"))?;
                 if receipt.records != rows || receipt.ok != rows {
                     return Err(format!("{tag}: receipt counts {}", receipt.records));
                 }
@@ -304,7 +306,8 @@ async fn kill_9_under_load_leaves_no_partial_answer_and_a_log_that_verifies() {
 }
 
 /// The client flushes a long answer to disk as it comes (`cstatns submit`:
-/// every 64 MiB, its buffer then an fsync on a thread of its own); here
+/// every 64 MiB, an fsync on a thread of its own after the parts written);
+/// here
 /// every 64 KiB, so that a 20,000-row batch (1.5 MB of answer) takes that
 /// path, and the answer is still whole, checked line by line, its partial
 /// file gone.
@@ -322,21 +325,9 @@ async fn a_long_answer_is_flushed_as_it_comes_and_stays_whole() {
     let (rows, seed) = (20_000, 7_000_000);
     let input = write_batch(&work, "f", rows, seed);
     let output = work.join("f.out");
-    let (receipt, early) = submit_syncing(
-        &endpoint,
-        Submission {
-            operation: Operation::Derive,
-            input: &input,
-            input_type: InputType::Csv,
-            output: &output,
-            purpose: None,
-            project: None,
-            progress: None,
-        },
-        64 * 1024,
-    )
-    .await
-    .expect("submitted");
+    let (receipt, early) = submit_syncing(&endpoint, derive_csv(&input, &output), 64 * 1024)
+        .await
+        .expect("submitted");
     assert_eq!((receipt.records, receipt.ok), (rows, rows));
     // At least one flush before the last (one at a time: how many depends on
     // the disk's speed against the answer's).
