@@ -95,11 +95,11 @@ impl AnswerOut {
     /// thread of its own, covering the parts written before it), and
     /// wholly at the end.
     pub(crate) fn new(file: File, path: &Path, every: u64) -> io::Result<Self> {
-        let direct = open_direct(path, &file);
+        let direct = open_direct(path, &file).map(|d| Box::new(d) as Box<dyn Direct>);
         Self::start(file, direct, every)
     }
 
-    fn start(file: File, direct: Option<File>, every: u64) -> io::Result<Self> {
+    fn start(file: File, direct: Option<Box<dyn Direct>>, every: u64) -> io::Result<Self> {
         let (orders, todo) = mpsc::sync_channel::<Order>(BUFFERS - 1);
         let (give_back, spare) = mpsc::sync_channel::<Part>(BUFFERS);
         for _ in 1..BUFFERS {
@@ -117,7 +117,7 @@ impl AnswerOut {
                     give_back: &give_back,
                     given_up: &stop,
                 };
-                write_parts(&file, direct.as_ref(), &queue, every)
+                write_parts(&file, direct.as_deref(), &queue, every)
             })?;
         Ok(Self {
             filling: Some(Part::new()),
@@ -205,6 +205,19 @@ impl Drop for AnswerOut {
     }
 }
 
+/// Where whole parts are written around the page cache: a handle opened with
+/// `O_DIRECT` (and, in the tests, a file system that takes the flag and then
+/// refuses a write, which none here does).
+trait Direct: Send {
+    fn write_part(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+}
+
+impl Direct for File {
+    fn write_part(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.write_all_at(buf, offset)
+    }
+}
+
 /// A second handle on `file`, just created at `path`, that writes around
 /// the page cache, if the file system allows it. Opened by name, so checked
 /// to be the same file (a link put in its place meanwhile is not followed,
@@ -239,7 +252,7 @@ struct Queue<'a> {
 /// file.
 fn write_parts(
     file: &File,
-    mut direct: Option<&File>,
+    mut direct: Option<&dyn Direct>,
     queue: &Queue<'_>,
     every: u64,
 ) -> io::Result<u32> {
@@ -259,7 +272,7 @@ fn write_parts(
         };
         let bytes = part.filled();
         match direct.filter(|_| bytes.len() == PART) {
-            Some(d) => match d.write_all_at(bytes, offset) {
+            Some(d) => match d.write_part(bytes, offset) {
                 Ok(()) => {}
                 // Refused after all (a file system that takes the flag
                 // but not the write): this part and the next go through
@@ -372,6 +385,52 @@ mod tests {
             "{syncs} syncs: one a part at most, one at a time"
         );
         assert_eq!(std::fs::read(&path).unwrap(), data);
+    }
+
+    /// A direct handle on a file system that takes `O_DIRECT` at the open and
+    /// then refuses a write with `EINVAL`, from its `refuse_from`-th part on.
+    struct RefusingMidway {
+        file: File,
+        refuse_from: usize,
+        calls: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Direct for RefusingMidway {
+        fn write_part(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            if self.calls.fetch_add(1, Ordering::Relaxed) >= self.refuse_from {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            self.file.write_all_at(buf, offset)
+        }
+    }
+
+    #[test]
+    fn a_direct_write_refused_midway_sends_that_part_and_the_rest_through_the_page_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("answer");
+        let file = File::create(&path).unwrap();
+        // A real direct handle on the file where the file system allows it,
+        // an ordinary one elsewhere: the fallback is the same.
+        let direct = open_direct(&path, &file)
+            .unwrap_or_else(|| File::options().write(true).open(&path).unwrap());
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let refusing = RefusingMidway {
+            file: direct,
+            refuse_from: 2,
+            calls: Arc::clone(&calls),
+        };
+        let (data, cuts) = pieces(6 * PART + 777, 11);
+        let mut out = AnswerOut::start(file, Some(Box::new(refusing)), u64::MAX).unwrap();
+        let mut at = 0;
+        for n in cuts {
+            out.write_all(&data[at..at + n]).unwrap();
+            at += n;
+        }
+        out.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        // Two parts went direct, the third was refused, and the direct
+        // handle was not tried again.
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
     }
 
     #[test]
