@@ -10,6 +10,10 @@
 //! client would; `LATENCY_FULL_HANDSHAKE=1` makes every connection a full
 //! handshake, as separate `cstatns submit` runs are.
 //!
+//! `LATENCY_REQUEST=status` sends `GET /v1/status` instead of a batch, on a
+//! connection each as well: what a connection a request costs with nothing
+//! behind it, the ceiling of batches a second with a connection a batch.
+//!
 //!     cargo run --release --example latency -- URL CA CERT KEY [CLIENTS] [SECONDS]
 
 use std::time::{Duration, Instant};
@@ -46,6 +50,11 @@ async fn main() -> anyhow::Result<()> {
     // service hands out, as a long-running client would.
     let connector = endpoint.connector()?;
     let full = std::env::var("LATENCY_FULL_HANDSHAKE").is_ok_and(|v| v == "1");
+    let status_only = match std::env::var("LATENCY_REQUEST").as_deref() {
+        Ok("status") => true,
+        Ok("batch") | Err(_) => false,
+        Ok(other) => anyhow::bail!("LATENCY_REQUEST={other}: `batch` (default) or `status`"),
+    };
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -61,11 +70,17 @@ async fn main() -> anyhow::Result<()> {
                     } else {
                         connector.connect().await?
                     };
-                    c.post_batch("/v1/cstatns", "text/csv", body.clone()).await
+                    if status_only {
+                        return c.status().await.map(|s| !s.sealed);
+                    }
+                    let a = c
+                        .post_batch("/v1/cstatns", "text/csv", body.clone())
+                        .await?;
+                    Ok::<_, cstatns::client::ClientError>(a.len() > 100 * 64)
                 }
                 .await;
                 match answered {
-                    Ok(a) if a.len() > 100 * 64 => times.push(t.elapsed()),
+                    Ok(true) => times.push(t.elapsed()),
                     _ => failed += 1,
                 }
             }
@@ -89,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         serde_json::json!({
             "clients": clients,
             "resumed_sessions": !full,
+            "request": if status_only { "status" } else { "batch" },
             "seconds": seconds,
             "batches": all.len(),
             "failed": failed,
