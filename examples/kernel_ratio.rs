@@ -9,12 +9,16 @@
 //! with `ratio = gen1_per_s / floor_per_s`; `renewal_per_s` is codes brought
 //! from generation 1 to 2 per second (two compressions each, as gen1).
 //!
+//! Before it, how the compressions a second grow with the streams
+//! interleaved on SHA-NI (1 to 4 lanes, `interleaved_compressions`): the
+//! kernel runs two.
+//!
 //! Run: `cargo run --release --example kernel_ratio`.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use cstatns::code::{Code, GenerationKey, KeyChain};
+use cstatns::code::{interleaved_compressions, Code, GenerationKey, KeyChain};
 use cstatns::nir::{synthetic, BODY_LEN};
 use sha2::digest::generic_array::GenericArray;
 
@@ -40,6 +44,19 @@ fn rate(per_run: usize, mut f: impl FnMut()) -> f64 {
         best = best.min(t.elapsed().as_secs_f64() / 10.0);
     }
     per_run as f64 / best
+}
+
+/// Compressions a second with `L` streams interleaved; `None` without SHA-NI.
+fn lanes<const L: usize>() -> Option<f64> {
+    const ROUNDS: u32 = 4_096;
+    let mut states = [[0x6a09_e667u32; 8]; L];
+    let blocks: [[u8; 64]; L] = std::array::from_fn(|l| [l as u8 + 1; 64]);
+    let mut ok = true;
+    let per_s = rate(L * ROUNDS as usize, || {
+        ok &= interleaved_compressions(&mut states, black_box(&blocks), ROUNDS);
+        black_box(&states);
+    });
+    ok.then_some(per_s)
 }
 
 fn main() {
@@ -73,6 +90,21 @@ fn main() {
         black_box(&out);
     });
     let ratio = gen1 / floor;
+    let streams = [lanes::<1>(), lanes::<2>(), lanes::<3>(), lanes::<4>()];
+    match streams {
+        [Some(one), ..] => {
+            for (l, per_s) in streams.iter().enumerate() {
+                let per_s = per_s.expect("SHA-NI for one lane, so for all");
+                let streams = if l == 0 { "stream " } else { "streams" };
+                println!(
+                    "{} {streams} interleaved (SHA-NI):       {per_s:.0} compressions/s, {:.2} x one",
+                    l + 1,
+                    per_s / one
+                );
+            }
+        }
+        _ => println!("no SHA-NI here: the streams are not measured"),
+    }
     println!("floor (two compressions in one stream): {floor:.0} /s");
     println!("generation 1 codes:                     {gen1:.0} /s");
     println!("generation 2 codes:                     {gen2:.0} /s");

@@ -176,6 +176,17 @@ impl KeyedMac {
         }
     }
 
+    /// Four 32-byte codes, each replaced by its HMAC under this key (a
+    /// renewal step for four codes of the same generation, in place).
+    pub(super) fn mac4_code_in_place(&self, codes: [&mut [u8; 32]; 4]) {
+        let [a, b, c, d] = codes;
+        if !super::shani::hmac4_code_in_place(self, [&mut *a, &mut *b, &mut *c, &mut *d]) {
+            for code in [a, b, c, d] {
+                self.mac_code_in_place(code);
+            }
+        }
+    }
+
     /// One code replaced by its HMAC, without SHA-NI.
     fn mac_code_in_place(&self, code: &mut [u8; 32]) {
         let mut out = [0u8; 32];

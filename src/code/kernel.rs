@@ -1,10 +1,11 @@
 //! The batch kernel: §3 over whole slices of records.
 //!
 //! [`super::KeyChain`] calls only these two functions, with the chain's
-//! midstates and whole slices. Records go two by two, their compressions
-//! interleaved ([`super::shani`], SHA-NI when the CPU has it, chosen at run
-//! time; two plain compressions otherwise), two compressions a generation
-//! each; an odd record at the end goes alone.
+//! midstates and whole slices. Records go four by four, or two by two,
+//! their compressions interleaved ([`super::shani`], SHA-NI when the CPU
+//! has it, chosen at run time; plain compressions one after the other
+//! otherwise), two compressions a generation each; an odd record at the
+//! end goes alone.
 
 use zeroize::Zeroize;
 
@@ -25,7 +26,11 @@ pub(super) fn derive(states: &[KeyedMac], bodies: &[[u8; BODY_LEN]], out: &mut [
     if done > 0 {
         // Generation 1 alone (the common case) has nothing more to do.
         if !later.is_empty() {
-            for two in out[..done].chunks_exact_mut(2) {
+            let mut fours = out[..done].chunks_exact_mut(4);
+            for four in &mut fours {
+                renew_four(later, four);
+            }
+            for two in fours.into_remainder().chunks_exact_mut(2) {
                 let (x, y) = two.split_at_mut(1);
                 renew_pair(later, &mut x[0].0, &mut y[0].0);
             }
@@ -59,9 +64,36 @@ fn renew_pair(states: &[KeyedMac], a: &mut [u8; CODE_LEN], b: &mut [u8; CODE_LEN
     }
 }
 
-/// Brings every code of generation `from[i]` (in `1..=G`) to `G` in place.
+/// Four codes through the same generations, interleaved, in place.
+fn renew_four(states: &[KeyedMac], four: &mut [Code]) {
+    let [a, b, c, d] = four else {
+        unreachable!("four codes")
+    };
+    for s in states {
+        s.mac4_code_in_place([&mut a.0, &mut b.0, &mut c.0, &mut d.0]);
+    }
+}
+
+/// Brings every code of generation `from[i]` (in `1..=G`) to `G` in place:
+/// four by four where four codes in a row share their generation (a
+/// renewal's usual input), two by two otherwise.
 pub(super) fn renew(states: &[KeyedMac], from: &[u32], codes: &mut [Code]) {
     assert_eq!(from.len(), codes.len(), "one generation per code");
+    let mut at = 0;
+    while at + 4 <= codes.len() {
+        let g = from[at];
+        if from[at + 1..at + 4].iter().any(|&h| h != g) {
+            renew_pairs(states, &from[at..at + 4], &mut codes[at..at + 4]);
+        } else {
+            renew_four(&states[skip(states, g)..], &mut codes[at..at + 4]);
+        }
+        at += 4;
+    }
+    renew_pairs(states, &from[at..], &mut codes[at..]);
+}
+
+/// [`renew`] two by two, whatever the generations.
+fn renew_pairs(states: &[KeyedMac], from: &[u32], codes: &mut [Code]) {
     let mut pairs = codes.chunks_exact_mut(2);
     let mut from2 = from.chunks_exact(2);
     for (two, g) in (&mut pairs).zip(&mut from2) {

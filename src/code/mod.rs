@@ -197,6 +197,19 @@ impl KeyChain {
     }
 }
 
+/// `rounds` SHA-256 compressions in each of `states.len()` (1 to 4)
+/// independent streams, interleaved round for round on SHA-NI: what
+/// `examples/kernel_ratio` measures to show how many lanes the kernel
+/// should interleave (it runs two). Stream `l` compresses `states[l]` with
+/// `blocks[l]`, the block's first word XORed with the compression's number
+/// (0, 1, …). False, and nothing done, without SHA-NI.
+///
+/// # Panics
+/// If there are not 1 to 4 states, or not as many blocks.
+pub fn interleaved_compressions(states: &mut [[u32; 8]], blocks: &[[u8; 64]], rounds: u32) -> bool {
+    shani::lanes(states, blocks, rounds)
+}
+
 /// A key chain needs at least `K_1`.
 #[derive(Debug, thiserror::Error)]
 #[error("a key chain needs at least one generation key")]
