@@ -9,9 +9,9 @@
 //! with `ratio = gen1_per_s / floor_per_s`; `renewal_per_s` is codes brought
 //! from generation 1 to 2 per second (two compressions each, as gen1).
 //!
-//! Before it, how the compressions a second grow with the streams
-//! interleaved on SHA-NI (1 to 4 lanes, `interleaved_compressions`): the
-//! kernel runs two.
+//! Printed before it: how the compressions a second grow with the streams
+//! interleaved on SHA-NI (1 to 4 lanes, `interleaved_compressions`); the
+//! kernel runs four, and two for what is left.
 //!
 //! Run: `cargo run --release --example kernel_ratio`.
 

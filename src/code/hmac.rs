@@ -249,6 +249,21 @@ mod tests {
                     keyed.mac_code_in_place(&mut pa);
                     other.mac_code_in_place(&mut pb);
                     assert_eq!((pa, pb), (a, b), "without SHA-NI");
+                    // The four-lane step under this key, on the message,
+                    // its reverse and two rotations of it.
+                    let mut four = [[0u8; 32]; 4];
+                    for (i, code) in four.iter_mut().enumerate() {
+                        code.copy_from_slice(if i == 1 { &m2 } else { &msg });
+                        code.rotate_left(i);
+                    }
+                    let mut one_by_one = four;
+                    let [w, x, y, z] = &mut four;
+                    keyed.mac4_code_in_place([w, x, y, z]);
+                    for code in &mut one_by_one {
+                        keyed.mac_code_in_place(code);
+                    }
+                    assert_eq!(four, one_by_one, "four lanes");
+                    assert_eq!(four[0], want, "four lanes, lane a");
                 } else {
                     keyed.mac2_body(
                         msg[..].try_into().unwrap(),

@@ -21,7 +21,7 @@ pub(super) fn derive(states: &[KeyedMac], bodies: &[[u8; BODY_LEN]], out: &mut [
         return;
     };
     // C_1 of the whole slice (bodies read in place), then the later
-    // generations pair by pair.
+    // generations four by four, a pair for what is left.
     let done = super::shani::hmac_bodies(first, bodies, out);
     if done > 0 {
         // Generation 1 alone (the common case) has nothing more to do.

@@ -200,7 +200,7 @@ impl KeyChain {
 /// `rounds` SHA-256 compressions in each of `states.len()` (1 to 4)
 /// independent streams, interleaved round for round on SHA-NI: what
 /// `examples/kernel_ratio` measures to show how many lanes the kernel
-/// should interleave (it runs two). Stream `l` compresses `states[l]` with
+/// should interleave (it runs four, and two for what is left). Stream `l` compresses `states[l]` with
 /// `blocks[l]`, the block's first word XORed with the compression's number
 /// (0, 1, …). False, and nothing done, without SHA-NI.
 ///
@@ -279,13 +279,24 @@ mod tests {
 
     #[test]
     fn the_kernel_agrees_with_the_hmac_crate_over_generations_both_paths() {
+        // SHA-NI when this CPU has it, then the portable path, forced on
+        // this thread.
+        for portable in [false, true] {
+            shani::PORTABLE.set(portable);
+            kernel_agrees_over_generations();
+        }
+        shani::PORTABLE.set(false);
+    }
+
+    fn kernel_agrees_over_generations() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0xc0de_5eed);
         let raw: Vec<[u8; 32]> = (0..4).map(|_| rng.gen()).collect();
         let keys: Vec<GenerationKey> = raw.iter().map(|k| GenerationKey::from_bytes(*k)).collect();
         for g in 1..=4 {
             let chain = KeyChain::new(&keys[..g]).expect("keys");
-            // Slices of every length up to a few lanes' worth, and one long one.
-            for n in (0..9).chain([1000]) {
+            // Slices of every length up to a few lanes' worth, and long ones
+            // of every length modulo four.
+            for n in (0..13).chain([1000, 1001, 1002, 1003]) {
                 let bodies: Vec<[u8; BODY_LEN]> = (0..n)
                     .map(|_| std::array::from_fn(|_| b'0' + rng.gen_range(0..10)))
                     .collect();
@@ -319,6 +330,33 @@ mod tests {
     const MANY: usize = 1 << 20;
 
     #[test]
+    fn renewals_go_four_by_four_only_where_four_codes_share_their_generation() {
+        // Groups of four: three steps to go, a mix, two steps, none (already
+        // at G), a pair whose older code goes first; then tails of 1 to 3.
+        // Every prefix, so that every group meets every tail; both paths.
+        let from = [1, 1, 1, 1, 3, 1, 2, 2, 2, 2, 2, 2, 4, 4, 4, 4, 2, 1, 3];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x4_4444);
+        let raw: Vec<[u8; 32]> = (0..4).map(|_| rng.gen()).collect();
+        let keys: Vec<GenerationKey> = raw.iter().map(|k| GenerationKey::from_bytes(*k)).collect();
+        let chain = KeyChain::new(&keys).expect("keys");
+        let olds: Vec<Code> = (0..from.len())
+            .map(|_| Code::from_bytes(rng.gen()))
+            .collect();
+        for portable in [false, true] {
+            shani::PORTABLE.set(portable);
+            for n in 0..=from.len() {
+                let mut codes = olds[..n].to_vec();
+                chain.renew_batch(&from[..n], &mut codes);
+                for (i, (c, old)) in codes.iter().zip(&olds).enumerate() {
+                    let want = reference(&raw, from[i] as usize, old.as_bytes());
+                    assert_eq!(c.as_bytes(), &want, "code {i} of {n}, portable: {portable}");
+                }
+            }
+        }
+        shani::PORTABLE.set(false);
+    }
+
+    #[test]
     fn a_million_random_records_agree_with_the_hmac_crate_on_both_paths() {
         // Random bytes, not only digits: the kernel hashes whatever 13 bytes
         // it is given. Random keys, one and three generations; renewals
@@ -339,7 +377,8 @@ mod tests {
             .map(|(c, &f)| reference(&raw, f as usize, c.as_bytes()))
             .collect();
         // Derive through the three generations too, on a quarter of the
-        // bodies (the later generations go pair by pair, as renewals do).
+        // bodies (the later generations go four by four, as renewals of one
+        // generation do).
         let quarter = &bodies[..MANY / 4];
         let derived3: Vec<[u8; 32]> = quarter.iter().map(|b| reference(&raw, 0, b)).collect();
         // How many codes differ from what the `hmac` crate gives.

@@ -6,9 +6,10 @@
 //! idle most of the time. Independent messages issued round for round fill
 //! it. Measured on the project's AMD Zen 4 (`examples/kernel_ratio`, chained
 //! streams): two lanes give 1.80 times the compressions a second of one,
-//! three 2.03 times, four 2.09 times, though past two the registers no
-//! longer hold every lane and spill. So whole slices go four by four, and
-//! what is left two by two.
+//! three up to 2.03 times, four up to 2.09 times, though past two the
+//! registers no longer hold every lane and spill. So whole slices go four
+//! by four, and what is left two by two (renewals: four by four where four
+//! codes in a row share their generation).
 //!
 //! Written by hand because no crate offers a multi-message SHA-256: `sha2`
 //! compresses one stream (its blocks chained). The layout follows Intel's
@@ -24,7 +25,8 @@ use std::arch::x86_64::*;
 use super::hmac::{KeyedMac, BLOCK};
 use crate::nir::BODY_LEN;
 
-/// Whether this CPU has the instructions [`compress2`] needs (checked once).
+/// Whether this CPU has the instructions this module's kernels need
+/// (checked once).
 pub(super) fn available() -> bool {
     #[cfg(test)]
     if PORTABLE.get() {
@@ -227,7 +229,8 @@ unsafe fn compress2_ni(sa: &mut [u32; 8], sb: &mut [u32; 8], a: &[u8; BLOCK], b:
 
 /// `rounds` compressions in each of `states.len()` (1 to 4) independent
 /// streams, interleaved round for round: how the compressions a second grow
-/// with the lanes (`examples/kernel_ratio`; the kernel itself runs two).
+/// with the lanes (`examples/kernel_ratio`; the kernel runs four, and two
+/// for what is left).
 /// Stream `l` compresses `states[l]` with `blocks[l]` again and again, the
 /// block's first word XORed with the compression's number (0, 1, …) so that
 /// nothing is computed once for all. False, and nothing done, without
@@ -489,8 +492,8 @@ unsafe fn hmac2_body_ni(
     }
 }
 
-/// `HMAC(k, body)` of every body into `out` (same length), two at a time
-/// interleaved, each body read straight from the slice (16 bytes, the 3
+/// `HMAC(k, body)` of every body into `out` (same length), four at a time
+/// interleaved (then a pair), each body read straight from the slice (16 bytes, the 3
 /// of the next body masked off; the last one through a wiped buffer)
 /// rather than copied out first. Returns how many were done: all but an odd
 /// last one, or none without SHA-NI.
@@ -545,7 +548,8 @@ unsafe fn hmac_bodies_ni(
     let zero = _mm_setzero_si128();
     let len = _mm_set_epi32(((BLOCK + BODY_LEN) * 8) as i32, 0, 0, 0);
     // SAFETY (every call below): the callees need this function's
-    // features and get references of the right sizes; `j + 1 < n`.
+    // features and get references of the right sizes; every body index is
+    // below the slice's length: `4 * j + 3 < fours` and `fours + 1 < done`.
     unsafe {
         let fours = bodies.len() & !3;
         for (j, four) in out[..fours].chunks_exact_mut(4).enumerate() {
@@ -618,8 +622,8 @@ unsafe fn hmac2_code_in_place_ni(
 
 /// `HMAC(k, code)` of four 32-byte codes, interleaved, each written over its
 /// code (a renewal step under one key); false (nothing written) without
-/// SHA-NI. The codes' message words pass through the stack as in
-/// [`hmac2_code_in_place`].
+/// SHA-NI. The codes' message words spill to the stack (four lanes do not
+/// fit in the registers): `scrub_stack`, after each chunk, zeroes them.
 pub(super) fn hmac4_code_in_place(k: &KeyedMac, codes: [&mut [u8; 32]; 4]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if available() {
@@ -674,7 +678,7 @@ mod tests {
     fn the_slice_kernel_gives_every_body_its_hmac() {
         use hmac::Mac;
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x5_11ce);
-        for n in [0usize, 1, 2, 3, 4, 5, 16, 17, 1001] {
+        for n in [0usize, 1, 2, 3, 4, 5, 6, 7, 16, 17, 1001, 1002, 1003] {
             let mut key = [0u8; 32];
             rng.fill_bytes(&mut key);
             let k = KeyedMac::new(&key);
@@ -733,6 +737,29 @@ mod tests {
             lanes_agree::<2>(&mut rng);
             lanes_agree::<3>(&mut rng);
             lanes_agree::<4>(&mut rng);
+        }
+    }
+
+    #[test]
+    fn four_codes_in_place_are_four_hmacs() {
+        use hmac::Mac;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x4c0de);
+        for _ in 0..1_000 {
+            let mut key = [0u8; 32];
+            rng.fill_bytes(&mut key);
+            let k = KeyedMac::new(&key);
+            let mut codes = [[0u8; 32]; 4];
+            codes.iter_mut().for_each(|c| rng.fill_bytes(c));
+            let want = codes.map(|c| {
+                let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).unwrap();
+                m.update(&c);
+                <[u8; 32]>::from(m.finalize().into_bytes())
+            });
+            let before = codes;
+            let [a, b, c, d] = &mut codes;
+            let done = hmac4_code_in_place(&k, [a, b, c, d]);
+            assert_eq!(done, available());
+            assert_eq!(codes, if done { want } else { before });
         }
     }
 
