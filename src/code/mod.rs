@@ -331,10 +331,13 @@ mod tests {
 
     #[test]
     fn renewals_go_four_by_four_only_where_four_codes_share_their_generation() {
-        // Groups of four: three steps to go, a mix, two steps, none (already
-        // at G), a pair whose older code goes first; then tails of 1 to 3.
-        // Every prefix, so that every group meets every tail; both paths.
-        let from = [1, 1, 1, 1, 3, 1, 2, 2, 2, 2, 2, 2, 4, 4, 4, 4, 2, 1, 3];
+        // Groups of four: three steps to go; three alike and one not; two
+        // steps; none (already at G); all unlike the first, with a pair
+        // whose older code goes first; then a tail. Every prefix, so that
+        // tails of 1 to 3 follow each group; both paths.
+        let from = [
+            1, 1, 1, 1, 3, 3, 1, 3, 2, 2, 2, 2, 4, 4, 4, 4, 3, 1, 2, 2, 2, 1, 3,
+        ];
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x4_4444);
         let raw: Vec<[u8; 32]> = (0..4).map(|_| rng.gen()).collect();
         let keys: Vec<GenerationKey> = raw.iter().map(|k| GenerationKey::from_bytes(*k)).collect();
