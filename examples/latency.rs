@@ -10,6 +10,14 @@
 //! client would; `LATENCY_FULL_HANDSHAKE=1` makes every connection a full
 //! handshake, as separate `cstatns submit` runs are.
 //!
+//! `LATENCY_RATE=R` makes each submitter send R batches a second on a fixed
+//! schedule (its first at a random offset within the first interval)
+//! instead of one after the other: the service at a load below what it can
+//! take. A batch's time runs from when it was sent; or, when the submitter's
+//! previous batch was still unanswered at the time the schedule said to send
+//! this one, from that time, so that a late start the service caused counts
+//! against it too (a timer firing late, the client's own doing, does not).
+//!
 //! `LATENCY_REQUEST=status` sends `GET /v1/status` instead of a batch, on a
 //! connection each as well: what a connection a request costs with nothing
 //! behind it, the ceiling of batches a second with a connection a batch.
@@ -55,15 +63,41 @@ async fn main() -> anyhow::Result<()> {
         Ok("batch") | Err(_) => false,
         Ok(other) => anyhow::bail!("LATENCY_REQUEST={other}: `batch` (default) or `status`"),
     };
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let rate: Option<f64> = match std::env::var("LATENCY_RATE") {
+        Ok(r) => Some(r.parse::<f64>().ok().filter(|r| *r > 0.0).ok_or_else(|| {
+            anyhow::anyhow!("LATENCY_RATE={r}: batches a second a submitter, above 0")
+        })?),
+        Err(_) => None,
+    };
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let (endpoint, connector, body) = (endpoint.clone(), connector.clone(), body.clone());
+        let interval = rate.map(|r| Duration::from_secs_f64(1.0 / r));
+        let offset = interval.map(|i| i.mul_f64(rand::random::<f64>()));
         tasks.push(tokio::spawn(async move {
             let mut times = Vec::new();
             let mut failed = 0u64;
+            let mut next = start + offset.unwrap_or_default();
+            let mut previous_done = start;
             while Instant::now() < deadline {
-                let t = Instant::now();
+                let t = match interval {
+                    Some(every) => {
+                        tokio::time::sleep_until(next.into()).await;
+                        let due = next;
+                        next += every;
+                        if previous_done > due {
+                            due
+                        } else {
+                            Instant::now()
+                        }
+                    }
+                    None => Instant::now(),
+                };
+                if t >= deadline {
+                    break;
+                }
                 let answered = async {
                     let mut c = if full {
                         endpoint.connect().await?
@@ -83,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
                     Ok(true) => times.push(t.elapsed()),
                     _ => failed += 1,
                 }
+                previous_done = Instant::now();
             }
             (times, failed)
         }));
@@ -105,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
             "clients": clients,
             "resumed_sessions": !full,
             "request": if status_only { "status" } else { "batch" },
+            "rate_per_submitter": rate,
             "seconds": seconds,
             "batches": all.len(),
             "failed": failed,
