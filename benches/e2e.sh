@@ -5,18 +5,21 @@
 # in the same run, the Python baseline (benches/python_baseline.py) on the same
 # file, the kernel's single-stream floor (examples/kernel_ratio), and the
 # latency of 100-row batches from 64 concurrent submitters (examples/latency),
-# with resumed TLS sessions and with full handshakes.
+# with resumed TLS sessions and with full handshakes, in a closed loop; then
+# with each submitter paced at E2E_RATE batches a second (default 10).
 # The two answers must be byte for byte the same. Prints one JSON line.
 #
 #     benches/e2e.sh [ROWS]        # default 10000000
 #
 # E2E_PYTHON=0 leaves the Python baseline out (a 100-million-row run would take
 # it 11 minutes); E2E_CLIENTS=N sets the latency run's submitters (default 64,
-# 0 to leave it out). benches/sweep.sh runs it over sizes and client counts.
+# 0 to leave it out); E2E_RATE=R paces the third latency run at R batches a
+# second a submitter. benches/sweep.sh runs it over sizes and client counts.
 set -euo pipefail
 rows="${1:-10000000}"
 python_baseline="${E2E_PYTHON:-1}"
 clients="${E2E_CLIENTS:-64}"
+pace="${E2E_RATE:-10}"
 cd "$(dirname "$0")/.."
 cargo build --release -q --bin cstatns --example kernel_ratio --example latency
 cargo build --release -q -p keyceremony
@@ -92,14 +95,18 @@ floor=$("$bin/examples/kernel_ratio" 2>/dev/null | tail -1)
 # Submitters sending 100-row batches for 10 s: resuming their TLS sessions
 # (a long-running client), then each connection a full handshake (separate
 # `cstatns submit` runs).
+# Then each submitter paced at $pace batches a second, resuming its sessions
+# (the service below saturation).
 latency=null
 latency_full=null
+latency_paced=null
 if [ "$clients" != 0 ]; then
     latency=$("$bin/examples/latency" "$url" "$d/pki/ca.pem" "$d/pki/submitter.pem" "$d/pki/submitter.key" "$clients" 10)
     latency_full=$(LATENCY_FULL_HANDSHAKE=1 "$bin/examples/latency" "$url" "$d/pki/ca.pem" "$d/pki/submitter.pem" "$d/pki/submitter.key" "$clients" 10)
+    latency_paced=$(LATENCY_RATE="$pace" "$bin/examples/latency" "$url" "$d/pki/ca.pem" "$d/pki/submitter.pem" "$d/pki/submitter.key" "$clients" 10)
 fi
 
-python3 - "$rows" "$submit_s" "$client_kib" "$server_kib" "$unseal_s" "$work/python.json" "$floor" "$latency" "$clients" "$latency_full" <<'EOF'
+python3 - "$rows" "$submit_s" "$client_kib" "$server_kib" "$unseal_s" "$work/python.json" "$floor" "$latency" "$clients" "$latency_full" "$latency_paced" <<'EOF'
 import json, sys
 rows, secs, client_kib, server_kib, unseal = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 py = json.load(open(sys.argv[6]))
@@ -124,5 +131,6 @@ print(json.dumps({
     "latency_clients": int(sys.argv[9]),
     "latency_100_rows": latency,
     "latency_100_rows_full_handshake": json.loads(sys.argv[10]),
+    "latency_100_rows_paced": json.loads(sys.argv[11]),
 }))
 EOF

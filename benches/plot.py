@@ -42,6 +42,7 @@ a.grid(True, which="both", alpha=0.3)
 n = [r["latency_clients"] for r in clients]
 lat = [r["latency_100_rows"] for r in clients]
 full = [r.get("latency_100_rows_full_handshake") for r in clients]
+paced = [r.get("latency_100_rows_paced") for r in clients]
 b.plot(n, [l["batches_per_s"] * 100 / 1e3 for l in lat], "o-", label="rows/s, resumed TLS (thousands)")
 if all(full):
     b.plot(n, [l["batches_per_s"] * 100 / 1e3 for l in full], "o:", color="tab:blue", alpha=0.6, label="rows/s, full handshakes")
@@ -53,9 +54,13 @@ b2 = b.twinx()
 b2.plot(n, [l["p99_ms"] for l in lat], "s--", color="tab:red", label="p99, resumed TLS (ms)")
 if all(full):
     b2.plot(n, [l["p99_ms"] for l in full], "s:", color="tab:red", alpha=0.6, label="p99, full handshakes (ms)")
-b2.set_ylabel("p99 latency, ms", color="tab:red")
+if all(paced):
+    b2.plot(n, [l["p99_ms"] for l in paced], "^-.", color="tab:purple",
+            label=f"p99, each paced at {paced[0]['rate_per_submitter']:g} batches/s (ms)")
+b2.axhline(5, color="tab:red", linewidth=0.8, alpha=0.5)
+b2.set_ylabel("p99 latency, ms (line: 5 ms)", color="tab:red")
 b.legend(loc="upper left", fontsize=8)
-b2.legend(loc="lower right", fontsize=8)
+b2.legend(loc="center left", fontsize=8)
 b.grid(True, alpha=0.3)
 
 kernel = [r for r in runs]
