@@ -14,7 +14,8 @@
 # E2E_PYTHON=0 leaves the Python baseline out (a 100-million-row run would take
 # it 11 minutes); E2E_CLIENTS=N sets the latency run's submitters (default 64,
 # 0 to leave it out); E2E_RATE=R paces the third latency run at R batches a
-# second a submitter. benches/sweep.sh runs it over sizes and client counts.
+# second a submitter (0 leaves it out). A latency run with a failed request
+# fails the script. benches/sweep.sh runs it over sizes and client counts.
 set -euo pipefail
 rows="${1:-10000000}"
 python_baseline="${E2E_PYTHON:-1}"
@@ -103,7 +104,7 @@ latency_paced=null
 if [ "$clients" != 0 ]; then
     latency=$("$bin/examples/latency" "$url" "$d/pki/ca.pem" "$d/pki/submitter.pem" "$d/pki/submitter.key" "$clients" 10)
     latency_full=$(LATENCY_FULL_HANDSHAKE=1 "$bin/examples/latency" "$url" "$d/pki/ca.pem" "$d/pki/submitter.pem" "$d/pki/submitter.key" "$clients" 10)
-    latency_paced=$(LATENCY_RATE="$pace" "$bin/examples/latency" "$url" "$d/pki/ca.pem" "$d/pki/submitter.pem" "$d/pki/submitter.key" "$clients" 10)
+    [ "$pace" = 0 ] || latency_paced=$(LATENCY_RATE="$pace" "$bin/examples/latency" "$url" "$d/pki/ca.pem" "$d/pki/submitter.pem" "$d/pki/submitter.key" "$clients" 10)
 fi
 
 python3 - "$rows" "$submit_s" "$client_kib" "$server_kib" "$unseal_s" "$work/python.json" "$floor" "$latency" "$clients" "$latency_full" "$latency_paced" <<'EOF'
@@ -112,6 +113,10 @@ rows, secs, client_kib, server_kib, unseal = int(sys.argv[1]), float(sys.argv[2]
 py = json.load(open(sys.argv[6]))
 kernel = json.loads(sys.argv[7])
 latency = json.loads(sys.argv[8])
+runs = {"closed loop": latency, "full handshakes": json.loads(sys.argv[10]), "paced": json.loads(sys.argv[11])}
+failed = {k: r["failed"] for k, r in runs.items() if r and r["failed"]}
+if failed:
+    sys.exit(f"latency runs with failed requests: {failed}")
 rate = rows / secs
 print(json.dumps({
     "rows": rows,

@@ -54,7 +54,7 @@ b2 = b.twinx()
 b2.plot(n, [l["p99_ms"] for l in lat], "s--", color="tab:red", label="p99, resumed TLS (ms)")
 if all(full):
     b2.plot(n, [l["p99_ms"] for l in full], "s:", color="tab:red", alpha=0.6, label="p99, full handshakes (ms)")
-if all(paced):
+if paced and all(paced):
     b2.plot(n, [l["p99_ms"] for l in paced], "^-.", color="tab:purple",
             label=f"p99, each paced at {paced[0]['rate_per_submitter']:g} batches/s (ms)")
 b2.axhline(5, color="tab:red", linewidth=0.8, alpha=0.5)
