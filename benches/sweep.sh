@@ -5,7 +5,7 @@
 # the clients), each with the kernel's floor and ratio of the same run. One
 # JSON line per run, to benches/sweep.jsonl; then benches/plot.py draws them.
 #
-#     benches/sweep.sh                 # about 6 minutes on 2 cores
+#     benches/sweep.sh                 # about 7 minutes on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=benches/sweep.jsonl
