@@ -112,8 +112,8 @@ import json, sys
 rows, secs, client_kib, server_kib, unseal = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 py = json.load(open(sys.argv[6]))
 kernel = json.loads(sys.argv[7])
-latency = json.loads(sys.argv[8])
-runs = {"closed loop": latency, "full handshakes": json.loads(sys.argv[10]), "paced": json.loads(sys.argv[11])}
+latency, full, paced = json.loads(sys.argv[8]), json.loads(sys.argv[10]), json.loads(sys.argv[11])
+runs = {"closed loop": latency, "full handshakes": full, "paced": paced}
 failed = {k: r["failed"] for k, r in runs.items() if r and r["failed"]}
 if failed:
     sys.exit(f"latency runs with failed requests: {failed}")
@@ -135,7 +135,7 @@ print(json.dumps({
     "unseal_seconds": unseal,
     "latency_clients": int(sys.argv[9]),
     "latency_100_rows": latency,
-    "latency_100_rows_full_handshake": json.loads(sys.argv[10]),
-    "latency_100_rows_paced": json.loads(sys.argv[11]),
+    "latency_100_rows_full_handshake": full,
+    "latency_100_rows_paced": paced,
 }))
 EOF

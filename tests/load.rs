@@ -40,9 +40,6 @@ fn write_batch(dir: &Path, tag: &str, rows: u64, seed: u64) -> PathBuf {
     path
 }
 
-/// Checks an answer file against its batch: the same indexes in the same
-/// order, every line `ok`, and the code of one line in `sample` (and of
-/// the first and last) equal to the HMAC under the imported K_1.
 /// A CSV batch of NIRs from `input`, its answer to `output`.
 fn derive_csv<'a>(input: &'a Path, output: &'a Path) -> Submission<'a> {
     Submission {
@@ -56,6 +53,9 @@ fn derive_csv<'a>(input: &'a Path, output: &'a Path) -> Submission<'a> {
     }
 }
 
+/// Checks an answer file against its batch: the same indexes in the same
+/// order, every line `ok`, and the code of one line in `sample` (and of
+/// the first and last) equal to the HMAC under the imported K_1.
 fn check_answer(answer: &Path, tag: &str, rows: u64, seed: u64, sample: u64) -> Result<(), String> {
     let text = std::fs::read_to_string(answer).map_err(|e| format!("{tag}: {e}"))?;
     let mut lines = text.lines();

@@ -187,8 +187,8 @@ impl KeyedMac {
         }
     }
 
-    /// One code replaced by its HMAC, without SHA-NI.
-    fn mac_code_in_place(&self, code: &mut [u8; 32]) {
+    /// One code replaced by its HMAC (without SHA-NI, or alone).
+    pub(super) fn mac_code_in_place(&self, code: &mut [u8; 32]) {
         let mut out = [0u8; 32];
         self.mac_short(code, &mut out);
         code.copy_from_slice(&out);

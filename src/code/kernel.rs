@@ -7,8 +7,6 @@
 //! otherwise), two compressions a generation each; an odd record at the
 //! end goes alone.
 
-use zeroize::Zeroize;
-
 use super::hmac::KeyedMac;
 use super::{Code, CODE_LEN};
 use crate::nir::BODY_LEN;
@@ -120,10 +118,7 @@ fn skip(states: &[KeyedMac], g: u32) -> usize {
 }
 
 fn renew_one(states: &[KeyedMac], code: &mut [u8; CODE_LEN]) {
-    let mut tmp = [0u8; CODE_LEN];
     for s in states {
-        s.mac(&code[..], &mut tmp);
-        code.copy_from_slice(&tmp);
+        s.mac_code_in_place(code);
     }
-    tmp.zeroize();
 }

@@ -200,9 +200,10 @@ impl KeyChain {
 /// `rounds` SHA-256 compressions in each of `states.len()` (1 to 4)
 /// independent streams, interleaved round for round on SHA-NI: what
 /// `examples/kernel_ratio` measures to show how many lanes the kernel
-/// should interleave (it runs four, and two for what is left). Stream `l` compresses `states[l]` with
-/// `blocks[l]`, the block's first word XORed with the compression's number
-/// (0, 1, …). False, and nothing done, without SHA-NI.
+/// should interleave (it runs four, and two for what is left). Stream `l`
+/// compresses `states[l]` with `blocks[l]`, the block's first word XORed
+/// with the compression's number (0, 1, …). False, and nothing done,
+/// without SHA-NI.
 ///
 /// # Panics
 /// If there are not 1 to 4 states, or not as many blocks.
@@ -277,15 +278,19 @@ mod tests {
         code.try_into().expect("32 bytes")
     }
 
-    #[test]
-    fn the_kernel_agrees_with_the_hmac_crate_over_generations_both_paths() {
-        // SHA-NI when this CPU has it, then the portable path, forced on
-        // this thread.
+    /// Runs `f` on SHA-NI when this CPU has it, then on the portable path,
+    /// forced on this thread; `f` is told which.
+    fn on_both_paths(mut f: impl FnMut(bool)) {
         for portable in [false, true] {
             shani::PORTABLE.set(portable);
-            kernel_agrees_over_generations();
+            f(portable);
         }
         shani::PORTABLE.set(false);
+    }
+
+    #[test]
+    fn the_kernel_agrees_with_the_hmac_crate_over_generations_both_paths() {
+        on_both_paths(|_| kernel_agrees_over_generations());
     }
 
     fn kernel_agrees_over_generations() {
@@ -345,8 +350,7 @@ mod tests {
         let olds: Vec<Code> = (0..from.len())
             .map(|_| Code::from_bytes(rng.gen()))
             .collect();
-        for portable in [false, true] {
-            shani::PORTABLE.set(portable);
+        on_both_paths(|portable| {
             for n in 0..=from.len() {
                 let mut codes = olds[..n].to_vec();
                 chain.renew_batch(&from[..n], &mut codes);
@@ -355,8 +359,7 @@ mod tests {
                     assert_eq!(c.as_bytes(), &want, "code {i} of {n}, portable: {portable}");
                 }
             }
-        }
-        shani::PORTABLE.set(false);
+        });
     }
 
     #[test]
@@ -392,8 +395,7 @@ mod tests {
                 .filter(|(c, w)| c.as_bytes() != *w)
                 .count()
         };
-        for portable in [false, true] {
-            shani::PORTABLE.set(portable);
+        on_both_paths(|portable| {
             let mut codes = vec![Code::default(); MANY];
             one.derive_batch(&bodies, &mut codes);
             assert_eq!(wrong(&codes, &derived), 0, "derive, portable: {portable}");
@@ -407,8 +409,7 @@ mod tests {
             let mut codes = olds.clone();
             three.renew_batch(&from, &mut codes);
             assert_eq!(wrong(&codes, &renewed), 0, "renewal, portable: {portable}");
-        }
-        shani::PORTABLE.set(false);
+        });
     }
 
     #[test]
